@@ -1,0 +1,5 @@
+"""Allow ``python -m assetd``."""
+
+from assetd.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,313 @@
+"""The ``assetd`` command line: parse, build the configuration once, run one command.
+
+Only this module maps errors to exit codes: 0 done, 2 bad usage or configuration,
+3 no daemon answering, 1 anything else. Heavy imports wait until a command needs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from assetd import __version__
+from assetd.config import Config, load_config, parse_root_flag
+from assetd.exceptions import (
+    AssetdError,
+    CatalogError,
+    ConfigError,
+    InvalidRequestError,
+    NotFoundError,
+)
+
+if TYPE_CHECKING:
+    from assetd.db import Catalog
+
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NO_DAEMON = 0, 1, 2, 3
+DAY_S = 86400.0
+
+log = logging.getLogger("assetd")
+
+
+class UsageError(AssetdError):
+    """A command-line argument is malformed (exit 2)."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING, format="assetd: %(levelname)s: %(message)s", stream=sys.stderr
+    )
+    if not getattr(args, "handler", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        config = load_config(
+            config_file=args.config,
+            database=args.db,
+            roots=[parse_root_flag(r) for r in args.root] if args.root else None,
+            listen=args.listen,
+        )
+        return int(args.handler(args, config))
+    except (ConfigError, UsageError, InvalidRequestError) as exc:
+        return _fail(EXIT_USAGE, exc)
+    except (NotFoundError, CatalogError, AssetdError) as exc:
+        return _fail(EXIT_ERROR, exc)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # Someone piped us into `head`: not an error worth a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
+
+
+def _fail(code: int, exc: BaseException) -> int:
+    print(f"assetd: {exc}", file=sys.stderr)
+    return code
+
+
+# -- the parser ---------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE", help="TOML configuration file")
+    common.add_argument("--db", metavar="URL", help="catalog database URL (peewee db_url form)")
+    common.add_argument(
+        "--root",
+        metavar="NAME=PATH",
+        action="append",
+        default=[],
+        help="a root to own (repeatable; replaces the file's roots)",
+    )
+    common.add_argument("--listen", metavar="HOST:PORT", help="feed address")
+
+    parser = argparse.ArgumentParser(
+        prog="assetd", description="A live, durable catalog of the files under a few folders."
+    )
+    parser.add_argument("--version", action="version", version=f"assetd {__version__}")
+    sub = parser.add_subparsers(metavar="COMMAND")
+
+    def command(name: str, handler: Callable[..., int], help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=help_, description=help_)
+        p.set_defaults(handler=handler)
+        return p
+
+    p = command("scan", cmd_scan, "run one full seeder pass over the named roots, then exit")
+    p.add_argument("roots", nargs="*", metavar="ROOT", help="root names (all by default)")
+    p.add_argument("--prune-first", action="store_true", help="prune before scanning")
+    p.add_argument("--no-hash", action="store_true", help="register files without hashing")
+
+    p = command("ls", cmd_ls, "list file locations")
+    p.add_argument("--in", dest="in_root", metavar="ROOT", help="only this root")
+    p.add_argument("--tag", metavar="T", help="only assets with this tag")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--missing", action="store_true", help="only missing locations")
+    group.add_argument("--include-missing", action="store_true", help="missing ones too")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    p = command("tag", cmd_tag, "add or remove user tags of the asset at PATH")
+    p.add_argument("action", choices=["add", "rm"])
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("tags", nargs="+", metavar="TAG")
+
+    p = command("meta", cmd_meta, "read or change the user metadata of the asset at PATH")
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("pairs", nargs="*", metavar="KEY=VALUE", help="KEY=string or KEY:=JSON")
+    p.add_argument("--unset", nargs="+", default=[], metavar="KEY", help="keys to remove")
+
+    p = command("restore", cmd_restore, "restore missing locations whose files exist again")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+
+    command("prune", cmd_prune, "mark missing every location outside all configured roots")
+
+    p = command("cleanup", cmd_cleanup, "hard-delete unreferenced assets (the only hard delete)")
+    p.add_argument("--dry-run", action="store_true", help="count, delete nothing")
+    p.add_argument(
+        "--missing-older-than",
+        type=_days,
+        metavar="DAYS",
+        help="also delete assets whose every location has been missing this long",
+    )
+    return parser
+
+
+COMMANDS = ("scan", "ls", "tag", "meta", "restore", "prune", "cleanup")
+
+
+def _days(text: str) -> float:
+    try:
+        days = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of days: {text!r}") from None
+    if days < 0:
+        raise argparse.ArgumentTypeError("days must not be negative")
+    return days
+
+
+# -- helpers ------------------------------------------------------------------------
+
+
+def _open(config: Config) -> Catalog:
+    from assetd.db import Catalog
+
+    return Catalog(config.database)
+
+
+def _cli_path(text: str) -> bytes:
+    """A path as typed, made absolute with its folder resolved (as roots are)."""
+    absolute = os.path.abspath(text)
+    folder, name = os.path.split(absolute)
+    return os.fsencode(os.path.join(os.path.realpath(folder), name))
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def _need_roots(config: Config) -> None:
+    if not config.roots:
+        raise ConfigError("no roots configured: pass --root NAME=PATH or a configuration file")
+
+
+# -- the commands -------------------------------------------------------------------
+
+
+def cmd_scan(args: argparse.Namespace, config: Config) -> int:
+    from assetd.progress import ProgressBar
+    from assetd.seeder import AssetSeeder
+
+    _need_roots(config)
+    names = args.roots or None
+    for name in names or ():
+        config.root(name)  # ConfigError for an unknown root, before anything is written
+    catalog = _open(config)
+    bar = ProgressBar.for_stream(sys.stderr)
+    seeder = AssetSeeder(
+        catalog, config.roots, follow_symlinks=config.follow_symlinks, on_event=bar.on_event
+    )
+    try:
+        seeder.start(names, prune_first=args.prune_first, compute_hashes=not args.no_hash)
+        seeder.wait()
+    except KeyboardInterrupt:
+        seeder.cancel()
+        seeder.wait()
+        raise
+    finally:
+        bar.close()
+    status = seeder.get_status()
+    progress = status["progress"] or {}
+    keys = ("scanned", "total", "created", "skipped", "hashed", "marked_missing", "restored")
+    summary = {key: progress.get(key, 0) for key in keys}
+    summary["modified"] = progress.get("modified", 0)
+    summary["errors"] = len(status["errors"])
+    _print_json(summary)
+    failed = any(e["message"].startswith("scan failed") for e in status["errors"])
+    return EXIT_ERROR if failed else EXIT_OK
+
+
+def cmd_ls(args: argparse.Namespace, config: Config) -> int:
+    catalog = _open(config)
+    after: bytes | None = None
+    out = sys.stdout.buffer
+    while True:
+        items, after = catalog.list_locations(
+            root=args.in_root,
+            tag=args.tag,
+            include_missing=args.include_missing,
+            missing_only=args.missing,
+            limit=1000,
+            after=after,
+        )
+        for item in items:
+            if args.json:
+                out.write(json.dumps(item, ensure_ascii=False).encode() + b"\n")
+            else:
+                out.write(_ls_line(item) + b"\n")
+        if after is None:
+            break
+    out.flush()
+    return EXIT_OK
+
+
+def _ls_line(item: dict[str, Any]) -> bytes:
+    import base64
+
+    path = (
+        base64.b64decode(item["path_bytes_b64"])
+        if "path_bytes_b64" in item
+        else item["path"].encode()
+    )
+    digest = (item["hash"] or "unhashed").removeprefix("blake3:")[:12]
+    flag = "MISSING " if item["is_missing"] else ""
+    meta = f"{flag}{item['root']} {item['size']} {digest} [{','.join(item['tags'])}]"
+    return path + b"\t" + meta.encode()
+
+
+def cmd_tag(args: argparse.Namespace, config: Config) -> int:
+    catalog = _open(config)
+    path = _cli_path(args.path)
+    if args.action == "add":
+        tags = catalog.change_tags(path, add=args.tags)
+    else:
+        tags = catalog.change_tags(path, remove=args.tags)
+    _print_json(tags)
+    return EXIT_OK
+
+
+def cmd_meta(args: argparse.Namespace, config: Config) -> int:
+    updates: dict[str, Any] = {}
+    for pair in args.pairs:
+        if ":=" in pair:
+            key, raw = pair.split(":=", 1)
+            try:
+                updates[key] = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise UsageError(f"{pair!r}: the value after := must be JSON ({exc.msg})") from exc
+        elif "=" in pair:
+            key, value = pair.split("=", 1)
+            updates[key] = value
+        else:
+            raise UsageError(f"{pair!r}: expected KEY=VALUE or KEY:=JSON")
+        if not key:
+            raise UsageError(f"{pair!r}: the key is empty")
+    catalog = _open(config)
+    _print_json(catalog.change_metadata(_cli_path(args.path), updates, args.unset))
+    return EXIT_OK
+
+
+def cmd_restore(args: argparse.Namespace, config: Config) -> int:
+    from assetd.ingest import restore_paths
+
+    catalog = _open(config)
+    restored = restore_paths(
+        catalog, [_cli_path(p) for p in args.paths], follow_symlinks=config.follow_symlinks
+    )
+    _print_json({"restored": restored})
+    return EXIT_OK
+
+
+def cmd_prune(args: argparse.Namespace, config: Config) -> int:
+    from assetd.paths import get_all_known_prefixes
+
+    _need_roots(config)
+    catalog = _open(config)
+    marked = catalog.mark_missing_outside_prefixes_safely(get_all_known_prefixes(config.roots))
+    _print_json({"marked": marked})
+    return EXIT_OK
+
+
+def cmd_cleanup(args: argparse.Namespace, config: Config) -> int:
+    catalog = _open(config)
+    age = args.missing_older_than * DAY_S if args.missing_older_than is not None else None
+    deleted = catalog.cleanup_unreferenced_assets(age, dry_run=args.dry_run)
+    _print_json({"deleted": deleted})
+    return EXIT_OK

@@ -1,0 +1,79 @@
+"""What a stat means for a catalog row: the pure decision at the heart of every pass.
+
+No I/O here. The seeder and the reconciler stat a path, load its cache state, and ask
+:func:`decide` what happened; they then act on the answer.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from dataclasses import dataclass
+
+__all__ = ["CachedState", "Decision", "FileStat", "Outcome", "decide"]
+
+
+@dataclass(frozen=True, slots=True)
+class FileStat:
+    """The parts of a stat that say whether a file's content may have changed."""
+
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    inode: int
+    device: int
+
+    @classmethod
+    def from_os(cls, st: os.stat_result) -> FileStat:
+        return cls(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+
+
+@dataclass(frozen=True, slots=True)
+class CachedState:
+    """What the catalog remembers of one file location."""
+
+    id: int
+    path: bytes
+    root: str
+    asset_id: int
+    stat: FileStat
+    needs_verify: bool
+    is_missing: bool
+    hash: str | None = None  # the hash of the location's asset
+
+
+class Outcome(enum.Enum):
+    """What happened at a path since the catalog last looked."""
+
+    NOTHING = "nothing"  # no file, no live row: nothing to do
+    UNCHANGED = "unchanged"  # same stat, hash trusted
+    VERIFY = "verify"  # same size and mtime but a reason to re-hash; no change to report yet
+    NEW = "new"
+    MODIFIED = "modified"
+    MISSING = "missing"
+    RESTORED = "restored"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    outcome: Outcome
+    rehash: bool = False
+
+
+def decide(stat: FileStat | None, state: CachedState | None) -> Decision:
+    """Compare a file's stat (None: no regular file there) with its cache state."""
+    if stat is None:
+        if state is None or state.is_missing:
+            return Decision(Outcome.NOTHING)
+        return Decision(Outcome.MISSING)
+    if state is None:
+        return Decision(Outcome.NEW, rehash=True)
+    content_moved = (stat.size, stat.mtime_ns) != (state.stat.size, state.stat.mtime_ns)
+    identity_moved = stat != state.stat  # inode, device or ctime: replaced, or only chmod
+    if state.is_missing:
+        return Decision(Outcome.RESTORED, rehash=identity_moved or state.needs_verify)
+    if content_moved:
+        return Decision(Outcome.MODIFIED, rehash=True)
+    if identity_moved or state.needs_verify:
+        return Decision(Outcome.VERIFY, rehash=True)
+    return Decision(Outcome.UNCHANGED)

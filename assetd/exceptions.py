@@ -1,0 +1,55 @@
+"""The exceptions assetd raises.
+
+::
+
+    AssetdError
+     ├── ConfigError          the configuration or the command line is invalid (exit 2)
+     ├── CatalogError         the catalog cannot be opened, read or written
+     │    └── SchemaError     the catalog's schema is newer than this assetd, or broken
+     ├── ScanError            a seeder pass could not run (never raised for one bad file)
+     ├── InvalidRequestError  a malformed argument (a bad tag, a path outside every root)
+     └── NotFoundError        a path or asset the caller named is not in the catalog
+
+Errors from the operating system and the database driver are translated at the
+boundary with ``raise ... from exc``; only the command line maps them to exit codes.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AssetdError",
+    "CatalogError",
+    "ConfigError",
+    "InvalidRequestError",
+    "NotFoundError",
+    "ScanError",
+    "SchemaError",
+]
+
+
+class AssetdError(Exception):
+    """Base class of every error assetd raises on purpose."""
+
+
+class ConfigError(AssetdError):
+    """The configuration file or the command line is invalid."""
+
+
+class CatalogError(AssetdError):
+    """The catalog cannot be opened, read or written."""
+
+
+class SchemaError(CatalogError):
+    """The catalog's schema version is not one this assetd can use."""
+
+
+class ScanError(AssetdError):
+    """A seeder pass could not run at all."""
+
+
+class NotFoundError(AssetdError):
+    """A path or asset named by the caller is not in the catalog."""
+
+
+class InvalidRequestError(AssetdError):
+    """An argument from a caller is malformed."""

@@ -1,0 +1,103 @@
+"""BLAKE3 content hashes of files, taken safely: never blocking, never torn."""
+
+from __future__ import annotations
+
+import mmap
+import os
+import stat as stat_mod
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from blake3 import blake3
+
+from assetd.decide import FileStat
+
+__all__ = [
+    "RACY_WINDOW_NS",
+    "FileChangedError",
+    "HashResult",
+    "NotRegularFileError",
+    "hash_file",
+]
+
+# A file modified this close to the moment it was hashed may change again within the
+# same timestamp tick, invisibly to stat; its hash is kept but verified on the next pass.
+RACY_WINDOW_NS = 2_000_000_000
+# Below this, one read() is cheapest; above, mmap avoids copying into Python.
+READ_LIMIT = 1 << 20
+# Above this, BLAKE3's tree mode spreads one file over every core.
+THREADED_LIMIT = 16 << 20
+PREFIX = "blake3:"
+
+
+class NotRegularFileError(OSError):
+    """The path is a FIFO, socket, device, folder or (unfollowed) symlink."""
+
+
+class FileChangedError(OSError):
+    """The file kept changing while it was hashed."""
+
+
+@dataclass(frozen=True, slots=True)
+class HashResult:
+    hash: str  # "blake3:<64 hex>"
+    stat: FileStat  # the stat that describes the hashed content
+    racy: bool  # modified within RACY_WINDOW_NS of hashing: verify again later
+
+
+def hash_file(
+    path: bytes,
+    *,
+    follow_symlinks: bool = False,
+    attempts: int = 3,
+    now_ns: Callable[[], int] = time.time_ns,
+) -> HashResult:
+    """Hash the regular file at ``path``; re-stat afterwards and retry if it changed.
+
+    Raises ``FileNotFoundError`` when it vanished, :class:`NotRegularFileError` when it
+    is not a regular file (a FIFO is never opened for reading, so this cannot hang),
+    :class:`FileChangedError` when it changed during every attempt, and other
+    ``OSError`` as the system reports them.
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
+    if not follow_symlinks:
+        flags |= os.O_NOFOLLOW
+    for _ in range(attempts):
+        started = now_ns()
+        try:
+            fd = os.open(path, flags)
+        except OSError as exc:
+            if exc.errno == getattr(os, "ELOOP", 40) and not follow_symlinks:
+                raise NotRegularFileError(exc.errno, "is a symlink", os.fsdecode(path)) from exc
+            raise
+        try:
+            before = os.fstat(fd)
+            if not stat_mod.S_ISREG(before.st_mode):
+                raise NotRegularFileError(0, "not a regular file", os.fsdecode(path))
+            settled = before.st_mtime_ns <= started - RACY_WINDOW_NS
+            digest = _digest(fd, before.st_size, mapped=settled)
+        finally:
+            os.close(fd)
+        after = os.stat(path, follow_symlinks=follow_symlinks)
+        seen = FileStat.from_os(before)
+        if FileStat.from_os(after) == seen:
+            racy = seen.mtime_ns > started - RACY_WINDOW_NS
+            return HashResult(PREFIX + digest, seen, racy)
+    raise FileChangedError(0, "changed while being hashed", os.fsdecode(path))
+
+
+def _digest(fd: int, size: int, *, mapped: bool) -> str:
+    hasher = blake3(max_threads=blake3.AUTO if size >= THREADED_LIMIT else 1)
+    # mmap only files that have settled: a mapped file truncated under us would raise
+    # SIGBUS and kill the daemon, while a read() merely comes back short.
+    if mapped and size > READ_LIMIT:
+        try:
+            with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as view:
+                hasher.update(view)
+            return hasher.hexdigest()
+        except ValueError:  # emptied since fstat: read what is there
+            pass
+    while chunk := os.read(fd, READ_LIMIT):
+        hasher.update(chunk)
+    return hasher.hexdigest()

@@ -1,0 +1,166 @@
+"""The catalog's tables (peewee models) and the migrations that build and upgrade them.
+
+Models are defined per database by :func:`define_models`, so that no model is bound to
+a global database at import time and two catalogs can be open in one process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import peewee as pw
+from playhouse.migrate import SchemaMigrator, migrate
+
+__all__ = ["SCHEMA_VERSION", "Models", "define_models", "migrations"]
+
+_U64 = 1 << 64
+_I64_MAX = (1 << 63) - 1
+
+
+class U64Field(pw.BigIntegerField):
+    """An unsigned 64-bit number (inode, device) in a signed BIGINT column."""
+
+    def db_value(self, value: int | None) -> int | None:
+        return value - _U64 if value is not None and value > _I64_MAX else value
+
+    def python_value(self, value: int | None) -> int | None:
+        return value + _U64 if value is not None and value < 0 else value
+
+
+@dataclass(frozen=True)
+class Models:
+    """The model classes bound to one database."""
+
+    Info: Any
+    Root: Any
+    Sequence: Any
+    Asset: Any
+    Location: Any
+    Tag: Any
+    Change: Any
+
+    def all(self) -> list[Any]:
+        return [
+            self.Info,
+            self.Root,
+            self.Sequence,
+            self.Asset,
+            self.Location,
+            self.Tag,
+            self.Change,
+        ]
+
+
+def define_models(database: pw.Database) -> Models:
+    """The current schema's models, bound to ``database``."""
+
+    class Base(pw.Model):
+        class Meta:
+            legacy_table_names = False
+
+    Base._meta.set_database(database)
+
+    class Info(Base):
+        """Catalog-wide facts: schema version, catalog id."""
+
+        key = pw.TextField(primary_key=True)
+        value = pw.TextField()
+
+        class Meta:
+            table_name = "catalog_info"
+
+    class Root(Base):
+        """A root as last scanned: its prefix turns location paths into folder tags."""
+
+        name = pw.TextField(primary_key=True)
+        prefix = pw.BlobField()
+
+        class Meta:
+            table_name = "root_info"
+
+    class Sequence(Base):
+        """The change log's counter; updating the row serialises writers on every engine."""
+
+        name = pw.TextField(primary_key=True)
+        value = pw.BigIntegerField()
+
+        class Meta:
+            table_name = "sequence_counter"
+
+    class Asset(Base):
+        """Content identity; tags and user metadata hang here and follow the content."""
+
+        hash = pw.TextField(null=True, unique=True)
+        size_bytes = pw.BigIntegerField()
+        mime_type = pw.TextField(null=True)
+        user_metadata = pw.TextField(default="{}")
+        created_at = pw.DoubleField()
+        # Set while the asset has no live location: the age of its tombstone.
+        missing_since = pw.DoubleField(null=True)
+
+    class Location(Base):
+        """One file location (a "cache state"): where the content was last seen."""
+
+        file_path = pw.BlobField(unique=True)
+        root = pw.TextField(index=True)
+        asset = pw.ForeignKeyField(Asset, backref="locations", index=True)
+        size = pw.BigIntegerField()
+        mtime_ns = pw.BigIntegerField()
+        ctime_ns = pw.BigIntegerField()
+        inode = U64Field()
+        device = U64Field()
+        needs_verify = pw.BooleanField(default=True)
+        is_missing = pw.BooleanField(default=False)
+        missing_since = pw.DoubleField(null=True)
+
+        class Meta:
+            table_name = "cache_state"
+
+    class Tag(Base):
+        """A tag on an asset: given by a user, or derived by assetd (``auto``)."""
+
+        asset = pw.ForeignKeyField(Asset, backref="tag_rows", on_delete="CASCADE")
+        name = pw.TextField(index=True)
+        origin = pw.TextField()  # "user" | "auto"
+
+        class Meta:
+            indexes = ((("asset", "name", "origin"), True),)
+
+    class Change(Base):
+        """The change log: one row per committed change, the feed's replay source."""
+
+        seq = pw.BigIntegerField(primary_key=True)
+        ts = pw.DoubleField()
+        op = pw.TextField()
+        root = pw.TextField(null=True)
+        body = pw.TextField()  # the change message as JSON, without "type" and "seq"
+
+    return Models(Info, Root, Sequence, Asset, Location, Tag, Change)
+
+
+Migration = Callable[[pw.Database, Models], None]
+
+
+def _v1_initial(db: pw.Database, models: Models) -> None:
+    # Later migrations that add columns must replace this with frozen copies of the
+    # version-1 models, so that version 1 always creates the version-1 shape.
+    db.create_tables(models.all())
+    models.Sequence.create(name="change", value=0)
+
+
+def _v2_change_ts_index(db: pw.Database, models: Models) -> None:
+    # Retention by age scans the change log by time.
+    migrate(SchemaMigrator.from_database(db).add_index("change", ("ts",), False))
+
+
+def migrations() -> list[tuple[int, str, Migration]]:
+    """Every schema version in order: (version, what it does, how)."""
+    return [
+        (1, "initial tables", _v1_initial),
+        (2, "index the change log by time", _v2_change_ts_index),
+    ]
+
+
+SCHEMA_VERSION = migrations()[-1][0]

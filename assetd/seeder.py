@@ -1,0 +1,316 @@
+"""The full pass over some roots, and the AssetSeeder state machine that runs it.
+
+A pass has two phases. First it walks each root and merges the walk with the catalog's
+rows in path order, registering every file from its stat alone (the catalog is
+complete and browsable before any hash exists) and marking missing what is gone. Then
+it hashes what is new or changed, in a small pool, writing results in batches.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from typing import Any
+
+from assetd.config import RootConfig
+from assetd.db import CHUNK, Catalog
+from assetd.decide import CachedState
+from assetd.exceptions import InvalidRequestError, ScanError
+from assetd.ingest import (
+    Observation,
+    Tally,
+    apply_hashes,
+    apply_observations,
+    hash_states,
+    observe,
+)
+from assetd.paths import ExcludeMatcher, get_all_known_prefixes, path_json, prefix_upper_bound
+from assetd.walk import Entry, Problem, Unlisted, walk_root
+
+__all__ = ["AssetSeeder", "SeederBusyError", "SeederState", "scan_root"]
+
+log = logging.getLogger(__name__)
+
+EventSink = Callable[[str, dict[str, Any]], None]
+MAX_ERRORS = 200  # kept in the status; the log has them all
+
+
+class SeederState(enum.Enum):
+    IDLE = "IDLE"
+    RUNNING = "RUNNING"
+    CANCELLING = "CANCELLING"
+
+
+class SeederBusyError(ScanError):
+    """The seeder is running a pass; the request needs it idle."""
+
+
+class _Cancelled(Exception):
+    pass
+
+
+class AssetSeeder:
+    """Runs one pass at a time in its own thread; every method is thread-safe."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        roots: Sequence[RootConfig],
+        *,
+        follow_symlinks: bool = False,
+        on_event: EventSink | None = None,
+        progress_interval: float = 0.25,
+        hash_workers: int = 2,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.catalog = catalog
+        self.roots = tuple(roots)
+        self.follow_symlinks = follow_symlinks
+        self.on_event = on_event or (lambda _type, _data: None)
+        self.progress_interval = progress_interval
+        self.hash_workers = hash_workers
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._state = SeederState.IDLE
+        self._thread: threading.Thread | None = None
+        self._idle = threading.Event()
+        self._idle.set()
+        self._cancel = threading.Event()
+        self._tally: Tally | None = None
+        self._last_progress: dict[str, Any] | None = None
+        self._phase = ""
+        self._errors: list[dict[str, Any]] = []
+        self._last_emit = 0.0
+
+    # -- control --------------------------------------------------------------------
+
+    def start(
+        self,
+        roots: Sequence[str] | None = None,
+        prune_first: bool = False,
+        compute_hashes: bool = True,
+    ) -> bool:
+        """Start a pass over the named roots (all by default); False unless IDLE."""
+        selected = self._select(roots)
+        with self._lock:
+            if self._state is not SeederState.IDLE:
+                return False
+            self._state = SeederState.RUNNING
+            self._idle.clear()
+            self._cancel.clear()
+            self._tally = Tally()
+            self._errors = []
+            self._phase = "registering"
+            self._thread = threading.Thread(
+                target=self._run,
+                args=(selected, prune_first, compute_hashes),
+                name="assetd-seeder",
+                daemon=True,
+            )
+            self._thread.start()
+        return True
+
+    def cancel(self) -> bool:
+        """Ask the running pass to stop after its current batch; False when IDLE."""
+        with self._lock:
+            if self._state is SeederState.IDLE:
+                return False
+            self._state = SeederState.CANCELLING
+            self._cancel.set()
+            return True
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until IDLE; True if it is."""
+        return self._idle.wait(timeout)
+
+    def shutdown(self, timeout: float | None = 10.0) -> None:
+        """Cancel any pass and wait for its thread to end."""
+        self.cancel()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+
+    def get_status(self) -> dict[str, Any]:
+        with self._lock:
+            state = self._state
+            errors = list(self._errors)
+        progress = self._progress() if state is not SeederState.IDLE else self._last_progress
+        return {"state": state.value, "progress": progress, "errors": errors}
+
+    def prune_orphans(self) -> int:
+        """Mark missing every location outside the configured roots; refuses unless IDLE."""
+        with self._lock:
+            if self._state is not SeederState.IDLE:
+                raise SeederBusyError("a scan is running; prune when it has finished")
+            self._state = SeederState.RUNNING
+            self._idle.clear()
+        try:
+            return self.catalog.mark_missing_outside_prefixes_safely(
+                get_all_known_prefixes(self.roots)
+            )
+        finally:
+            with self._lock:
+                self._state = SeederState.IDLE
+                self._idle.set()
+
+    # -- the pass -------------------------------------------------------------------
+
+    def _select(self, names: Sequence[str] | None) -> list[RootConfig]:
+        if names is None:
+            return list(self.roots)
+        by_name = {root.name: root for root in self.roots}
+        unknown = [name for name in names if name not in by_name]
+        if unknown:
+            raise InvalidRequestError(f"unknown root {unknown[0]!r}")
+        return [by_name[name] for name in dict.fromkeys(names)]
+
+    def _run(self, roots: list[RootConfig], prune_first: bool, compute_hashes: bool) -> None:
+        tally = self._tally
+        assert tally is not None
+        outcome = "assets.seed.completed"
+        self.on_event("assets.seed.started", {"roots": [r.name for r in roots]})
+        try:
+            if prune_first:
+                tally.marked_missing += self.catalog.mark_missing_outside_prefixes_safely(
+                    get_all_known_prefixes(self.roots)
+                )
+            self.catalog.register_roots((r.name, r.prefix) for r in self.roots)
+            online = [root for root in roots if self._online(root)]
+            for root in online:
+                self._register(root, tally)
+            if compute_hashes:
+                self._phase = "hashing"
+                self._hash([root.prefix for root in online], tally)
+        except _Cancelled:
+            outcome = "assets.seed.cancelled"
+        except Exception as exc:  # a pass must end in IDLE whatever happens
+            log.exception("scan failed")
+            self._error(None, f"scan failed: {exc}")
+            outcome = "assets.seed.error"
+        finally:
+            self._phase = "done"
+            progress = self._progress()
+            with self._lock:
+                self._last_progress = progress
+                self._state = SeederState.IDLE
+            data = dict(progress)
+            if outcome == "assets.seed.error":
+                data["errors"] = self.get_status()["errors"]
+            self.on_event(outcome, data)
+            self._idle.set()
+
+    def _online(self, root: RootConfig) -> bool:
+        if os.path.isdir(root.path):
+            return True
+        self._error(root.name, f"root {root.name!r} is offline: {root.path} is not a folder")
+        return False
+
+    def _register(self, root: RootConfig, tally: Tally) -> None:
+        """Phase one for one root: merge the walk with the catalog, in batches."""
+        batch: list[Observation] = []
+        for obs in scan_root(self.catalog, root, self.follow_symlinks, self._walk_problem, tally):
+            batch.append(obs)
+            if len(batch) >= CHUNK:
+                self._write(batch, tally)
+                batch = []
+        if batch:
+            self._write(batch, tally)
+
+    def _write(self, batch: list[Observation], tally: Tally) -> None:
+        apply_observations(self.catalog, batch, tally)
+        self._tick()
+
+    def _hash(self, prefixes: list[bytes], tally: Tally) -> None:
+        """Phase two: hash every live location under ``prefixes`` whose hash is stale."""
+        tally.to_hash = self.catalog.count_pending_hash(prefixes)
+        after = 0
+        with ThreadPoolExecutor(self.hash_workers, thread_name_prefix="assetd-hash") as pool:
+            while ids := self.catalog.pending_hash_ids(prefixes, after=after, limit=CHUNK):
+                after = ids[-1]
+                states = self.catalog.get_states_by_id(ids)
+                outcomes = hash_states(states, pool=pool, follow_symlinks=self.follow_symlinks)
+                before = len(tally.errors)
+                apply_hashes(self.catalog, outcomes, tally)
+                for entry in tally.errors[before:]:
+                    self._error(None, entry["message"], entry["path"])
+                self._tick()
+
+    def _tick(self) -> None:
+        """Between batches: honour a cancel, and report progress a few times a second."""
+        if self._cancel.is_set():
+            raise _Cancelled
+        now = self.clock()
+        if now - self._last_emit >= self.progress_interval:
+            self._last_emit = now
+            self.on_event("assets.seed.progress", self._progress())
+
+    def _progress(self) -> dict[str, Any]:
+        tally = self._tally or Tally()
+        data = asdict(tally)
+        data.pop("errors")
+        data["phase"] = self._phase
+        return data
+
+    def _walk_problem(self, root: str, path: bytes, message: str) -> None:
+        self._error(root, message, path)
+
+    def _error(self, root: str | None, message: str, path: bytes | None = None) -> None:
+        entry: dict[str, Any] = {"root": root, "message": message}
+        if path is not None:
+            entry.update(path_json(path))
+        log.warning("%s%s", f"{entry.get('path')}: " if path is not None else "", message)
+        with self._lock:
+            if len(self._errors) < MAX_ERRORS:
+                self._errors.append(entry)
+
+
+def scan_root(
+    catalog: Catalog,
+    root: RootConfig,
+    follow_symlinks: bool,
+    on_problem: Callable[[str, bytes, str], None],
+    tally: Tally,
+) -> Iterator[Observation]:
+    """Merge the walk of ``root`` with its catalog rows; yield what each path means.
+
+    Both streams are in byte order, so the merge holds one row and one file at a time.
+    Rows under a folder that could not be listed are left exactly as they are.
+    """
+    walk = walk_root(
+        root.prefix[:-1] if root.prefix != b"/" else b"/",
+        exclude=ExcludeMatcher(root.exclude),
+        follow_symlinks=follow_symlinks,
+    )
+    rows = catalog.iter_states(root.prefix)
+    row: CachedState | None = next(rows, None)
+    for item in walk:
+        if isinstance(item, Problem):
+            on_problem(root.name, item.path, item.message)
+            continue
+        key = item.path + b"/" if isinstance(item, Unlisted) and item.is_dir else item.path
+        while row is not None and row.path < key:
+            yield observe(row.path, root.name, None, row)
+            row = next(rows, None)
+        if isinstance(item, Unlisted):
+            on_problem(root.name, item.path, f"cannot read: {item.message}")
+            end = prefix_upper_bound(key) if item.is_dir else key + b"\0"
+            while row is not None and row.path < end:
+                row = next(rows, None)
+            continue
+        assert isinstance(item, Entry)
+        tally.scanned += 1
+        tally.total += 1
+        if row is not None and row.path == item.path:
+            yield observe(item.path, root.name, item.stat, row)
+            row = next(rows, None)
+        else:
+            yield observe(item.path, root.name, item.stat, None)
+    while row is not None:
+        yield observe(row.path, root.name, None, row)
+        row = next(rows, None)

@@ -1,0 +1,156 @@
+"""Walk a root in byte order, yielding regular files and the places that could not be read.
+
+The walk yields full paths in ascending byte order (a folder sorts as its name plus
+``/``), the same order the catalog's path index has, so a pass can merge the two
+streams without holding either in memory.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from assetd.decide import FileStat
+from assetd.paths import ExcludeMatcher
+
+__all__ = ["Entry", "Problem", "Unlisted", "walk_root"]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A regular file and its stat."""
+
+    path: bytes
+    stat: FileStat
+
+
+@dataclass(frozen=True, slots=True)
+class Unlisted:
+    """A folder (or file) that exists but could not be read: its catalog rows stay as they are."""
+
+    path: bytes
+    is_dir: bool
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Something skipped that a person should hear about (a symlink loop)."""
+
+    path: bytes
+    message: str
+
+
+WalkItem = Entry | Unlisted | Problem
+
+_VANISHED = (errno.ENOENT, errno.ENOTDIR)
+
+
+def walk_root(
+    top: bytes,
+    *,
+    exclude: ExcludeMatcher | None = None,
+    follow_symlinks: bool = False,
+) -> Iterator[WalkItem]:
+    """Yield every regular file under ``top`` (a folder, without trailing slash).
+
+    FIFOs, sockets and devices are skipped without being opened; symlinks are skipped
+    unless ``follow_symlinks``, and then folders already on the current branch are
+    reported as loops instead of being entered again.
+    """
+    exclude = exclude or ExcludeMatcher(())
+    base = len(top) + 1
+    try:
+        root_stat = os.stat(top)
+    except OSError as exc:
+        yield Unlisted(top, True, _reason(exc))
+        return
+    # Each frame: the folder's (device, inode) and its sorted children still to visit.
+    stack: list[tuple[tuple[int, int], Iterator[Child]]] = []
+    listed = _list(top, base, exclude, follow_symlinks)
+    if isinstance(listed, Unlisted):
+        yield listed
+        return
+    stack.append(((root_stat.st_dev, root_stat.st_ino), iter(listed)))
+    while stack:
+        child = next(stack[-1][1], None)
+        if child is None:
+            stack.pop()
+        elif not isinstance(child, bytes):
+            yield child
+        else:
+            yield from _enter(child, stack, base, exclude, follow_symlinks)
+
+
+Child = Entry | Unlisted | bytes  # bytes: a folder still to enter
+
+
+def _enter(
+    path: bytes,
+    stack: list[tuple[tuple[int, int], Iterator[Child]]],
+    base: int,
+    exclude: ExcludeMatcher,
+    follow_symlinks: bool,
+) -> Iterator[WalkItem]:
+    try:
+        dir_stat = os.stat(path, follow_symlinks=follow_symlinks)
+    except OSError as exc:
+        if exc.errno not in _VANISHED:
+            yield Unlisted(path, True, _reason(exc))
+        return
+    ident = (dir_stat.st_dev, dir_stat.st_ino)
+    if any(frame_ident == ident for frame_ident, _ in stack):
+        yield Problem(path, "symlink loop: this folder is already being walked above")
+        return
+    listed = _list(path, base, exclude, follow_symlinks)
+    if isinstance(listed, Unlisted):
+        yield listed
+    else:
+        stack.append((ident, iter(listed)))
+
+
+def _list(
+    folder: bytes, base: int, exclude: ExcludeMatcher, follow_symlinks: bool
+) -> list[Child] | Unlisted:
+    """The folder's subfolders and regular files, sorted as the catalog sorts paths."""
+    children: list[tuple[bytes, Child]] = []
+    try:
+        with os.scandir(folder) as it:
+            for entry in it:
+                child = _classify(entry, base, exclude, follow_symlinks)
+                if child is not None:
+                    children.append(child)
+    except OSError as exc:
+        if exc.errno in _VANISHED:
+            return []
+        return Unlisted(folder, True, _reason(exc))
+    children.sort(key=lambda c: c[0])
+    return [child for _, child in children]
+
+
+def _classify(
+    entry: os.DirEntry[bytes], base: int, exclude: ExcludeMatcher, follow: bool
+) -> tuple[bytes, Child] | None:
+    """The sort key and the child for one folder entry, or None to skip it."""
+    path = entry.path
+    try:
+        if entry.is_dir(follow_symlinks=follow):
+            if exclude and exclude.excludes(path[base:], is_dir=True):
+                return None
+            return entry.name + b"/", path
+        if not entry.is_file(follow_symlinks=follow):
+            return None  # FIFO, socket, device, or a symlink we do not follow
+        if exclude and exclude.excludes(path[base:], is_dir=False):
+            return None
+        st = entry.stat(follow_symlinks=follow)
+    except OSError as exc:
+        if exc.errno in _VANISHED or exc.errno == errno.ELOOP:
+            return None  # vanished, or a dangling or looping symlink
+        return entry.name, Unlisted(path, False, _reason(exc))
+    return entry.name, Entry(path, FileStat.from_os(st))
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
