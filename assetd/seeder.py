@@ -22,6 +22,7 @@ from assetd.config import RootConfig
 from assetd.db import CHUNK, Catalog
 from assetd.decide import CachedState
 from assetd.exceptions import InvalidRequestError, ScanError
+from assetd.hashing import HashResult, hash_file
 from assetd.ingest import (
     Observation,
     Tally,
@@ -68,6 +69,7 @@ class AssetSeeder:
         progress_interval: float = 0.25,
         hash_workers: int = 2,
         clock: Callable[[], float] = time.monotonic,
+        hasher: Callable[..., HashResult] = hash_file,
     ) -> None:
         self.catalog = catalog
         self.roots = tuple(roots)
@@ -76,6 +78,7 @@ class AssetSeeder:
         self.progress_interval = progress_interval
         self.hash_workers = hash_workers
         self.clock = clock
+        self.hasher = hasher
         self._lock = threading.Lock()
         self._state = SeederState.IDLE
         self._thread: threading.Thread | None = None
@@ -234,7 +237,9 @@ class AssetSeeder:
             while ids := self.catalog.pending_hash_ids(prefixes, after=after, limit=CHUNK):
                 after = ids[-1]
                 states = self.catalog.get_states_by_id(ids)
-                outcomes = hash_states(states, pool=pool, follow_symlinks=self.follow_symlinks)
+                outcomes = hash_states(
+                    states, pool=pool, follow_symlinks=self.follow_symlinks, hasher=self.hasher
+                )
                 before = len(tally.errors)
                 apply_hashes(self.catalog, outcomes, tally)
                 for entry in tally.errors[before:]:

@@ -1,0 +1,263 @@
+"""The catalog's named queries, schema upgrades and change log, on a real SQLite file."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import peewee as pw
+import pytest
+
+from assetd.db import Catalog
+from assetd.decide import FileStat
+from assetd.exceptions import CatalogError, NotFoundError, SchemaError
+from assetd.ingest import Tally, apply_observations, observe
+from assetd.schema import SCHEMA_VERSION, define_models, migrations
+
+
+def stat(size: int = 1, mtime: int = 1) -> FileStat:
+    return FileStat(size=size, mtime_ns=mtime, ctime_ns=mtime, inode=size, device=1)
+
+
+def add(catalog: Catalog, *paths: bytes, root: str = "r") -> list[int]:
+    """Register locations as a scan would (the files need not exist for query tests)."""
+    apply_observations(catalog, [observe(p, root, stat(), None) for p in paths], Tally())
+    states = catalog.get_states(list(paths))
+    return [states[p].id for p in paths]
+
+
+def set_hash(catalog: Catalog, path: bytes, digest: str) -> None:
+    A = catalog.m.Asset
+    A.update(hash=digest).where(A.id == catalog.get_state(path).asset_id).execute()
+
+
+def live(catalog: Catalog) -> set[bytes]:
+    return {bytes(r.file_path) for r in catalog.m.Location.select() if not r.is_missing}
+
+
+def test_new_catalog_has_id_version_and_pragmas(db_url: str) -> None:
+    """A new catalog gets a fixed id, the current schema, WAL and foreign keys."""
+    first = Catalog(db_url)
+    catalog_id = first.catalog_id
+    assert first.schema_version() == SCHEMA_VERSION
+    assert first.db.execute_sql("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert first.db.execute_sql("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert first.db.execute_sql("PRAGMA busy_timeout").fetchone()[0] >= 1000
+    assert first.latest_seq() == 0
+    first.close()
+    again = Catalog(db_url)
+    assert again.catalog_id == catalog_id
+    again.close()
+
+
+def test_mark_missing_outside_prefixes_with_empty_list_marks_nothing(catalog: Catalog) -> None:
+    """An empty prefix list is not "outside everything": nothing is marked."""
+    add(catalog, b"/a/x", b"/b/y")
+    assert catalog.mark_cache_states_missing_outside_prefixes([]) == 0
+    assert live(catalog) == {b"/a/x", b"/b/y"}
+
+
+def test_mark_missing_outside_prefixes_marks_and_never_deletes(catalog: Catalog) -> None:
+    """Locations outside every prefix are marked missing, counted once, and kept."""
+    add(catalog, b"/keep/a", b"/keep/sub/b", b"/gone/c", b"/gone/d")
+    assert catalog.mark_cache_states_missing_outside_prefixes([b"/keep/"]) == 2
+    assert live(catalog) == {b"/keep/a", b"/keep/sub/b"}
+    assert catalog.m.Location.select().count() == 4
+    assert catalog.mark_cache_states_missing_outside_prefixes([b"/keep/"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("kept", "marked"),
+    [
+        ("/d/100%_done/", ["/d/100%Xdone/f", "/d/1000_done/f", "/d/100%_done2/f"]),
+        ("/d/my_folder/", ["/d/myXfolder/f", "/d/MY_FOLDER/f", "/d/my_folder_old/f"]),
+        ("/d/has spaces/", ["/d/has_spaces/f", "/d/has  spaces/f"]),
+        ("/d/Models/", ["/d/models/f", "/d/MODELS/f"]),
+    ],
+)
+def test_prefix_matching_is_exact_and_case_sensitive(catalog: Catalog, kept: str, marked: list[str]) -> None:
+    """% and _ are ordinary characters and case matters (unlike SQLite LIKE)."""
+    inside = kept.encode() + b"file"
+    add(catalog, inside, *(m.encode() for m in marked))
+    assert catalog.mark_cache_states_missing_outside_prefixes([kept.encode()]) == len(marked)
+    assert live(catalog) == {inside}
+
+
+def test_restore_by_paths(catalog: Catalog) -> None:
+    """Only missing rows among the paths are restored; [] restores nothing."""
+    ids = add(catalog, b"/r/a", b"/r/b", b"/r/c")
+    catalog.mark_missing(ids[:2])
+    assert catalog.restore_cache_states_by_paths([]) == 0
+    assert catalog.restore_cache_states_by_paths([b"/r/a", b"/r/c", b"/r/nope"]) == 1
+    assert live(catalog) == {b"/r/a", b"/r/c"}
+    assert catalog.get_state(b"/r/a").needs_verify is True  # never hashed yet
+
+
+def test_restore_with_changed_stat_asks_for_a_rehash(catalog: Catalog) -> None:
+    """A location restored with a different stat takes it and needs verifying."""
+    (loc,) = add(catalog, b"/r/a")
+    catalog.m.Location.update(needs_verify=False).where(catalog.m.Location.id == loc).execute()
+    catalog.mark_missing([loc])
+    newer = stat(size=5, mtime=9)
+    assert catalog.restore_cache_states_by_paths([b"/r/a"], {b"/r/a": newer}) == 1
+    state = catalog.get_state(b"/r/a")
+    assert state.stat == newer and state.needs_verify and not state.is_missing
+
+
+def test_unreferenced_unhashed_assets(catalog: Catalog) -> None:
+    """Unhashed assets with no live location are listed; hashed or live ones are not."""
+    ids = add(catalog, b"/r/unhashed-missing", b"/r/hashed-missing", b"/r/unhashed-live")
+    set_hash(catalog, b"/r/hashed-missing", "blake3:" + "1" * 64)
+    catalog.mark_missing(ids[:2])
+    expected = [catalog.get_state(b"/r/unhashed-missing").asset_id]
+    assert catalog.get_unreferenced_unhashed_asset_ids() == expected
+
+
+def test_cleanup_removes_only_unreferenced_unhashed(catalog: Catalog) -> None:
+    """A plain cleanup deletes unhashed, unreferenced assets; hashed missing ones survive."""
+    ids = add(catalog, b"/r/unhashed-missing", b"/r/hashed-missing", b"/r/live")
+    set_hash(catalog, b"/r/hashed-missing", "blake3:" + "1" * 64)
+    catalog.mark_missing(ids[:2])
+    assert catalog.cleanup_unreferenced_assets(dry_run=True) == 1
+    assert catalog.m.Location.select().count() == 3
+    assert catalog.cleanup_unreferenced_assets() == 1
+    paths = {bytes(r.file_path) for r in catalog.m.Location.select()}
+    assert paths == {b"/r/hashed-missing", b"/r/live"}
+    assert catalog.changes_since(0)[-1]["op"] == "removed"
+    assert catalog.changes_since(0)[-1]["location"]["path"] == "/r/unhashed-missing"
+
+
+def test_cleanup_with_age_removes_old_tombstones(db_url: str) -> None:
+    """With an age, assets missing longer than it go (hashed too); recent ones stay."""
+    clock = [1_000_000.0]
+    catalog = Catalog(db_url, now=lambda: clock[0])
+    old, recent = add(catalog, b"/r/old", b"/r/recent")
+    set_hash(catalog, b"/r/old", "blake3:" + "2" * 64)
+    set_hash(catalog, b"/r/recent", "blake3:" + "3" * 64)
+    catalog.change_tags(b"/r/old", add=["keep-me"])
+    catalog.mark_missing([old])
+    clock[0] += 10 * 86400
+    catalog.mark_missing([recent])
+    clock[0] += 86400
+    assert catalog.cleanup_unreferenced_assets() == 0
+    assert catalog.cleanup_unreferenced_assets(missing_older_than=5 * 86400) == 1
+    assert {bytes(r.file_path) for r in catalog.m.Location.select()} == {b"/r/recent"}
+    assert catalog.m.Tag.select().where(catalog.m.Tag.name == "keep-me").count() == 0
+    catalog.close()
+
+
+def test_missing_locations_are_hidden_unless_asked(catalog: Catalog) -> None:
+    """Listing hides missing locations unless include_missing or missing_only."""
+    ids = add(catalog, b"/r/a", b"/r/b")
+    catalog.mark_missing([ids[1]])
+    paths = lambda **kw: [i["path"] for i in catalog.list_locations(**kw)[0]]  # noqa: E731
+    assert paths() == ["/r/a"]
+    assert paths(include_missing=True) == ["/r/a", "/r/b"]
+    assert paths(missing_only=True) == ["/r/b"]
+
+
+def test_list_pages_filters_and_tags(catalog: Catalog) -> None:
+    """list_locations pages in path order and filters by root and tag."""
+    add(catalog, b"/r/a", b"/r/b", b"/r/c")
+    add(catalog, b"/s/d", root="s")
+    catalog.change_tags(b"/r/b", add=["fav"])
+    first, cursor = catalog.list_locations(limit=2)
+    assert [i["path"] for i in first] == ["/r/a", "/r/b"] and cursor == b"/r/b"
+    rest, cursor = catalog.list_locations(limit=2, after=cursor)
+    assert [i["path"] for i in rest] == ["/r/c", "/s/d"] and cursor is None
+    assert [i["path"] for i in catalog.list_locations(root="s")[0]] == ["/s/d"]
+    assert [i["path"] for i in catalog.list_locations(tag="fav")[0]] == ["/r/b"]
+
+
+def test_user_tags_and_the_missing_tag(catalog: Catalog) -> None:
+    """User tags come and go; automatic tags stay; 'missing' tracks live locations."""
+    (loc,) = add(catalog, b"/r/a")
+    assert catalog.change_tags(b"/r/a", add=["fav", "r"]) == ["fav", "r"]
+    assert catalog.change_tags(b"/r/a", remove=["r"]) == ["fav", "r"]  # the automatic 'r' stays
+    catalog.mark_missing([loc])
+    assert catalog.change_tags(b"/r/a", add=["x"]) == ["fav", "missing", "r", "x"]
+    catalog.restore_cache_states_by_paths([b"/r/a"])
+    assert catalog.tags_of([catalog.get_state(b"/r/a").asset_id])[catalog.get_state(b"/r/a").asset_id] == [
+        "fav",
+        "r",
+        "x",
+    ]
+    with pytest.raises(NotFoundError):
+        catalog.change_tags(b"/r/nope", add=["x"])
+
+
+def test_metadata(catalog: Catalog) -> None:
+    """User metadata keys are set, replaced and unset; values may be any JSON."""
+    add(catalog, b"/r/a")
+    assert catalog.change_metadata(b"/r/a") == {}
+    assert catalog.change_metadata(b"/r/a", {"k": "v", "n": [1, 2]}) == {"k": "v", "n": [1, 2]}
+    assert catalog.change_metadata(b"/r/a", {"k": "w"}, ["n"]) == {"k": "w"}
+
+
+def test_change_log_sequence_is_gapless_and_persistent(db_url: str) -> None:
+    """Seqs start at 1, rise by one per change, survive a reopen, and publish after commit."""
+    catalog = Catalog(db_url)
+    seen: list[int] = []
+    catalog.listeners.append(lambda msgs: seen.extend(m["seq"] for m in msgs))
+    add(catalog, b"/r/a", b"/r/b")
+    assert seen == [1, 2] and catalog.latest_seq() == 2
+    with pytest.raises(RuntimeError), catalog.write():
+        catalog.log("tagged", catalog.get_state(b"/r/a").id)
+        raise RuntimeError("roll back")
+    assert seen == [1, 2] and catalog.latest_seq() == 2  # nothing published, no seq used
+    catalog.close()
+    reopened = Catalog(db_url)
+    reopened.change_tags(b"/r/a", add=["t"])
+    assert [c["seq"] for c in reopened.changes_since(0)] == [1, 2, 3]
+    assert [c["op"] for c in reopened.changes_since(1)] == ["added", "tagged"]
+    reopened.close()
+
+
+def test_older_catalog_is_upgraded_in_place(tmp_path: Path) -> None:
+    """A catalog at schema version 1 opens, upgrades to the current version, keeps its data."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    database = pw.SqliteDatabase(str(tmp_path / "old.db"))
+    models = define_models(database)
+    number, _, first = migrations()[0]
+    first(database, models)
+    models.Info.create(key="schema_version", value=str(number))
+    models.Info.create(key="catalog_id", value="old-catalog")
+    asset = models.Asset.create(hash=None, size_bytes=1, created_at=0)
+    models.Location.create(
+        file_path=b"/r/a", root="r", asset=asset, size=1, mtime_ns=1, ctime_ns=1, inode=1, device=1
+    )
+    database.close()
+    catalog = Catalog(url)
+    assert catalog.schema_version() == SCHEMA_VERSION > 1
+    assert catalog.catalog_id == "old-catalog"
+    assert catalog.get_state(b"/r/a") is not None
+    indexes = {i.name for i in catalog.db.get_indexes("change")}
+    assert "change_ts" in indexes
+    catalog.close()
+
+
+def test_newer_catalog_is_refused(db_url: str) -> None:
+    """A catalog from a newer assetd is refused with a clear message and left untouched."""
+    Catalog(db_url).close()
+    path = db_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE catalog_info SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(SchemaError, match="schema version 99, newer than"):
+        Catalog(db_url)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT value FROM catalog_info WHERE key='schema_version'").fetchone() == ("99",)
+
+
+def test_unreadable_database_is_a_catalog_error(tmp_path: Path) -> None:
+    """A file that is not a database is reported as a CatalogError."""
+    bogus = tmp_path / "bogus.db"
+    bogus.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(CatalogError):
+        Catalog(f"sqlite:///{bogus}")
+
+
+def test_inode_beyond_signed_64_bits_round_trips(catalog: Catalog) -> None:
+    """Inode numbers above 2**63 (some file systems have them) are stored exactly."""
+    big = FileStat(size=1, mtime_ns=1, ctime_ns=1, inode=2**64 - 5, device=2**63 + 1)
+    apply_observations(catalog, [observe(b"/r/big", "r", big, None)], Tally())
+    assert catalog.get_state(b"/r/big").stat == big
