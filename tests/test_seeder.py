@@ -1,0 +1,392 @@
+"""The seeder: its state machine and full passes over real folders and a real SQLite file."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from assetd.config import RootConfig
+from assetd.db import CHUNK, Catalog
+from assetd.hashing import HashResult, hash_file
+from assetd.seeder import AssetSeeder, SeederBusyError
+from tests.conftest import OLD_NS, make_root, wait_for, write
+
+
+class Events:
+    """A recording event sink."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, dict[str, Any]]] = []
+
+    def __call__(self, kind: str, data: dict[str, Any]) -> None:
+        self.items.append((kind, data))
+
+    def kinds(self) -> list[str]:
+        return [k for k, _ in self.items]
+
+
+@pytest.fixture
+def seeders() -> Iterator[Callable[..., AssetSeeder]]:
+    made: list[AssetSeeder] = []
+
+    def make(catalog: Catalog, roots: list[RootConfig], **kwargs: Any) -> AssetSeeder:
+        seeder = AssetSeeder(catalog, roots, **kwargs)
+        made.append(seeder)
+        return seeder
+
+    yield make
+    for seeder in made:
+        seeder.shutdown()
+
+
+def run(seeder: AssetSeeder, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    assert seeder.start(*args, **kwargs)
+    assert seeder.wait(60)
+    status = seeder.get_status()
+    assert status["state"] == "IDLE"
+    return status
+
+
+def rows(catalog: Catalog, *, missing: bool | None = None) -> dict[str, Any]:
+    items, _ = catalog.list_locations(include_missing=True)
+    return {i["path"]: i for i in items if missing is None or i["is_missing"] is missing}
+
+
+class CountingHasher:
+    def __init__(self) -> None:
+        self.paths: list[bytes] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, path: bytes, **kwargs: Any) -> HashResult:
+        with self.lock:
+            self.paths.append(path)
+        return hash_file(path, **kwargs)
+
+
+def test_two_phases_register_then_hash(tmp_path: Path, catalog: Catalog, seeders: Any) -> None:
+    """Phase one lists every file from stat alone; phase two fills in every hash."""
+    root = make_root(tmp_path, "models")
+    for i in range(5):
+        write(tmp_path / "models" / "checkpoints" / f"m{i}.bin", f"model {i}", OLD_NS)
+    events = Events()
+    seeder = seeders(catalog, [root], on_event=events, progress_interval=0)
+    status = run(seeder, compute_hashes=False)
+    assert status["progress"]["total"] == 5 and status["progress"]["hashed"] == 0
+    listed = rows(catalog)
+    assert len(listed) == 5
+    assert all(item["hash"] is None and item["needs_verify"] for item in listed.values())
+    status = run(seeder)
+    assert status["progress"]["hashed"] == 5 and status["progress"]["skipped"] == 0
+    assert all(item["hash"].startswith("blake3:") for item in rows(catalog).values())
+    assert events.kinds()[0] == "assets.seed.started"
+    assert events.kinds().count("assets.seed.completed") == 2
+    hashing = [d for k, d in events.items if k == "assets.seed.progress" and d["phase"] == "hashing"]
+    assert hashing and all(d["total"] == 5 and d["scanned"] == 5 for d in hashing)
+    assert hashing[-1]["hashed"] == hashing[-1]["to_hash"] == 5
+
+
+def test_automatic_tags_from_the_path(tmp_path: Path, catalog: Catalog, seeders: Any) -> None:
+    """A file gets its root's name and every folder between root and file as tags."""
+    root = make_root(tmp_path, "models")
+    write(tmp_path / "models" / "checkpoints" / "sdxl" / "x.safetensors", "x", OLD_NS)
+    run(seeders(catalog, [root]))
+    (item,) = rows(catalog).values()
+    assert item["tags"] == ["checkpoints", "models", "sdxl"]
+    assert item["mime_type"] == "application/x-safetensors"
+
+
+def test_ten_concurrent_starts_exactly_one_wins(tmp_path: Path, catalog: Catalog, seeders: Any) -> None:
+    """Ten threads call start() at once: exactly one gets True."""
+    root = make_root(tmp_path, "r")
+    write(tmp_path / "r" / "f", "x")
+    seeder = seeders(catalog, [root])
+    barrier = threading.Barrier(10)
+    results: list[bool] = []
+
+    def go() -> None:
+        barrier.wait()
+        results.append(seeder.start())
+
+    threads = [threading.Thread(target=go) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False] * 9 + [True]
+    assert seeder.wait(30)
+
+
+def test_cancel_after_first_batch_keeps_what_was_committed(
+    tmp_path: Path, catalog: Catalog, seeders: Any
+) -> None:
+    """A cancel takes effect between batches: the first batch stays, the pass ends IDLE."""
+    root = make_root(tmp_path, "r")
+    for i in range(CHUNK * 3):
+        write(tmp_path / "r" / f"f{i:05}", b"")
+    events = Events()
+    seeder = seeders(catalog, [root], on_event=events)
+    catalog.listeners.append(lambda _msgs: seeder.cancel())
+    status = run(seeder)
+    assert events.kinds()[-1] == "assets.seed.cancelled"
+    assert status["progress"]["created"] == CHUNK
+    assert catalog.m.Location.select().count() == CHUNK
+    catalog.listeners.clear()
+    run(seeder)
+    assert catalog.m.Location.select().count() == CHUNK * 3
+
+
+def test_error_inside_a_run_ends_idle_with_the_error(tmp_path: Path, catalog: Catalog, seeders: Any) -> None:
+    """An unexpected exception ends the pass in IDLE with the error recorded and reported."""
+    root = make_root(tmp_path, "r")
+    write(tmp_path / "r" / "f", "x")
+
+    def broken(path: bytes, **kwargs: Any) -> HashResult:
+        raise RuntimeError("hasher exploded")
+
+    events = Events()
+    seeder = seeders(catalog, [root], hasher=broken, on_event=events)
+    status = run(seeder)
+    assert any("hasher exploded" in e["message"] for e in status["errors"])
+    assert events.kinds()[-1] == "assets.seed.error"
+    seeder.hasher = hash_file
+    assert run(seeder)["errors"] == []
+
+
+def test_prune_orphans_refuses_while_running(tmp_path: Path, catalog: Catalog, seeders: Any) -> None:
+    """prune_orphans() raises while a pass runs and works once IDLE."""
+    root = make_root(tmp_path, "r")
+    write(tmp_path / "r" / "f", "x")
+    release, entered = threading.Event(), threading.Event()
+
+    def slow(path: bytes, **kwargs: Any) -> HashResult:
+        entered.set()
+        release.wait(30)
+        return hash_file(path, **kwargs)
+
+    seeder = seeders(catalog, [root], hasher=slow)
+    assert seeder.start()
+    entered.wait(30)
+    assert seeder.get_status()["state"] == "RUNNING"
+    with pytest.raises(SeederBusyError):
+        seeder.prune_orphans()
+    release.set()
+    assert seeder.wait(30)
+    assert seeder.prune_orphans() == 0
+
+
+def test_cancel_when_idle_says_so(tmp_path: Path, catalog: Catalog, seeders: Any) -> None:
+    """cancel() on an idle seeder returns False and the status has no progress yet."""
+    seeder = seeders(catalog, [make_root(tmp_path, "r")])
+    assert seeder.cancel() is False
+    assert seeder.get_status() == {"state": "IDLE", "progress": None, "errors": []}
+
+
+def test_scan_of_one_root_leaves_the_others_alone(tmp_path: Path, catalog: Catalog, seeders: Any) -> None:
+    """A models-only scan never marks, deletes or changes locations of input or output."""
+    roots = [make_root(tmp_path, n) for n in ("models", "input", "output")]
+    for name in ("models", "input", "output"):
+        write(tmp_path / name / "a.bin", name, OLD_NS)
+    seeder = seeders(catalog, roots)
+    run(seeder)
+    before = rows(catalog)
+    for name in ("models", "input", "output"):
+        (tmp_path / name / "a.bin").unlink()
+    status = run(seeder, ["models"])
+    assert status["progress"]["marked_missing"] == 1
+    after = rows(catalog)
+    for name in ("input", "output"):
+        key = f"{roots[0].path[:-6]}{name}/a.bin"
+        assert after[key] == before[key]
+    assert after[f"{roots[0].path}/a.bin"]["is_missing"] is True
+
+
+def test_prune_first_marks_locations_outside_known_roots(tmp_path: Path, catalog: Catalog, seeders: Any) -> None:
+    """prune_first marks missing whatever lies outside every configured root, then scans."""
+    old, new = make_root(tmp_path, "old"), make_root(tmp_path, "new")
+    write(tmp_path / "old" / "a", "a", OLD_NS)
+    write(tmp_path / "new" / "b", "b", OLD_NS)
+    run(seeders(catalog, [old, new]))
+    status = run(seeders(catalog, [new]), prune_first=True)
+    assert status["progress"]["marked_missing"] == 1
+    assert set(rows(catalog, missing=True)) == {f"{old.path}/a"}
+
+
+def test_delete_then_restore_keeps_tags(tmp_path: Path, catalog: Catalog, seeders: Any) -> None:
+    """A deleted file turns missing with its tags; back with the same stat, it is restored as is."""
+    root = make_root(tmp_path, "r")
+    f = write(tmp_path / "r" / "pic.png", "content", OLD_NS)
+    counting = CountingHasher()
+    seeder = seeders(catalog, [root], hasher=counting)
+    run(seeder)
+    path = os.fsencode(f)
+    catalog.change_tags(path, add=["fav"])
+    stat_before = os.stat(f)
+    moved = tmp_path / "elsewhere"
+    os.rename(f, moved)
+    status = run(seeder)
+    assert status["progress"]["marked_missing"] == 1
+    assert rows(catalog)[str(f)]["tags"] == ["fav", "missing", "r"]
+    os.rename(moved, f)  # same inode, size, mtime and ctime? rename changes ctime
+    counting.paths.clear()
+    status = run(seeder)
+    assert status["progress"]["restored"] == 1
+    item = rows(catalog)[str(f)]
+    assert item["is_missing"] is False and item["tags"] == ["fav", "r"]
+    assert os.stat(f).st_ino == stat_before.st_ino
+
+
+def test_restore_with_changed_mtime_rehashes(tmp_path: Path, catalog: Catalog, seeders: Any) -> None:
+    """A file back with another mtime is restored and re-hashed (the old system left it missing)."""
+    root = make_root(tmp_path, "r")
+    f = write(tmp_path / "r" / "pic.png", "content", OLD_NS)
+    counting = CountingHasher()
+    seeder = seeders(catalog, [root], hasher=counting)
+    run(seeder)
+    catalog.change_tags(os.fsencode(f), add=["fav"])
+    f.unlink()
+    run(seeder)
+    write(f, "content", OLD_NS + 10**9)
+    counting.paths.clear()
+    status = run(seeder)
+    assert status["progress"]["restored"] == 1 and counting.paths == [os.fsencode(f)]
+    item = rows(catalog)[str(f)]
+    assert not item["is_missing"] and item["tags"] == ["fav", "r"] and not item["needs_verify"]
+
+
+def test_changed_content_joins_a_new_asset_and_old_keeps_tags(
+    tmp_path: Path, catalog: Catalog, seeders: Any
+) -> None:
+    """A modified file is re-hashed into the new content's asset; the old asset keeps its tags."""
+    root = make_root(tmp_path, "r")
+    f = write(tmp_path / "r" / "pic.png", "version 1", OLD_NS)
+    seeder = seeders(catalog, [root])
+    run(seeder)
+    old = rows(catalog)[str(f)]
+    catalog.change_tags(os.fsencode(f), add=["v1-tag"])
+    write(f, "version 2 is longer", OLD_NS + 10**9)
+    status = run(seeder)
+    assert status["progress"]["modified"] == 1 and status["progress"]["hashed"] == 1
+    new = rows(catalog)[str(f)]
+    assert new["hash"] != old["hash"] and new["asset_id"] != old["asset_id"]
+    assert "v1-tag" not in new["tags"]
+    # The old content has no location left: its user tags stay, folder tags went with the path.
+    assert catalog.tags_of([old["asset_id"]])[old["asset_id"]] == ["missing", "v1-tag"]
+    ops = [c["op"] for c in catalog.changes_since(0)]
+    assert ops[-2:] == ["modified", "hashed"]
+
+
+def test_offline_rename_is_found_again_by_hash(tmp_path: Path, catalog: Catalog, seeders: Any) -> None:
+    """A file renamed while nothing watched joins its old asset: tags back, no duplicate asset."""
+    root = make_root(tmp_path, "r")
+    a = write(tmp_path / "r" / "a.bin", "unique content", OLD_NS)
+    seeder = seeders(catalog, [root])
+    run(seeder)
+    catalog.change_tags(os.fsencode(a), add=["fav"])
+    catalog.change_metadata(os.fsencode(a), {"note": "kept"})
+    assets_before = catalog.m.Asset.select().count()
+    b = tmp_path / "r" / "sub" / "b.bin"
+    b.parent.mkdir()
+    os.rename(a, b)
+    run(seeder)
+    items = rows(catalog)
+    assert items[str(a)]["is_missing"] is True
+    assert items[str(b)]["asset_id"] == items[str(a)]["asset_id"]
+    assert items[str(b)]["tags"] == ["fav", "r", "sub"]
+    assert catalog.change_metadata(os.fsencode(b)) == {"note": "kept"}
+    assert catalog.m.Asset.select().count() == assets_before
+
+
+def test_missing_tag_only_when_no_location_is_live(tmp_path: Path, catalog: Catalog, seeders: Any) -> None:
+    """Two copies share one asset; it is 'missing' only once both are gone."""
+    root = make_root(tmp_path, "r")
+    one = write(tmp_path / "r" / "one.bin", "same", OLD_NS)
+    two = write(tmp_path / "r" / "two.bin", "same", OLD_NS)
+    seeder = seeders(catalog, [root])
+    run(seeder)
+    assert rows(catalog)[str(one)]["asset_id"] == rows(catalog)[str(two)]["asset_id"]
+    one.unlink()
+    run(seeder)
+    assert "missing" not in rows(catalog)[str(two)]["tags"]
+    two.unlink()
+    run(seeder)
+    assert "missing" in rows(catalog)[str(two)]["tags"]
+
+
+def test_unchanged_files_are_never_reread(tmp_path: Path, catalog: Catalog, seeders: Any) -> None:
+    """A second pass over an unchanged tree hashes nothing and skips every file."""
+    root = make_root(tmp_path, "r")
+    for i in range(20):
+        write(tmp_path / "r" / f"d{i % 3}" / f"f{i}", f"c{i}", OLD_NS)
+    counting = CountingHasher()
+    seeder = seeders(catalog, [root], hasher=counting)
+    run(seeder)
+    assert len(counting.paths) == 20
+    counting.paths.clear()
+    status = run(seeder)
+    assert counting.paths == [] and status["progress"]["skipped"] == 20
+
+
+def test_racily_clean_files_are_hashed_again(tmp_path: Path, catalog: Catalog, seeders: Any) -> None:
+    """A file modified just before it was hashed is verified again on the next pass."""
+    root = make_root(tmp_path, "r")
+    fresh = write(tmp_path / "r" / "fresh", "just written")
+    write(tmp_path / "r" / "settled", "old", OLD_NS)
+    counting = CountingHasher()
+    seeder = seeders(catalog, [root], hasher=counting)
+    run(seeder)
+    assert rows(catalog)[str(fresh)]["needs_verify"] is True
+    counting.paths.clear()
+    run(seeder)
+    assert counting.paths == [os.fsencode(fresh)]
+
+
+def test_special_characters_in_folder_names(tmp_path: Path, catalog: Catalog, seeders: Any) -> None:
+    """Roots named like LIKE patterns or with spaces only ever touch their own rows."""
+    names = ["100%_done", "1000_done", "has spaces", "has_spaces", "my_folder", "myXfolder"]
+    roots = [
+        RootConfig(name=f"r{i}", path=str(tmp_path / "base" / n)) for i, n in enumerate(names)
+    ]
+    for n in names:
+        write(tmp_path / "base" / n / "f.bin", n, OLD_NS)
+    seeder = seeders(catalog, roots)
+    run(seeder)
+    for n in names:
+        (tmp_path / "base" / n / "f.bin").unlink()
+    for i, n in enumerate(names):
+        status = run(seeder, [f"r{i}"])
+        assert status["progress"]["marked_missing"] == 1
+        missing = {p for p, item in rows(catalog).items() if item["is_missing"]}
+        assert missing == {str(tmp_path / "base" / m / "f.bin") for m in names[: i + 1]}
+
+
+def test_progress_events_are_throttled(tmp_path: Path, catalog: Catalog, seeders: Any) -> None:
+    """With a long interval, a pass sends no progress events in between, only start and end."""
+    root = make_root(tmp_path, "r")
+    for i in range(CHUNK * 2):
+        write(tmp_path / "r" / f"f{i}", b"")
+    events = Events()
+    clock = iter(range(0, 10**6, 0 + 1))
+    run(seeders(catalog, [root], on_event=events, progress_interval=10**9, clock=lambda: next(clock)))
+    assert events.kinds() == ["assets.seed.started", "assets.seed.completed"]
+
+
+def test_wait_times_out_while_running(tmp_path: Path, catalog: Catalog, seeders: Any) -> None:
+    """wait(timeout) returns False while a pass is still running."""
+    root = make_root(tmp_path, "r")
+    write(tmp_path / "r" / "f", "x")
+    release = threading.Event()
+
+    def slow(path: bytes, **kwargs: Any) -> HashResult:
+        release.wait(30)
+        return hash_file(path, **kwargs)
+
+    seeder = seeders(catalog, [root], hasher=slow)
+    assert seeder.start()
+    assert seeder.wait(0.05) is False
+    release.set()
+    assert wait_for(lambda: seeder.wait(0.1), what="seeder idle")
