@@ -338,53 +338,87 @@ class Catalog:
     # -- assets: automatic tags and the missing mark --------------------------------
 
     def refresh_assets(self, asset_ids: Iterable[int]) -> None:
-        """Recompute automatic tags and the missing mark of these assets from their locations."""
-        L, A, T = self.m.Location, self.m.Asset, self.m.Tag
+        """Recompute the automatic tags of these assets from all their locations.
+
+        Needed when a location leaves an asset; a location joining one only adds
+        (:meth:`add_auto_tags`), and one going missing or coming back only changes
+        the missing mark (:meth:`update_missing_marks`).
+        """
+        L, T = self.m.Location, self.m.Tag
         roots = self.root_prefixes()
-        now = self.now()
-        for batch in chunks(sorted(set(asset_ids))):
+        ids = sorted(set(asset_ids))
+        for batch in chunks(ids):
             wanted: dict[int, set[str]] = {asset_id: set() for asset_id in batch}
-            live: set[int] = set()
-            locs = L.select(L.asset, L.file_path, L.root, L.is_missing).where(
-                L.asset.in_(list(batch))
-            )
-            for asset_id, path, root, is_missing in locs.tuples():
-                prefix = roots.get(root)
-                path = bytes(path)
-                if prefix is not None and path.startswith(prefix):
-                    wanted[asset_id] |= auto_tags(root, prefix, path)
-                else:
-                    wanted[asset_id].add(root)
-                if not is_missing:
-                    live.add(asset_id)
+            query = L.select(L.asset, L.file_path, L.root).where(L.asset.in_(list(batch)))
+            for asset_id, path, root in query.tuples():
+                wanted[asset_id] |= self._folder_tags(roots, root, bytes(path))
+            have = self._auto_tags(batch)
             for asset_id in batch:
-                if asset_id not in live:
-                    wanted[asset_id].add(MISSING_TAG)
-            have: dict[int, set[str]] = {asset_id: set() for asset_id in batch}
-            rows = T.select(T.asset, T.name).where(T.asset.in_(list(batch)) & (T.origin == "auto"))
-            for asset_id, name in rows.tuples():
-                have[asset_id].add(name)
-            adds = [
-                {"asset": a, "name": n, "origin": "auto"}
-                for a in batch
-                for n in wanted[a] - have[a]
-            ]
-            for asset_id in batch:
-                gone = have[asset_id] - wanted[asset_id]
+                gone = have[asset_id] - wanted[asset_id] - {MISSING_TAG}
                 if gone:
                     T.delete().where(
                         (T.asset == asset_id) & (T.origin == "auto") & T.name.in_(sorted(gone))
                     ).execute()
-            for rows_batch in chunks(adds, 200):
-                T.insert_many(rows_batch).execute()
-            became_live = [a for a in batch if a in live]
-            became_missing = [a for a in batch if a not in live]
-            if became_live:
-                A.update(missing_since=None).where(A.id.in_(became_live)).execute()
-            if became_missing:
-                A.update(missing_since=now).where(
-                    A.id.in_(became_missing) & A.missing_since.is_null()
+            self._insert_auto((a, n) for a in batch for n in wanted[a] - have[a] - {MISSING_TAG})
+        self.update_missing_marks(ids)
+
+    def add_auto_tags(self, locations: Iterable[tuple[int, str, bytes]]) -> None:
+        """Add the folder tags of (asset id, root, path) locations that joined their assets."""
+        roots = self.root_prefixes()
+        wanted: dict[int, set[str]] = {}
+        for asset_id, root, path in locations:
+            wanted.setdefault(asset_id, set()).update(self._folder_tags(roots, root, path))
+        for batch in chunks(sorted(wanted)):
+            have = self._auto_tags(batch)
+            self._insert_auto((a, n) for a in batch for n in wanted[a] - have[a])
+
+    def update_missing_marks(self, asset_ids: Iterable[int]) -> None:
+        """Mark with the automatic tag ``missing`` exactly the assets with no live location."""
+        L, A, T = self.m.Location, self.m.Asset, self.m.Tag
+        for batch in chunks(sorted(set(asset_ids))):
+            ids = list(batch)
+            live_query = L.select(L.asset).where(L.asset.in_(ids) & ~L.is_missing).distinct()
+            live = {r.asset_id for r in live_query}
+            dead = [a for a in ids if a not in live]
+            tagged = T.select(T.asset).where(
+                T.asset.in_(ids) & (T.origin == "auto") & (T.name == MISSING_TAG)
+            )
+            marked = {r.asset_id for r in tagged}
+            if live & marked:
+                T.delete().where(
+                    T.asset.in_(sorted(live & marked))
+                    & (T.origin == "auto")
+                    & (T.name == MISSING_TAG)
                 ).execute()
+            if live:
+                A.update(missing_since=None).where(
+                    A.id.in_(sorted(live)) & A.missing_since.is_null(False)
+                ).execute()
+            self._insert_auto((a, MISSING_TAG) for a in dead if a not in marked)
+            if dead:
+                A.update(missing_since=self.now()).where(
+                    A.id.in_(dead) & A.missing_since.is_null()
+                ).execute()
+
+    @staticmethod
+    def _folder_tags(roots: dict[str, bytes], root: str, path: bytes) -> set[str]:
+        prefix = roots.get(root)
+        if prefix is not None and path.startswith(prefix):
+            return auto_tags(root, prefix, path)
+        return {root}
+
+    def _auto_tags(self, asset_ids: Sequence[int]) -> dict[int, set[str]]:
+        T = self.m.Tag
+        have: dict[int, set[str]] = {asset_id: set() for asset_id in asset_ids}
+        rows = T.select(T.asset, T.name).where(T.asset.in_(list(asset_ids)) & (T.origin == "auto"))
+        for asset_id, name in rows.tuples():
+            have[asset_id].add(name)
+        return have
+
+    def _insert_auto(self, pairs: Iterable[tuple[int, str]]) -> None:
+        rows = [{"asset": a, "name": n, "origin": "auto"} for a, n in pairs]
+        for batch in chunks(rows, 200):
+            self.m.Tag.insert_many(batch).execute()
 
     def root_prefixes(self) -> dict[str, bytes]:
         """Root name → prefix, as last registered by a scan."""
@@ -411,7 +445,7 @@ class Catalog:
                 L.update(is_missing=True, missing_since=self.now()).where(
                     L.id.in_([loc_id for loc_id, _ in live])
                 ).execute()
-                self.refresh_assets(asset_id for _, asset_id in live)
+                self.update_missing_marks(asset_id for _, asset_id in live)
                 for loc_id, _ in live:
                     self.log("missing", loc_id)
                 count += len(live)
@@ -460,7 +494,7 @@ class Catalog:
                 if new is not None and new != state.stat:
                     changes.update(stat_columns(new), needs_verify=True)
                 L.update(**changes).where(L.id == state.id).execute()
-                self.refresh_assets([state.asset_id])
+                self.update_missing_marks([state.asset_id])
                 self.log("restored", state.id)
                 count += 1
         return count

@@ -124,8 +124,9 @@ def apply_observations(catalog: Catalog, observations: Sequence[Observation], ta
             ids = {bytes(path): loc_id for loc_id, path in inserted}
             for row in new:
                 catalog.log("added", ids[row["file_path"]])
+            catalog.add_auto_tags((r["asset"], r["root"], r["file_path"]) for r in new)
             tally.created += len(new)
-        catalog.refresh_assets(touched)
+        catalog.update_missing_marks(touched)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +166,7 @@ def hash_states(
 def apply_hashes(catalog: Catalog, outcomes: Sequence[HashOutcome], tally: Tally) -> None:
     """Write one batch of hash outcomes in one transaction."""
     L = catalog.m.Location
+    settled = _Settled()
     with catalog.write():
         for item in outcomes:
             if item.error is not None:
@@ -177,10 +179,22 @@ def apply_hashes(catalog: Catalog, outcomes: Sequence[HashOutcome], tally: Tally
                 tally.marked_missing += catalog.mark_missing([item.state.id])
                 continue
             tally.hashed += 1
-            _settle(catalog, current, item.result)
+            _settle(catalog, current, item.result, settled)
+        catalog.add_auto_tags(settled.joined)
+        catalog.refresh_assets(settled.left - settled.deleted)
+        catalog.update_missing_marks({asset_id for asset_id, _, _ in settled.joined})
 
 
-def _settle(catalog: Catalog, location: Any, result: HashResult) -> None:
+@dataclass
+class _Settled:
+    """Asset bookkeeping gathered over a batch, applied once at its end."""
+
+    joined: list[tuple[int, str, bytes]] = field(default_factory=list)  # (asset, root, path)
+    left: set[int] = field(default_factory=set)  # assets a location moved away from
+    deleted: set[int] = field(default_factory=set)
+
+
+def _settle(catalog: Catalog, location: Any, result: HashResult, settled: _Settled) -> None:
     """Attach a location to the asset of its content, keeping every tag where it belongs."""
     L, A = catalog.m.Location, catalog.m.Asset
     current = A.get_by_id(location.asset_id)
@@ -194,7 +208,6 @@ def _settle(catalog: Catalog, location: Any, result: HashResult) -> None:
         # An unhashed seed asset takes its hash: same asset, nothing moves.
         A.update(hash=result.hash, size_bytes=result.stat.size).where(A.id == current.id).execute()
         L.update(**columns).where(L.id == location.id).execute()
-        catalog.refresh_assets([current.id])
         catalog.log("hashed", location.id)
         return
     if target is None:
@@ -205,14 +218,15 @@ def _settle(catalog: Catalog, location: Any, result: HashResult) -> None:
             created_at=catalog.now(),
         )
     L.update(asset=target.id, **columns).where(L.id == location.id).execute()
+    settled.joined.append((target.id, location.root, bytes(location.file_path)))
     if current.hash is None and alone:
         # The duplicate seed asset of content we already knew: its user data joins, it goes.
         catalog.merge_user_data(current.id, target.id)
         catalog.m.Tag.delete().where(catalog.m.Tag.asset == current.id).execute()
         A.delete().where(A.id == current.id).execute()
-        catalog.refresh_assets([target.id])
+        settled.deleted.add(current.id)
     else:
-        catalog.refresh_assets([current.id, target.id])
+        settled.left.add(current.id)
     catalog.log("hashed", location.id)
 
 
