@@ -73,13 +73,27 @@ def write(path: Path, content: bytes | str = b"x", mtime_ns: int | None = None) 
 
 OLD_NS = 1_600_000_000 * 10**9  # a settled mtime: far from "now", never racily clean
 
+# Root ignores permission bits; without these two capabilities it obeys them like anyone.
+WITHOUT_DAC_CAPS = (
+    "setpriv",
+    "--inh-caps=-dac_override,-dac_read_search",
+    "--bounding-set=-dac_override,-dac_read_search",
+    "--",
+)
 
-def run_cli(*args: str, env: dict[str, str] | None = None, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+
+def run_cli(
+    *args: str,
+    env: dict[str, str] | None = None,
+    prefix: tuple[str, ...] = (),
+    **kwargs: Any,
+) -> subprocess.CompletedProcess[str]:
     """Run the real command line in a subprocess, as a user would."""
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
-    full_env.pop("ASSETD_CONFIG", None) if env is None or "ASSETD_CONFIG" not in env else None
+    full_env = {**os.environ, "PYTHONPATH": str(REPO)}
+    full_env.pop("ASSETD_CONFIG", None)
+    full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "assetd", *args],
+        [*prefix, sys.executable, "-m", "assetd", *args],
         capture_output=True,
         text=True,
         env=full_env,

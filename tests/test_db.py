@@ -75,7 +75,9 @@ def test_mark_missing_outside_prefixes_marks_and_never_deletes(catalog: Catalog)
         ("/d/Models/", ["/d/models/f", "/d/MODELS/f"]),
     ],
 )
-def test_prefix_matching_is_exact_and_case_sensitive(catalog: Catalog, kept: str, marked: list[str]) -> None:
+def test_prefix_matching_is_exact_and_case_sensitive(
+    catalog: Catalog, kept: str, marked: list[str]
+) -> None:
     """% and _ are ordinary characters and case matters (unlike SQLite LIKE)."""
     inside = kept.encode() + b"file"
     add(catalog, inside, *(m.encode() for m in marked))
@@ -177,7 +179,9 @@ def test_user_tags_and_the_missing_tag(catalog: Catalog) -> None:
     catalog.mark_missing([loc])
     assert catalog.change_tags(b"/r/a", add=["x"]) == ["fav", "missing", "r", "x"]
     catalog.restore_cache_states_by_paths([b"/r/a"])
-    assert catalog.tags_of([catalog.get_state(b"/r/a").asset_id])[catalog.get_state(b"/r/a").asset_id] == [
+    assert catalog.tags_of([catalog.get_state(b"/r/a").asset_id])[
+        catalog.get_state(b"/r/a").asset_id
+    ] == [
         "fav",
         "r",
         "x",
@@ -245,7 +249,9 @@ def test_newer_catalog_is_refused(db_url: str) -> None:
     with pytest.raises(SchemaError, match="schema version 99, newer than"):
         Catalog(db_url)
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT value FROM catalog_info WHERE key='schema_version'").fetchone() == ("99",)
+        assert conn.execute(
+            "SELECT value FROM catalog_info WHERE key='schema_version'"
+        ).fetchone() == ("99",)
 
 
 def test_unreadable_database_is_a_catalog_error(tmp_path: Path) -> None:

@@ -40,14 +40,31 @@ CASES = [
         state(missing=True, verify=True),
         Decision(Outcome.RESTORED, rehash=True),
     ),
-    ("back, mtime changed", changed(mtime_ns=9), state(missing=True), Decision(Outcome.RESTORED, rehash=True)),
-    ("back, size changed", changed(size=1), state(missing=True), Decision(Outcome.RESTORED, rehash=True)),
-    ("back, new inode", changed(inode=9), state(missing=True), Decision(Outcome.RESTORED, rehash=True)),
+    (
+        "back, mtime changed",
+        changed(mtime_ns=9),
+        state(missing=True),
+        Decision(Outcome.RESTORED, rehash=True),
+    ),
+    (
+        "back, size changed",
+        changed(size=1),
+        state(missing=True),
+        Decision(Outcome.RESTORED, rehash=True),
+    ),
+    (
+        "back, new inode",
+        changed(inode=9),
+        state(missing=True),
+        Decision(Outcome.RESTORED, rehash=True),
+    ),
 ]
 
 
 @pytest.mark.parametrize(("name", "stat", "cached", "expected"), CASES, ids=[c[0] for c in CASES])
-def test_decision_table(name: str, stat: FileStat | None, cached: CachedState | None, expected: Decision) -> None:
+def test_decision_table(
+    name: str, stat: FileStat | None, cached: CachedState | None, expected: Decision
+) -> None:
     """Each combination of disk and catalog maps to exactly one outcome."""
     assert decide(stat, cached) == expected
 

@@ -12,8 +12,16 @@ from assetd.paths import ExcludeMatcher, auto_tags, path_json, prefix_upper_boun
 @pytest.mark.parametrize(
     ("prefix", "inside", "outside"),
     [
-        (b"/srv/models/", [b"/srv/models/a", b"/srv/models/\xff\xff"], [b"/srv/models", b"/srv/models0", b"/srv/Models/a"]),
-        (b"/d/100%_done/", [b"/d/100%_done/x"], [b"/d/100%Xdone/x", b"/d/100%_donex/y", b"/d/1000_done/x"]),
+        (
+            b"/srv/models/",
+            [b"/srv/models/a", b"/srv/models/\xff\xff"],
+            [b"/srv/models", b"/srv/models0", b"/srv/Models/a"],
+        ),
+        (
+            b"/d/100%_done/",
+            [b"/d/100%_done/x"],
+            [b"/d/100%Xdone/x", b"/d/100%_donex/y", b"/d/1000_done/x"],
+        ),
         (b"/d/my_folder/", [b"/d/my_folder/x"], [b"/d/myXfolder/x", b"/d/MY_FOLDER/x"]),
         (b"/d/has spaces/", [b"/d/has spaces/a b"], [b"/d/has  spaces/x", b"/d/has_spaces/x"]),
     ],
@@ -34,7 +42,11 @@ def test_upper_bound_carries_past_0xff() -> None:
 
 def test_auto_tags_from_folders() -> None:
     """The root name and each folder between root and file become tags."""
-    assert auto_tags("models", b"/m/", b"/m/checkpoints/sdxl/x.safetensors") == {"models", "checkpoints", "sdxl"}
+    assert auto_tags("models", b"/m/", b"/m/checkpoints/sdxl/x.safetensors") == {
+        "models",
+        "checkpoints",
+        "sdxl",
+    }
     assert auto_tags("models", b"/m/", b"/m/x.safetensors") == {"models"}
 
 

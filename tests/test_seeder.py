@@ -85,7 +85,9 @@ def test_two_phases_register_then_hash(tmp_path: Path, catalog: Catalog, seeders
     assert all(item["hash"].startswith("blake3:") for item in rows(catalog).values())
     assert events.kinds()[0] == "assets.seed.started"
     assert events.kinds().count("assets.seed.completed") == 2
-    hashing = [d for k, d in events.items if k == "assets.seed.progress" and d["phase"] == "hashing"]
+    hashing = [
+        d for k, d in events.items if k == "assets.seed.progress" and d["phase"] == "hashing"
+    ]
     assert hashing and all(d["total"] == 5 and d["scanned"] == 5 for d in hashing)
     assert hashing[-1]["hashed"] == hashing[-1]["to_hash"] == 5
 
@@ -100,7 +102,9 @@ def test_automatic_tags_from_the_path(tmp_path: Path, catalog: Catalog, seeders:
     assert item["mime_type"] == "application/x-safetensors"
 
 
-def test_ten_concurrent_starts_exactly_one_wins(tmp_path: Path, catalog: Catalog, seeders: Any) -> None:
+def test_ten_concurrent_starts_exactly_one_wins(
+    tmp_path: Path, catalog: Catalog, seeders: Any
+) -> None:
     """Ten threads call start() at once: exactly one gets True."""
     root = make_root(tmp_path, "r")
     write(tmp_path / "r" / "f", "x")
@@ -140,7 +144,9 @@ def test_cancel_after_first_batch_keeps_what_was_committed(
     assert catalog.m.Location.select().count() == CHUNK * 3
 
 
-def test_error_inside_a_run_ends_idle_with_the_error(tmp_path: Path, catalog: Catalog, seeders: Any) -> None:
+def test_error_inside_a_run_ends_idle_with_the_error(
+    tmp_path: Path, catalog: Catalog, seeders: Any
+) -> None:
     """An unexpected exception ends the pass in IDLE with the error recorded and reported."""
     root = make_root(tmp_path, "r")
     write(tmp_path / "r" / "f", "x")
@@ -157,7 +163,9 @@ def test_error_inside_a_run_ends_idle_with_the_error(tmp_path: Path, catalog: Ca
     assert run(seeder)["errors"] == []
 
 
-def test_prune_orphans_refuses_while_running(tmp_path: Path, catalog: Catalog, seeders: Any) -> None:
+def test_prune_orphans_refuses_while_running(
+    tmp_path: Path, catalog: Catalog, seeders: Any
+) -> None:
     """prune_orphans() raises while a pass runs and works once IDLE."""
     root = make_root(tmp_path, "r")
     write(tmp_path / "r" / "f", "x")
@@ -186,7 +194,9 @@ def test_cancel_when_idle_says_so(tmp_path: Path, catalog: Catalog, seeders: Any
     assert seeder.get_status() == {"state": "IDLE", "progress": None, "errors": []}
 
 
-def test_scan_of_one_root_leaves_the_others_alone(tmp_path: Path, catalog: Catalog, seeders: Any) -> None:
+def test_scan_of_one_root_leaves_the_others_alone(
+    tmp_path: Path, catalog: Catalog, seeders: Any
+) -> None:
     """A models-only scan never marks, deletes or changes locations of input or output."""
     roots = [make_root(tmp_path, n) for n in ("models", "input", "output")]
     for name in ("models", "input", "output"):
@@ -205,7 +215,9 @@ def test_scan_of_one_root_leaves_the_others_alone(tmp_path: Path, catalog: Catal
     assert after[f"{roots[0].path}/a.bin"]["is_missing"] is True
 
 
-def test_prune_first_marks_locations_outside_known_roots(tmp_path: Path, catalog: Catalog, seeders: Any) -> None:
+def test_prune_first_marks_locations_outside_known_roots(
+    tmp_path: Path, catalog: Catalog, seeders: Any
+) -> None:
     """prune_first marks missing whatever lies outside every configured root, then scans."""
     old, new = make_root(tmp_path, "old"), make_root(tmp_path, "new")
     write(tmp_path / "old" / "a", "a", OLD_NS)
@@ -240,7 +252,9 @@ def test_delete_then_restore_keeps_tags(tmp_path: Path, catalog: Catalog, seeder
     assert os.stat(f).st_ino == stat_before.st_ino
 
 
-def test_restore_with_changed_mtime_rehashes(tmp_path: Path, catalog: Catalog, seeders: Any) -> None:
+def test_restore_with_changed_mtime_rehashes(
+    tmp_path: Path, catalog: Catalog, seeders: Any
+) -> None:
     """A file back with another mtime is restored and re-hashed (the old system left it missing)."""
     root = make_root(tmp_path, "r")
     f = write(tmp_path / "r" / "pic.png", "content", OLD_NS)
@@ -280,7 +294,9 @@ def test_changed_content_joins_a_new_asset_and_old_keeps_tags(
     assert ops[-2:] == ["modified", "hashed"]
 
 
-def test_offline_rename_is_found_again_by_hash(tmp_path: Path, catalog: Catalog, seeders: Any) -> None:
+def test_offline_rename_is_found_again_by_hash(
+    tmp_path: Path, catalog: Catalog, seeders: Any
+) -> None:
     """A file renamed while nothing watched joins its old asset: tags back, no duplicate asset."""
     root = make_root(tmp_path, "r")
     a = write(tmp_path / "r" / "a.bin", "unique content", OLD_NS)
@@ -301,7 +317,9 @@ def test_offline_rename_is_found_again_by_hash(tmp_path: Path, catalog: Catalog,
     assert catalog.m.Asset.select().count() == assets_before
 
 
-def test_missing_tag_only_when_no_location_is_live(tmp_path: Path, catalog: Catalog, seeders: Any) -> None:
+def test_missing_tag_only_when_no_location_is_live(
+    tmp_path: Path, catalog: Catalog, seeders: Any
+) -> None:
     """Two copies share one asset; it is 'missing' only once both are gone."""
     root = make_root(tmp_path, "r")
     one = write(tmp_path / "r" / "one.bin", "same", OLD_NS)
@@ -331,7 +349,9 @@ def test_unchanged_files_are_never_reread(tmp_path: Path, catalog: Catalog, seed
     assert counting.paths == [] and status["progress"]["skipped"] == 20
 
 
-def test_racily_clean_files_are_hashed_again(tmp_path: Path, catalog: Catalog, seeders: Any) -> None:
+def test_racily_clean_files_are_hashed_again(
+    tmp_path: Path, catalog: Catalog, seeders: Any
+) -> None:
     """A file modified just before it was hashed is verified again on the next pass."""
     root = make_root(tmp_path, "r")
     fresh = write(tmp_path / "r" / "fresh", "just written")
@@ -348,16 +368,14 @@ def test_racily_clean_files_are_hashed_again(tmp_path: Path, catalog: Catalog, s
 def test_special_characters_in_folder_names(tmp_path: Path, catalog: Catalog, seeders: Any) -> None:
     """Roots named like LIKE patterns or with spaces only ever touch their own rows."""
     names = ["100%_done", "1000_done", "has spaces", "has_spaces", "my_folder", "myXfolder"]
-    roots = [
-        RootConfig(name=f"r{i}", path=str(tmp_path / "base" / n)) for i, n in enumerate(names)
-    ]
+    roots = [RootConfig(name=f"r{i}", path=str(tmp_path / "base" / n)) for i, n in enumerate(names)]
     for n in names:
         write(tmp_path / "base" / n / "f.bin", n, OLD_NS)
     seeder = seeders(catalog, roots)
     run(seeder)
     for n in names:
         (tmp_path / "base" / n / "f.bin").unlink()
-    for i, n in enumerate(names):
+    for i in range(len(names)):
         status = run(seeder, [f"r{i}"])
         assert status["progress"]["marked_missing"] == 1
         missing = {p for p, item in rows(catalog).items() if item["is_missing"]}
@@ -371,7 +389,11 @@ def test_progress_events_are_throttled(tmp_path: Path, catalog: Catalog, seeders
         write(tmp_path / "r" / f"f{i}", b"")
     events = Events()
     clock = iter(range(0, 10**6, 0 + 1))
-    run(seeders(catalog, [root], on_event=events, progress_interval=10**9, clock=lambda: next(clock)))
+    run(
+        seeders(
+            catalog, [root], on_event=events, progress_interval=10**9, clock=lambda: next(clock)
+        )
+    )
     assert events.kinds() == ["assets.seed.started", "assets.seed.completed"]
 
 

@@ -1,0 +1,105 @@
+"""Hashing files: correct digests by every path through the code, and never a hang."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+from blake3 import blake3
+
+from assetd import hashing
+from assetd.hashing import FileChangedError, NotRegularFileError, hash_file
+from tests.conftest import OLD_NS, write
+
+
+def expected(data: bytes) -> str:
+    return "blake3:" + blake3(data).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "size",
+    [0, 1, hashing.READ_LIMIT, hashing.READ_LIMIT + 1, hashing.THREADED_LIMIT + 12345],
+    ids=["empty", "one byte", "read limit", "mapped", "threaded"],
+)
+@pytest.mark.parametrize("settled", [True, False], ids=["settled", "fresh"])
+def test_digest_matches_blake3(tmp_path: Path, size: int, settled: bool) -> None:
+    """Read, mapped and multi-threaded hashing all give BLAKE3 of the content."""
+    data = os.urandom(size)
+    f = write(tmp_path / "f", data, OLD_NS if settled else None)
+    result = hash_file(os.fsencode(f))
+    assert result.hash == expected(data)
+    assert result.stat.size == size
+    assert result.racy is not settled
+
+
+def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    """A FIFO with no writer is refused at once instead of blocking the hasher."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(NotRegularFileError):
+        hash_file(os.fsencode(fifo))
+
+
+def test_socket_and_folder_are_refused(tmp_path: Path) -> None:
+    """Sockets and folders are not regular files."""
+    sock_path = tmp_path / "s.sock"
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(sock_path))
+        with pytest.raises(OSError):
+            hash_file(os.fsencode(sock_path))
+    with pytest.raises(NotRegularFileError):
+        hash_file(os.fsencode(tmp_path))
+
+
+def test_symlink_is_not_followed_unless_asked(tmp_path: Path) -> None:
+    """A symlink is refused by default and hashed as its target with follow_symlinks."""
+    target = write(tmp_path / "target", b"data")
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    with pytest.raises(NotRegularFileError):
+        hash_file(os.fsencode(link))
+    assert hash_file(os.fsencode(link), follow_symlinks=True).hash == expected(b"data")
+
+
+def test_vanished_file_raises_file_not_found(tmp_path: Path) -> None:
+    """A file gone before hashing gives FileNotFoundError."""
+    with pytest.raises(FileNotFoundError):
+        hash_file(os.fsencode(tmp_path / "nope"))
+
+
+def test_file_changed_during_hashing_is_hashed_again(tmp_path: Path, monkeypatch: Any) -> None:
+    """A file that changes while it is read is re-hashed; the result matches the final content."""
+    f = write(tmp_path / "f", b"first", OLD_NS)
+    real = hashing._digest
+    calls = []
+
+    def changing(fd: int, size: int, *, mapped: bool) -> str:
+        calls.append(size)
+        digest = real(fd, size, mapped=mapped)
+        if len(calls) == 1:
+            write(f, b"second, longer")
+        return digest
+
+    monkeypatch.setattr(hashing, "_digest", changing)
+    result = hash_file(os.fsencode(f))
+    assert len(calls) == 2
+    assert result.hash == expected(b"second, longer")
+
+
+def test_file_that_never_settles_gives_up(tmp_path: Path, monkeypatch: Any) -> None:
+    """A file that changes during every attempt raises FileChangedError."""
+    f = write(tmp_path / "f", b"x", OLD_NS)
+    real = hashing._digest
+    counter = iter(range(100))
+
+    def always_changing(fd: int, size: int, *, mapped: bool) -> str:
+        digest = real(fd, size, mapped=mapped)
+        write(f, b"y" * (next(counter) + 2))
+        return digest
+
+    monkeypatch.setattr(hashing, "_digest", always_changing)
+    with pytest.raises(FileChangedError):
+        hash_file(os.fsencode(f), attempts=3)
