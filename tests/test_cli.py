@@ -1,0 +1,240 @@
+"""The command line of CONTRACT.md, run in a subprocess as a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import OLD_NS, run_cli, write
+
+LOCATION_KEYS = {
+    "path",
+    "root",
+    "asset_id",
+    "hash",
+    "size",
+    "mtime_ns",
+    "mime_type",
+    "is_missing",
+    "needs_verify",
+    "tags",
+}
+SUMMARY_KEYS = {"scanned", "total", "created", "skipped", "hashed", "marked_missing", "restored"}
+
+
+class Cli:
+    """The assetd command bound to one catalog and one set of roots."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.db = f"sqlite:///{tmp_path / 'state' / 'assetd.db'}"
+        self.models = tmp_path / "models"
+        self.output = tmp_path / "output"
+        self.roots = [f"models={self.models}", f"output={self.output}"]
+
+    def __call__(self, *args: str, roots: list[str] | None = None, ok: bool = True) -> Any:
+        flags = ["--db", self.db]
+        for root in self.roots if roots is None else roots:
+            flags += ["--root", root]
+        proc = run_cli(*args, *flags)
+        if ok:
+            assert proc.returncode == 0, proc.stderr
+        return proc
+
+    def json(self, *args: str, **kwargs: Any) -> Any:
+        return json.loads(self(*args, **kwargs).stdout.strip().splitlines()[-1])
+
+    def ls(self, *args: str) -> dict[str, dict[str, Any]]:
+        out = self("ls", "--json", *args).stdout
+        return {item["path"]: item for item in map(json.loads, out.splitlines())}
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    c = Cli(tmp_path)
+    write(c.models / "checkpoints" / "sd.safetensors", "weights", OLD_NS)
+    write(c.models / "loras" / "style.safetensors", "lora", OLD_NS)
+    write(c.output / "img1.png", "png1", OLD_NS)
+    return c
+
+
+def test_scan_then_ls(cli: Cli) -> None:
+    """scan prints a JSON summary last; ls --json prints one Location per line."""
+    summary = cli.json("scan")
+    assert SUMMARY_KEYS <= set(summary)
+    assert summary["created"] == summary["hashed"] == summary["total"] == 3
+    items = cli.ls()
+    assert len(items) == 3
+    for item in items.values():
+        assert set(item) == LOCATION_KEYS
+        assert item["hash"].startswith("blake3:") and len(item["hash"]) == 7 + 64
+    sd = items[str(cli.models / "checkpoints" / "sd.safetensors")]
+    assert sd["root"] == "models" and sd["tags"] == ["checkpoints", "models"]
+    assert sd["size"] == len("weights") and sd["mtime_ns"] == OLD_NS
+    assert list(cli.ls("--in", "output")) == [str(cli.output / "img1.png")]
+    again = cli.json("scan")
+    assert again["skipped"] == 3 and again["created"] == again["hashed"] == 0
+
+
+def test_scan_named_root_no_hash_and_prune_first(cli: Cli) -> None:
+    """scan ROOT --no-hash registers that root only, without hashes; --prune-first prunes."""
+    summary = cli.json("scan", "models", "--no-hash")
+    assert summary["created"] == 2 and summary["hashed"] == 0
+    assert all(i["hash"] is None for i in cli.ls().values())
+    cli.json("scan")
+    summary = cli.json("scan", "--prune-first", roots=[f"models={cli.models}"])
+    assert summary["marked_missing"] == 1
+    assert list(cli.ls("--missing")) == [str(cli.output / "img1.png")]
+
+
+def test_ls_human_output(cli: Cli) -> None:
+    """ls without --json prints one line per location with path, root, size, hash and tags."""
+    cli("scan")
+    lines = cli("ls").stdout.splitlines()
+    assert len(lines) == 3
+    assert lines[-1].startswith(str(cli.output / "img1.png") + "\toutput 4 ")
+
+
+def test_tag_add_rm_and_filter(cli: Cli) -> None:
+    """tag add/rm print the asset's tags; ls --tag filters by them."""
+    cli("scan")
+    sd = str(cli.models / "checkpoints" / "sd.safetensors")
+    assert cli.json("tag", "add", sd, "fav", "sdxl") == ["checkpoints", "fav", "models", "sdxl"]
+    assert list(cli.ls("--tag", "fav")) == [sd]
+    assert cli.json("tag", "rm", sd, "sdxl", "models") == ["checkpoints", "fav", "models"]
+    assert len(cli.ls("--tag", "models")) == 2
+
+
+def test_meta(cli: Cli) -> None:
+    """meta reads, sets strings and JSON values, and unsets keys."""
+    cli("scan")
+    sd = str(cli.models / "checkpoints" / "sd.safetensors")
+    assert cli.json("meta", sd) == {}
+    assert cli.json("meta", sd, "base=sdxl", "steps:=30", 'extra:={"a": [1]}') == {
+        "base": "sdxl",
+        "steps": 30,
+        "extra": {"a": [1]},
+    }
+    assert cli.json("meta", sd, "--unset", "extra", "steps") == {"base": "sdxl"}
+    bad = cli("meta", sd, "steps:=[not json", ok=False)
+    assert bad.returncode == 2 and "JSON" in bad.stderr
+
+
+def test_missing_restore_and_tags_survive(cli: Cli, tmp_path: Path) -> None:
+    """A deleted file is hidden but listed with --missing; restore brings it back with its tags."""
+    cli("scan")
+    img, aside = cli.output / "img1.png", tmp_path / "aside.png"
+    cli("tag", "add", str(img), "keeper")
+    img.rename(aside)
+    assert cli.json("scan")["marked_missing"] == 1
+    assert str(img) not in cli.ls()
+    assert cli.ls("--missing")[str(img)]["tags"] == ["keeper", "missing", "output"]
+    assert cli.ls("--include-missing")[str(img)]["is_missing"] is True
+    assert cli.json("restore", str(img)) == {"restored": 0}  # not back yet
+    aside.rename(img)
+    assert cli.json("restore", str(img)) == {"restored": 1}
+    assert cli.ls()[str(img)]["tags"] == ["keeper", "output"]
+
+
+def test_prune(cli: Cli) -> None:
+    """prune marks missing what lies outside every configured root."""
+    cli("scan")
+    assert cli.json("prune", roots=[f"models={cli.models}"]) == {"marked": 1}
+    assert cli.json("prune", roots=[f"models={cli.models}"]) == {"marked": 0}
+    assert list(cli.ls("--missing")) == [str(cli.output / "img1.png")]
+
+
+def test_cleanup(cli: Cli) -> None:
+    """cleanup deletes unhashed unreferenced assets; with an age, old tombstones too."""
+    cli("scan", "--no-hash")
+    (cli.output / "img1.png").unlink()
+    cli("scan", "--no-hash")
+    assert cli.json("cleanup", "--dry-run") == {"deleted": 1}
+    assert len(cli.ls("--include-missing")) == 3
+    assert cli.json("cleanup") == {"deleted": 1}
+    assert len(cli.ls("--include-missing")) == 2
+    cli("scan")
+    (cli.models / "loras" / "style.safetensors").unlink()
+    cli("scan")
+    assert cli.json("cleanup") == {"deleted": 0}  # hashed: survives a plain cleanup
+    assert cli.json("cleanup", "--missing-older-than", "1") == {"deleted": 0}
+    assert cli.json("cleanup", "--missing-older-than", "0") == {"deleted": 1}
+    assert len(cli.ls("--include-missing")) == 1
+
+
+def test_non_utf8_path_on_the_command_line(cli: Cli) -> None:
+    """A name that is not UTF-8 is typed with surrogateescape and listed with its bytes."""
+    raw = os.fsencode(cli.output) + b"/caf\xe9.png"
+    with open(raw, "wb") as fh:
+        fh.write(b"latin-1 name")
+    cli("scan")
+    assert cli.json("tag", "add", os.fsdecode(raw), "odd") == ["odd", "output"]
+    (item,) = [i for i in cli.ls("--tag", "odd").values()]
+    import base64
+
+    assert base64.b64decode(item["path_bytes_b64"]) == raw
+
+
+def test_config_file_and_environment(cli: Cli, tmp_path: Path) -> None:
+    """Roots and database come from --config or $ASSETD_CONFIG when no flags are given."""
+    conf = tmp_path / "assetd.toml"
+    conf.write_text(
+        f'[daemon]\ndatabase = "{cli.db}"\n[[roots]]\nname = "models"\npath = "{cli.models}"\n'
+    )
+    proc = run_cli("scan", "--config", str(conf))
+    assert proc.returncode == 0 and json.loads(proc.stdout)["created"] == 2
+    proc = run_cli("ls", "--json", env={"ASSETD_CONFIG": str(conf)})
+    assert len(proc.stdout.splitlines()) == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["scan", "--root", "Bad Name=/x"], "root name 'Bad Name' is invalid"),
+        (["scan", "--root", "a=relative"], "not absolute"),
+        (["scan", "--root", "a=/x", "--root", "a=/y"], "duplicate root name"),
+        (["scan", "--root", "a=/x", "--root", "b=/x/y"], "must not nest"),
+        (["scan", "--root", "a=/x", "nope"], "no root named 'nope'"),
+        (["scan"], "no roots configured"),
+        (["scan", "--root", "noequals"], "NAME=PATH"),
+        (["ls", "--listen", "bogus"], "HOST:PORT"),
+        (["scan", "--config", "/nonexistent/assetd.toml"], "does not exist"),
+    ],
+)
+def test_bad_configuration_exits_2_and_writes_nothing(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    """A bad configuration exits 2 with one clear line on stderr, before anything is written."""
+    db = tmp_path / "state" / "never.db"
+    proc = run_cli(*args, "--db", f"sqlite:///{db}")
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert proc.stdout == ""
+    assert not db.parent.exists()
+
+
+def test_unknown_key_in_file_exits_2(tmp_path: Path) -> None:
+    """An unknown key in the file exits 2 naming the key."""
+    conf = tmp_path / "assetd.toml"
+    conf.write_text("[daemon]\nfollow_symlink = true\n")
+    proc = run_cli("scan", "--config", str(conf))
+    assert proc.returncode == 2 and "unknown key 'follow_symlink'" in proc.stderr
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    """Unknown flags, commands and missing arguments are usage errors."""
+    assert run_cli("scan", "--frobnicate").returncode == 2
+    assert run_cli("frobnicate").returncode == 2
+    assert run_cli("tag", "add").returncode == 2
+    assert run_cli().returncode == 2
+
+
+def test_tag_on_unknown_path_exits_1(cli: Cli) -> None:
+    """Tagging a path the catalog does not know exits 1 with the path in the message."""
+    cli("scan")
+    proc = cli("tag", "add", str(cli.models / "nope.bin"), "x", ok=False)
+    assert proc.returncode == 1 and "nope.bin is not in the catalog" in proc.stderr
