@@ -1,0 +1,48 @@
+"""The walk yields paths in the catalog's byte order, which the seeder's merge relies on."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from assetd.walk import Entry, walk_root
+
+# Names built from characters that sort around "/" (0x2f): ".", "-", "0", and a high byte.
+NAME = st.text(alphabet="ab.-0_~é", min_size=1, max_size=4).filter(lambda n: n not in (".", ".."))
+TREE = st.recursive(
+    st.just(None),  # a file
+    lambda children: st.dictionaries(NAME, children, min_size=1, max_size=4),
+    max_leaves=25,
+)
+
+
+def build(base: Path, tree: dict[str, object]) -> set[bytes]:
+    files: set[bytes] = set()
+    for name, child in tree.items():
+        path = base / name
+        if child is None:
+            path.write_bytes(b"")
+            files.add(os.fsencode(path))
+        else:
+            path.mkdir()
+            files |= build(path, child)  # type: ignore[arg-type]
+    return files
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(NAME, TREE, min_size=1, max_size=5))
+def test_walk_is_complete_and_in_byte_order(tree: dict[str, object]) -> None:
+    """Every regular file is yielded once, in strictly ascending byte order of full path."""
+    base = Path(tempfile.mkdtemp(prefix="assetd-walk-"))
+    try:
+        expected = build(base, tree)
+        paths = [item.path for item in walk_root(os.fsencode(base)) if isinstance(item, Entry)]
+        assert paths == sorted(expected)
+        assert len(set(paths)) == len(paths)
+    finally:
+        shutil.rmtree(base)
