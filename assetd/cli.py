@@ -100,6 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
+    p = command("run", cmd_run, "the daemon: startup scan (prune first), watchers, feed")
+    p.add_argument("--detach", action="store_true", help="run in the background (python-daemon)")
+    p.add_argument("--pidfile", metavar="F", help="with --detach: a locked pid file")
+    p.add_argument(
+        "--log-file", metavar="F", help="append logs here (default: stderr; syslog when detached)"
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+
     p = command("scan", cmd_scan, "run one full seeder pass over the named roots, then exit")
     p.add_argument("roots", nargs="*", metavar="ROOT", help="root names (all by default)")
     p.add_argument("--prune-first", action="store_true", help="prune before scanning")
@@ -139,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = ("scan", "ls", "tag", "meta", "restore", "prune", "cleanup")
+COMMANDS = ("run", "scan", "ls", "tag", "meta", "restore", "prune", "cleanup")
 
 
 def _days(text: str) -> float:
@@ -179,6 +187,86 @@ def _need_roots(config: Config) -> None:
 
 
 # -- the commands -------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace, config: Config) -> int:
+    from assetd.daemon import AlreadyRunningError, Daemon, RuntimeLock, runtime_file
+
+    _need_roots(config)
+    if args.pidfile and not args.detach:
+        raise UsageError("--pidfile goes with --detach")
+    if args.detach and not args.pidfile:
+        raise UsageError("--detach needs --pidfile F")
+    lock_path = runtime_file(config.database)
+    if lock_path:  # refuse here, on the terminal, rather than after detaching
+        probe = RuntimeLock(lock_path)
+        probe.acquire({"pid": os.getpid(), "probe": True})
+        probe.release()
+
+    def reload() -> Config:
+        return load_config(
+            config_file=args.config,
+            database=args.db,
+            roots=[parse_root_flag(r) for r in args.root] if args.root else None,
+            listen=args.listen,
+        )
+
+    if args.detach:
+        _detach(args.pidfile, args.log_file)
+    else:
+        _log_to(args.log_file)
+    logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    try:
+        return Daemon(config, reload=reload).run()
+    except AlreadyRunningError as exc:
+        return _fail(EXIT_ERROR, exc)
+
+
+def _log_to(log_file: str | None) -> None:
+    if log_file:
+        handler = logging.FileHandler(log_file)
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s assetd[%(process)d]: %(levelname)s: %(message)s")
+        )
+        logging.getLogger().handlers[:] = [handler]
+
+
+def _detach(pidfile: str, log_file: str | None) -> None:
+    """Become a background process with python-daemon, holding a locked pid file."""
+    import logging.handlers
+
+    import daemon
+    import daemon.pidfile
+    import lockfile
+
+    lock = daemon.pidfile.TimeoutPIDLockFile(os.path.abspath(pidfile), acquire_timeout=0)
+    if lock.is_locked() and lock.read_pid() and _alive(lock.read_pid()):
+        raise AssetdError(f"pid file {pidfile} is held by running pid {lock.read_pid()}")
+    if lock.is_locked():
+        lock.break_lock()  # stale: its process is gone
+    context = daemon.DaemonContext(pidfile=lock, working_directory="/", umask=0o022)
+    try:
+        context.open()
+    except lockfile.Error as exc:
+        raise AssetdError(f"cannot lock pid file {pidfile}: {exc}") from exc
+    if log_file:
+        _log_to(log_file)
+    elif os.path.exists("/dev/log"):
+        handler = logging.handlers.SysLogHandler(address="/dev/log")
+        handler.setFormatter(logging.Formatter("assetd[%(process)d]: %(levelname)s: %(message)s"))
+        logging.getLogger().handlers[:] = [handler]
+    else:
+        logging.getLogger().handlers[:] = [logging.NullHandler()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def cmd_scan(args: argparse.Namespace, config: Config) -> int:

@@ -499,6 +499,44 @@ class Catalog:
                 count += 1
         return count
 
+    def move_locations(self, moves: Sequence[tuple[bytes, bytes, str]]) -> int:
+        """Rename live locations in place: (old path, new path, new root), one transaction.
+
+        The location keeps its id and asset, so tags follow; each is logged as ``moved``.
+        A move whose old path is not live, or whose new path is already cataloged, is
+        skipped (the caller re-examines both paths instead). Returns how many moved.
+        """
+        L = self.m.Location
+        with self.write():
+            olds = self.get_states([old for old, _, _ in moves])
+            taken = self.get_states([new for _, new, _ in moves])
+            rows = []
+            for old, new, root in moves:
+                state = olds.get(old)
+                if state is None or state.is_missing or new in taken:
+                    continue
+                rows.append((new, root, state.id, state.asset_id, old))
+            sql = (
+                f"UPDATE {L._meta.table_name} SET file_path = {self.db.param}, "
+                f"root = {self.db.param} WHERE id = {self.db.param}"
+            )
+            for batch in chunks(rows):
+                self.db.cursor().executemany(
+                    sql, [(new, root, loc) for new, root, loc, _, _ in batch]
+                )
+            self.refresh_assets(asset_id for _, _, _, asset_id, _ in rows)
+            for _, _, loc_id, _, old in rows:
+                self.log("moved", loc_id, old_path=old)
+        return len(rows)
+
+    def live_paths_under(self, prefix: bytes) -> list[bytes]:
+        """The paths of live locations under ``prefix``, in order."""
+        L = self.m.Location
+        query = (
+            L.select(L.file_path).where(~L.is_missing & self._under(prefix)).order_by(L.file_path)
+        )
+        return [bytes(r.file_path) for r in query]
+
     def get_unreferenced_unhashed_asset_ids(self) -> list[int]:
         """Assets with no hash and no live location."""
         A = self.m.Asset

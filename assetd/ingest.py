@@ -26,6 +26,7 @@ __all__ = [
     "apply_hashes",
     "apply_observations",
     "guess_mime",
+    "hash_one",
     "hash_states",
     "observe",
     "restore_paths",
@@ -139,6 +140,25 @@ class HashOutcome:
     error: str | None = None
 
 
+def hash_one(
+    state: CachedState,
+    *,
+    follow_symlinks: bool = False,
+    hasher: Callable[..., HashResult] = hash_file,
+) -> HashOutcome:
+    """Hash the file of one location; never raises for a bad file."""
+    try:
+        return HashOutcome(state, hasher(state.path, follow_symlinks=follow_symlinks))
+    except (FileNotFoundError, NotADirectoryError, NotRegularFileError):
+        return HashOutcome(state, gone=True)
+    except FileChangedError:
+        return HashOutcome(state, error="kept changing while being hashed; will retry")
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return HashOutcome(state, gone=True)
+        return HashOutcome(state, error=exc.strerror or str(exc))
+
+
 def hash_states(
     states: Iterable[CachedState],
     *,
@@ -146,21 +166,10 @@ def hash_states(
     follow_symlinks: bool = False,
     hasher: Callable[..., HashResult] = hash_file,
 ) -> list[HashOutcome]:
-    """Hash the files of these locations in ``pool``; never raises for one bad file."""
-
-    def one(state: CachedState) -> HashOutcome:
-        try:
-            return HashOutcome(state, hasher(state.path, follow_symlinks=follow_symlinks))
-        except (FileNotFoundError, NotADirectoryError, NotRegularFileError):
-            return HashOutcome(state, gone=True)
-        except FileChangedError:
-            return HashOutcome(state, error="kept changing while being hashed; will retry")
-        except OSError as exc:
-            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-                return HashOutcome(state, gone=True)
-            return HashOutcome(state, error=exc.strerror or str(exc))
-
-    return list(pool.map(one, states))
+    """Hash the files of these locations in ``pool``."""
+    return list(
+        pool.map(lambda s: hash_one(s, follow_symlinks=follow_symlinks, hasher=hasher), states)
+    )
 
 
 def apply_hashes(catalog: Catalog, outcomes: Sequence[HashOutcome], tally: Tally) -> None:

@@ -70,6 +70,7 @@ class AssetSeeder:
         hash_workers: int = 2,
         clock: Callable[[], float] = time.monotonic,
         hasher: Callable[..., HashResult] = hash_file,
+        writer: Callable[..., Any] | None = None,
     ) -> None:
         self.catalog = catalog
         self.roots = tuple(roots)
@@ -79,6 +80,9 @@ class AssetSeeder:
         self.hash_workers = hash_workers
         self.clock = clock
         self.hasher = hasher
+        # Every catalog write goes through ``writer(fn, *args)``: the daemon passes its
+        # reconciler's, so that one thread writes; alone, the seeder writes itself.
+        self.writer = writer or (lambda fn, *args: fn(*args))
         self._lock = threading.Lock()
         self._state = SeederState.IDLE
         self._thread: threading.Thread | None = None
@@ -154,8 +158,11 @@ class AssetSeeder:
             self._state = SeederState.RUNNING
             self._idle.clear()
         try:
-            return self.catalog.mark_missing_outside_prefixes_safely(
-                get_all_known_prefixes(self.roots)
+            return int(
+                self.writer(
+                    self.catalog.mark_missing_outside_prefixes_safely,
+                    get_all_known_prefixes(self.roots),
+                )
             )
         finally:
             with self._lock:
@@ -180,10 +187,11 @@ class AssetSeeder:
         self.on_event("assets.seed.started", {"roots": [r.name for r in roots]})
         try:
             if prune_first:
-                tally.marked_missing += self.catalog.mark_missing_outside_prefixes_safely(
-                    get_all_known_prefixes(self.roots)
+                tally.marked_missing += self.writer(
+                    self.catalog.mark_missing_outside_prefixes_safely,
+                    get_all_known_prefixes(self.roots),
                 )
-            self.catalog.register_roots((r.name, r.prefix) for r in self.roots)
+            self.writer(self.catalog.register_roots, [(r.name, r.prefix) for r in self.roots])
             online = [root for root in roots if self._online(root)]
             for root in online:
                 self._register(root, tally)
@@ -226,7 +234,7 @@ class AssetSeeder:
             self._write(batch, tally)
 
     def _write(self, batch: list[Observation], tally: Tally) -> None:
-        apply_observations(self.catalog, batch, tally)
+        self.writer(apply_observations, self.catalog, batch, tally)
         self._tick()
 
     def _hash(self, prefixes: list[bytes], tally: Tally) -> None:
@@ -241,7 +249,7 @@ class AssetSeeder:
                     states, pool=pool, follow_symlinks=self.follow_symlinks, hasher=self.hasher
                 )
                 before = len(tally.errors)
-                apply_hashes(self.catalog, outcomes, tally)
+                self.writer(apply_hashes, self.catalog, outcomes, tally)
                 for entry in tally.errors[before:]:
                     self._error(None, entry["message"], entry["path"])
                 self._tick()
@@ -281,18 +289,22 @@ def scan_root(
     follow_symlinks: bool,
     on_problem: Callable[[str, bytes, str], None],
     tally: Tally,
+    top: bytes | None = None,
 ) -> Iterator[Observation]:
-    """Merge the walk of ``root`` with its catalog rows; yield what each path means.
+    """Merge the walk of ``root`` (or of its folder ``top``) with the catalog's rows.
 
     Both streams are in byte order, so the merge holds one row and one file at a time.
-    Rows under a folder that could not be listed are left exactly as they are.
+    Rows under a folder that could not be listed are left exactly as they are; rows
+    under a ``top`` that no longer exists are all missing.
     """
+    top = top if top is not None else os.fsencode(root.path)
     walk = walk_root(
-        root.prefix[:-1] if root.prefix != b"/" else b"/",
+        top,
         exclude=ExcludeMatcher(root.exclude),
         follow_symlinks=follow_symlinks,
+        root_prefix=root.prefix,
     )
-    rows = catalog.iter_states(root.prefix)
+    rows = catalog.iter_states(top.rstrip(b"/") + b"/")
     row: CachedState | None = next(rows, None)
     for item in walk:
         if isinstance(item, Problem):

@@ -53,19 +53,22 @@ def walk_root(
     *,
     exclude: ExcludeMatcher | None = None,
     follow_symlinks: bool = False,
+    root_prefix: bytes | None = None,
 ) -> Iterator[WalkItem]:
     """Yield every regular file under ``top`` (a folder, without trailing slash).
 
     FIFOs, sockets and devices are skipped without being opened; symlinks are skipped
     unless ``follow_symlinks``, and then folders already on the current branch are
-    reported as loops instead of being entered again.
+    reported as loops instead of being entered again. Exclude patterns are relative to
+    ``root_prefix`` (default: ``top``). A ``top`` that does not exist yields nothing.
     """
     exclude = exclude or ExcludeMatcher(())
-    base = len(top) + 1
+    base = len(root_prefix) if root_prefix is not None else len(top) + 1
     try:
         root_stat = os.stat(top)
     except OSError as exc:
-        yield Unlisted(top, True, _reason(exc))
+        if exc.errno not in _VANISHED:
+            yield Unlisted(top, True, _reason(exc))
         return
     # Each frame: the folder's (device, inode) and its sorted children still to visit.
     stack: list[tuple[tuple[int, int], Iterator[Child]]] = []

@@ -1,0 +1,291 @@
+"""``assetd run``: the live daemon's parts wired together, its signals, and systemd.
+
+The main thread runs one asyncio loop for signals (and, later, the feed). watchdog
+observers enqueue hints, the reconciler thread writes, the seeder thread runs full
+passes through the reconciler. SIGHUP re-reads the configuration and resyncs;
+SIGTERM and SIGINT finish the batch in hand and exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from assetd.config import Config, RootConfig
+from assetd.db import Catalog
+from assetd.exceptions import AssetdError, ConfigError
+from assetd.reconciler import Reconciler
+from assetd.seeder import AssetSeeder
+from assetd.watcher import WatchSet
+
+__all__ = ["AlreadyRunningError", "Daemon", "RuntimeLock", "runtime_file", "sd_notify"]
+
+log = logging.getLogger(__name__)
+
+
+class AlreadyRunningError(AssetdError):
+    """Another daemon serves this catalog."""
+
+
+def sd_notify(message: str, env: Mapping[str, str] | None = None) -> bool:
+    """Send a state line to systemd (``READY=1``, ``STATUS=…``); False when not under it."""
+    address = (os.environ if env is None else env).get("NOTIFY_SOCKET", "")
+    if not address:
+        return False
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.connect(address)
+            sock.sendall(message.encode())
+    except OSError as exc:
+        log.debug("sd_notify failed: %s", exc)
+        return False
+    return True
+
+
+def runtime_file(database_url: str) -> str | None:
+    """The daemon's runtime file beside a SQLite catalog (pid and feed address)."""
+    if not database_url.startswith("sqlite:"):
+        return None
+    path = database_url.split(":///", 1)[-1]
+    return os.path.abspath(path) + ".daemon" if path and path != ":memory:" else None
+
+
+class RuntimeLock:
+    """An exclusive lock on the catalog's runtime file, held for the daemon's life."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self, info: dict[str, Any]) -> None:
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = _read_json(fd)
+            os.close(fd)
+            raise AlreadyRunningError(
+                f"another assetd (pid {other.get('pid', '?')}) already serves this catalog "
+                f"({self.path})"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode() + b"\n", 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, 0)
+            os.close(self._fd)
+            self._fd = None
+
+
+def _read_json(fd: int) -> dict[str, Any]:
+    try:
+        data = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+class Daemon:
+    """The running daemon. ``run()`` blocks until SIGTERM/SIGINT (or ``request_stop``)."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        reload: Callable[[], Config] | None = None,
+        settle_s: float = 1.0,
+        root_check_s: float = 1.0,
+    ) -> None:
+        self.config = config
+        self.reload = reload or (lambda: config)
+        self.settle_s = settle_s
+        self.root_check_s = root_check_s
+        self.errors: list[str] = []
+        self._pending: set[str] | None = None  # roots of one more pass, queued while busy
+        self._pending_prune = False
+        self._next_config: Config | None = None
+        self._lock = threading.RLock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def run(self) -> int:
+        lock_path = runtime_file(self.config.database)
+        lock = RuntimeLock(lock_path) if lock_path else None
+        if lock is not None:
+            lock.acquire({"pid": os.getpid(), "listen": self.config.feed.listen})
+        try:
+            self.catalog = Catalog(self.config.database)
+            try:
+                return asyncio.run(self._main())
+            finally:
+                self.catalog.close()
+        finally:
+            if lock is not None:
+                lock.release()
+
+    async def _main(self) -> int:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._loop.add_signal_handler(sig, self._stop.set)
+        self._loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+        self._build(self.config)
+        self.reconciler.start()
+        self.watchers.start()  # armed before the scan, so nothing during it is lost
+        self.request_pass(None, prune_first=True)
+        sd_notify("READY=1\nSTATUS=startup scan running")
+        log.info("assetd serving %d roots on %s", len(self.config.roots), self.config.database)
+        watchdog = asyncio.create_task(self._watchdog_pings())
+        try:
+            await self._stop.wait()
+        finally:
+            watchdog.cancel()
+            sd_notify("STOPPING=1")
+            log.info("stopping")
+            self._teardown()
+        return 0
+
+    def _build(self, config: Config) -> None:
+        roots = config.roots
+        self.reconciler = Reconciler(
+            self.catalog,
+            roots,
+            follow_symlinks=config.follow_symlinks,
+            settle_s=self.settle_s,
+            on_overflow=lambda: self.request_pass(None),
+        )
+        self.seeder = AssetSeeder(
+            self.catalog,
+            roots,
+            follow_symlinks=config.follow_symlinks,
+            on_event=self._on_seed_event,
+            writer=self.reconciler.call,
+        )
+        self.watchers = self._watch_set(config)
+
+    def _watch_set(self, config: Config) -> WatchSet:
+        return WatchSet(
+            config.roots,
+            self.reconciler.put,
+            on_state=self._on_root_state,
+            on_rescan=lambda name: self.request_pass([name]),
+            on_offline=self._on_root_offline,
+            follow_symlinks=config.follow_symlinks,
+            check_interval=self.root_check_s,
+        )
+
+    def _teardown(self) -> None:
+        self.watchers.stop()
+        self.seeder.shutdown()
+        self.reconciler.stop()
+
+    def request_stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+
+    async def _watchdog_pings(self) -> None:
+        usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
+        if not usec:
+            return
+        while True:
+            sd_notify("WATCHDOG=1")
+            await asyncio.sleep(usec / 2e6)
+
+    # -- passes: startup, SIGHUP, rescans -------------------------------------------
+
+    def request_pass(self, roots: list[str] | None, prune_first: bool = False) -> None:
+        """Start a pass over ``roots`` (None: all), or queue one more if one is running."""
+        with self._lock:
+            self._apply_next_config()
+            if self.seeder.start(roots, prune_first=prune_first):
+                return
+            if self._pending is None or roots is None:
+                self._pending = set(roots) if roots is not None else set()
+            else:
+                self._pending.update(roots)
+            self._pending_prune = self._pending_prune or prune_first
+
+    def _start_pending(self) -> None:
+        with self._lock:
+            if self._pending is None:
+                return
+            self._apply_next_config()
+            names = sorted(self._pending) or None
+            if self.seeder.start(names, prune_first=self._pending_prune):
+                self._pending, self._pending_prune = None, False
+
+    def _on_sighup(self) -> None:
+        threading.Thread(target=self._reload, name="assetd-reload", daemon=True).start()
+
+    def _reload(self) -> None:
+        """Re-read the configuration; the next pass applies it, pruning first."""
+        try:
+            config = self.reload()
+        except ConfigError as exc:
+            log.error("SIGHUP: configuration not reloaded, keeping the old one: %s", exc)
+            return
+        log.info("SIGHUP: configuration reloaded; resyncing")
+        with self._lock:
+            self._next_config = config
+        self.request_pass(None, prune_first=True)
+
+    def _apply_next_config(self) -> None:
+        """Swap in a reloaded configuration; only between passes (the caller holds the lock)."""
+        config = self._next_config
+        if config is None or self.seeder.get_status()["state"] != "IDLE":
+            return
+        self._next_config = None
+        if config.roots != self.config.roots:
+            self.watchers.stop()
+            self.reconciler.set_roots(config.roots)
+            self.seeder.roots = config.roots
+            self.watchers = self._watch_set(config)
+            self.watchers.start()
+        self.config = config
+
+    # -- callbacks from the parts ---------------------------------------------------
+
+    def _on_seed_event(self, kind: str, data: dict[str, Any]) -> None:
+        if kind == "assets.seed.progress":
+            sd_notify(
+                f"STATUS={data.get('phase', '')}: {data.get('scanned', 0)} files, "
+                f"{data.get('hashed', 0)}/{data.get('to_hash', 0)} hashed"
+            )
+        elif kind != "assets.seed.started":
+            summary = {k: data.get(k) for k in ("total", "created", "hashed", "marked_missing")}
+            log.info("%s %s", kind, json.dumps(summary))
+            sd_notify(f"STATUS=idle, {data.get('total', 0)} files in the last pass")
+            threading.Thread(target=self._after_pass, name="assetd-next-pass", daemon=True).start()
+
+    def _after_pass(self) -> None:
+        self.seeder.wait(30)  # the end event comes just before the seeder is IDLE
+        self._start_pending()
+
+    def _on_root_state(self, root: RootConfig, state: str, message: str | None) -> None:
+        level = logging.INFO if state in ("online", "polling") and not message else logging.WARNING
+        log.log(level, "root %s: %s%s", root.name, state, f" ({message})" if message else "")
+
+    def _on_root_offline(self, root: RootConfig) -> None:
+        def mark() -> int:
+            ids = [s.id for s in self.catalog.iter_states(root.prefix) if not s.is_missing]
+            return self.catalog.mark_missing(ids)
+
+        marked = self.reconciler.call(mark)
+        log.warning("root %s offline: %d locations marked missing", root.name, marked)

@@ -1,0 +1,384 @@
+"""The single writer: takes hints, looks again at the disk, and writes what it finds.
+
+Hints never say what changed, only where to look. The reconciler coalesces them by
+path, re-stats, decides with :func:`assetd.decide.decide`, writes a batch in one short
+transaction, and hands hashing to a small pool whose results come back through the
+same queue. Files still being written are hashed once closed, or once their size and
+mtime have stayed still for ``settle_s``.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import queue
+import stat as stat_mod
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from assetd.config import RootConfig
+from assetd.db import CHUNK, Catalog, chunks
+from assetd.decide import CachedState, FileStat
+from assetd.ingest import (
+    HashOutcome,
+    Observation,
+    Tally,
+    apply_hashes,
+    apply_observations,
+    hash_one,
+    observe,
+)
+from assetd.paths import ExcludeMatcher, root_for_path
+from assetd.seeder import scan_root
+
+__all__ = ["Hint", "HintKind", "Reconciler"]
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 2000  # hints taken from the queue per transaction
+
+
+class HintKind(enum.Enum):
+    CHANGED = "changed"  # created, modified, deleted, attributes: look again
+    CLOSED = "closed"  # closed after writing: look again, and hash at once
+    MOVED = "moved"  # a file renamed to ``dest``
+    DIR_MOVED = "dir_moved"  # a folder renamed to ``dest``
+    DIR_CHANGED = "dir_changed"  # a folder created or deleted: look at everything under it
+
+
+@dataclass(frozen=True, slots=True)
+class Hint:
+    """Where to look again, and how."""
+
+    kind: HintKind
+    path: bytes
+    dest: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Work:
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    future: Future[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _Hashed:
+    outcomes: list[HashOutcome]
+
+
+_STOP = object()
+
+
+@dataclass
+class _Plan:
+    """What one batch of hints asks for, coalesced by path."""
+
+    look: dict[bytes, bool] = field(default_factory=dict)  # path -> closed after writing
+    moves: list[tuple[bytes, bytes, str]] = field(default_factory=list)
+    tree_moves: list[tuple[bytes, bytes, str]] = field(default_factory=list)
+    trees: set[bytes] = field(default_factory=set)
+
+
+class Reconciler:
+    """Owns the writer thread. ``put`` never blocks; ``call`` runs work on the writer."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        roots: Sequence[RootConfig],
+        *,
+        follow_symlinks: bool = False,
+        hash_workers: int = 2,
+        settle_s: float = 1.0,
+        queue_size: int = 100_000,
+        on_overflow: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.catalog = catalog
+        self.follow_symlinks = follow_symlinks
+        self.settle_s = settle_s
+        self.on_overflow = on_overflow or (lambda: None)
+        self.clock = clock
+        self.tally = Tally()
+        self.hints_seen = 0
+        self.overflows = 0
+        self._queue: queue.Queue[Any] = queue.Queue(queue_size)
+        self._pool = ThreadPoolExecutor(hash_workers, thread_name_prefix="assetd-hash")
+        self._settling: dict[bytes, tuple[FileStat, float]] = {}
+        self._hashing = 0  # batches handed to the pool whose results are not written yet
+        self._thread = threading.Thread(target=self._run, name="assetd-reconciler", daemon=True)
+        self._overflowed = threading.Event()
+        self.set_roots(roots)
+
+    def set_roots(self, roots: Sequence[RootConfig]) -> None:
+        """Replace the roots (on a configuration reload); takes effect with the next batch."""
+        self._roots = tuple(roots)
+        self._excludes = {r.name: ExcludeMatcher(r.exclude) for r in roots}
+
+    # -- the outside ----------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Finish what is queued, commit, and end the thread."""
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join(timeout)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def put(self, hint: Hint) -> bool:
+        """Queue a hint without blocking; a full queue means events were lost: rescan."""
+        try:
+            self._queue.put_nowait(hint)
+            return True
+        except queue.Full:
+            if not self._overflowed.is_set():
+                self._overflowed.set()
+                self.overflows += 1
+                log.warning("reconciler queue full (%d hints): rescanning", self._queue.maxsize)
+                self.on_overflow()
+            return False
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(*args)`` on the writer thread and return its result (or raise its error)."""
+        if threading.current_thread() is self._thread or not self._thread.is_alive():
+            return fn(*args)
+        future: Future[Any] = Future()
+        self._queue.put(_Work(fn, args, future))
+        return future.result()
+
+    def idle(self) -> bool:
+        """Nothing queued, settling or being hashed (for tests and shutdown)."""
+        return self._queue.unfinished_tasks == 0 and not self._settling and not self._hashing
+
+    # -- the writer thread ----------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            item = self._next()
+            items = [item] if item is not None else []
+            while len(items) < MAX_BATCH:
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            if len(items) < MAX_BATCH:
+                self._overflowed.clear()
+            stop = False
+            try:
+                stop = self._process(items)
+            except Exception:
+                log.exception("reconciler batch failed; the next scan will catch up")
+            finally:
+                for _ in items:
+                    self._queue.task_done()
+            if stop:
+                return
+
+    def _next(self) -> Any:
+        """The next queue item, waking up in time for the earliest settling file."""
+        timeout = None
+        if self._settling:
+            timeout = max(0.0, min(due for _, due in self._settling.values()) - self.clock())
+        try:
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def _process(self, items: list[Any]) -> bool:
+        hints: list[Hint] = []
+        stop = False
+        for item in items:
+            if isinstance(item, Hint):
+                hints.append(item)
+                continue
+            self._reconcile(hints)
+            hints = []
+            if item is _STOP:
+                stop = True
+            elif isinstance(item, _Work):
+                self._do_work(item)
+            elif isinstance(item, _Hashed):
+                try:
+                    apply_hashes(self.catalog, item.outcomes, self.tally)
+                finally:
+                    self._hashing -= 1
+        self._reconcile(hints)
+        self._check_settled()
+        return stop
+
+    @staticmethod
+    def _do_work(work: _Work) -> None:
+        if not work.future.set_running_or_notify_cancel():
+            return
+        try:
+            work.future.set_result(work.fn(*work.args))
+        except BaseException as exc:
+            work.future.set_exception(exc)
+
+    # -- reconciling a batch --------------------------------------------------------
+
+    def _reconcile(self, hints: list[Hint]) -> None:
+        if not hints:
+            return
+        self.hints_seen += len(hints)
+        plan = self._plan(hints)
+        for src, dst, dst_root in plan.tree_moves:
+            # A renamed folder moves all its locations in one transaction, tags and all.
+            src_prefix, dst_prefix = src + b"/", dst + b"/"
+            paths = self.catalog.live_paths_under(src_prefix)
+            self.catalog.move_locations(
+                [(p, dst_prefix + p[len(src_prefix) :], dst_root) for p in paths]
+            )
+        if plan.moves:
+            self.catalog.move_locations(plan.moves)
+        observations: list[Observation] = []
+        for tree in sorted(_outermost(plan.trees)):
+            root = self._root_of(tree)
+            if root is not None:
+                observations.extend(
+                    scan_root(self.catalog, root, self.follow_symlinks, _warn, Tally(), top=tree)
+                )
+        observations.extend(self._look(plan.look))
+        for batch in chunks(observations, CHUNK):
+            apply_observations(self.catalog, batch, self.tally)
+        self._hash_or_settle(observations, plan.look)
+
+    def _plan(self, hints: Iterable[Hint]) -> _Plan:
+        plan = _Plan()
+        for hint in hints:
+            src_root = self._root_of(hint.path)
+            if hint.kind in (HintKind.CHANGED, HintKind.CLOSED):
+                if src_root is not None:
+                    plan.look[hint.path] = (
+                        plan.look.get(hint.path, False) or hint.kind is HintKind.CLOSED
+                    )
+                continue
+            if hint.kind is HintKind.DIR_CHANGED:
+                if src_root is not None:
+                    plan.trees.add(hint.path)
+                continue
+            assert hint.dest is not None
+            dst_root = self._root_of(hint.dest)
+            if hint.kind is HintKind.MOVED:
+                if src_root is not None and dst_root is not None:
+                    plan.moves.append((hint.path, hint.dest, dst_root.name))
+                if src_root is not None:
+                    plan.look.setdefault(hint.path, False)
+                if dst_root is not None:
+                    plan.look[hint.dest] = True  # a rename is how writers publish a finished file
+            else:
+                if src_root is not None and dst_root is not None:
+                    plan.tree_moves.append((hint.path, hint.dest, dst_root.name))
+                if src_root is not None:
+                    plan.trees.add(hint.path)
+                if dst_root is not None:
+                    plan.trees.add(hint.dest)
+        return plan
+
+    def _root_of(self, path: bytes) -> RootConfig | None:
+        root = root_for_path(path, self._roots)
+        if root is None:
+            return None
+        rel = path[len(root.prefix) :]
+        if self._excludes[root.name].excludes(rel, is_dir=False):
+            return None
+        return root
+
+    def _look(self, paths: dict[bytes, bool]) -> list[Observation]:
+        """Stat each path and decide against its cache state."""
+        states = self.catalog.get_states(list(paths))
+        out = []
+        for path in paths:
+            root = self._root_of(path)
+            if root is None:
+                continue
+            out.append(observe(path, root.name, self._stat(path), states.get(path)))
+        return out
+
+    def _stat(self, path: bytes) -> FileStat | None:
+        try:
+            st = os.stat(path, follow_symlinks=self.follow_symlinks)
+        except OSError:
+            return None
+        return FileStat.from_os(st) if stat_mod.S_ISREG(st.st_mode) else None
+
+    # -- hashing, now or once settled -----------------------------------------------
+
+    def _hash_or_settle(self, observations: list[Observation], closed: dict[bytes, bool]) -> None:
+        now_wall = time.time_ns()
+        ready: list[bytes] = []
+        for obs in observations:
+            if obs.stat is None:
+                self._settling.pop(obs.path, None)
+                continue
+            if not obs.decision.rehash and obs.path not in self._settling:
+                continue
+            still = now_wall - obs.stat.mtime_ns > self.settle_s * 1e9
+            if closed.get(obs.path) or still:
+                self._settling.pop(obs.path, None)
+                ready.append(obs.path)
+            else:
+                self._settling[obs.path] = (obs.stat, self.clock() + self.settle_s)
+        self._submit(ready)
+
+    def _check_settled(self) -> None:
+        now = self.clock()
+        due = [p for p, (_, when) in self._settling.items() if when <= now]
+        ready = []
+        for path in due:
+            before, _ = self._settling.pop(path)
+            current = self._stat(path)
+            if current is None:
+                continue
+            if current == before:
+                ready.append(path)
+            else:
+                self._settling[path] = (current, now + self.settle_s)
+                self._reconcile([Hint(HintKind.CHANGED, path)])
+        self._submit(ready)
+
+    def _submit(self, paths: list[bytes]) -> None:
+        states = [
+            s
+            for s in self.catalog.get_states(paths).values()
+            if s.needs_verify and not s.is_missing
+        ]
+        if not states:
+            return
+        for batch in chunks(states, 64):
+            self._hashing += 1
+            future = self._pool.submit(self._hash, list(batch))
+            future.add_done_callback(self._hashed)
+
+    def _hash(self, states: list[CachedState]) -> list[HashOutcome]:
+        return [hash_one(s, follow_symlinks=self.follow_symlinks) for s in states]
+
+    def _hashed(self, future: Future[list[HashOutcome]]) -> None:
+        outcomes: list[HashOutcome] = []
+        if not future.cancelled():
+            try:
+                outcomes = future.result()
+            except Exception:
+                log.exception("hashing failed")
+        self._queue.put(_Hashed(outcomes))  # always, so the in-flight count comes back down
+
+
+def _warn(root: str, path: bytes, message: str) -> None:
+    log.warning("%s: %s", os.fsdecode(path), message)
+
+
+def _outermost(folders: set[bytes]) -> set[bytes]:
+    """Drop folders that lie inside another folder of the set."""
+    keep: set[bytes] = set()
+    for folder in sorted(folders):
+        if not any(folder.startswith(k + b"/") for k in keep):
+            keep.add(folder)
+    return keep

@@ -1,0 +1,312 @@
+"""watchdog observers, one per root, turning events into hints; and the roots' health.
+
+Handlers only enqueue. Each root is watched with inotify, or polled on network and FUSE
+file systems (or when configured so). A root whose folder vanishes or is replaced (an
+unmounted disk) is reported offline and re-armed when it is back; a root whose watches
+cannot be added (the inotify watch limit) falls back to polling.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers.api import BaseObserver
+
+from assetd.config import RootConfig
+from assetd.paths import ExcludeMatcher
+from assetd.reconciler import Hint, HintKind
+
+__all__ = [
+    "NETWORK_FS",
+    "RootState",
+    "WatchSet",
+    "filesystem_type",
+    "make_hint",
+]
+
+log = logging.getLogger(__name__)
+
+# File systems where inotify sees only this host's changes, or nothing: poll them.
+NETWORK_FS = {
+    "nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "afs", "ceph", "glusterfs", "lustre",
+    "davfs", "fuse", "fuseblk", "sshfs", "virtiofs",
+}  # fmt: skip
+
+_OVERFLOW_LOGGERS = ("watchdog.observers.inotify_c", "watchdog.observers.inotify")
+
+
+def filesystem_type(path: str, mountinfo: str = "/proc/self/mountinfo") -> str:
+    """The type of the file system holding ``path`` (``fuse.sshfs`` style for FUSE)."""
+    best, kind = "", ""
+    try:
+        with open(mountinfo, encoding="utf-8", errors="surrogateescape") as fh:
+            for line in fh:
+                fields = line.split()
+                dash = fields.index("-")
+                mount_point = fields[4].encode().decode("unicode_escape")
+                if (path == mount_point or path.startswith(mount_point.rstrip("/") + "/")) and len(
+                    mount_point
+                ) >= len(best):
+                    best, kind = mount_point, fields[dash + 1]
+    except (OSError, ValueError):
+        return ""
+    return kind
+
+
+def wants_polling(root: RootConfig) -> bool:
+    if root.watch != "auto":
+        return root.watch == "polling"
+    kind = filesystem_type(root.path)
+    return kind in NETWORK_FS or kind.split(".")[0] in NETWORK_FS
+
+
+def make_hint(event: FileSystemEvent, exclude: ExcludeMatcher, prefix: bytes) -> Hint | None:
+    """The hint for one watchdog event, or None when it asks for nothing."""
+    src = os.fsencode(event.src_path)
+    kind = event.event_type
+    if kind in ("opened", "closed_no_write"):
+        return None
+    if event.is_directory and kind in ("modified", "attrib"):
+        return None  # a child changed: its own event follows
+    if kind == "moved":
+        dest = os.fsencode(event.dest_path)
+        if _excluded(exclude, prefix, src, event.is_directory) and _excluded(
+            exclude, prefix, dest, event.is_directory
+        ):
+            return None
+        return Hint(HintKind.DIR_MOVED if event.is_directory else HintKind.MOVED, src, dest)
+    if _excluded(exclude, prefix, src, event.is_directory):
+        return None
+    if event.is_directory:
+        return Hint(HintKind.DIR_CHANGED, src)
+    return Hint(HintKind.CLOSED if kind == "closed" else HintKind.CHANGED, src)
+
+
+def _excluded(exclude: ExcludeMatcher, prefix: bytes, path: bytes, is_dir: bool) -> bool:
+    if not path.startswith(prefix):
+        return True
+    return bool(exclude) and exclude.excludes(path[len(prefix) :], is_dir=is_dir)
+
+
+class _Handler(FileSystemEventHandler):
+    """Turns each event into a hint and hands it on; nothing slow happens here."""
+
+    def __init__(
+        self, root: RootConfig, sink: Callable[[Hint], bool], on_root_event: Callable[[], None]
+    ) -> None:
+        self.root = root
+        self.exclude = ExcludeMatcher(root.exclude)
+        self.sink = sink
+        self.on_root_event = on_root_event
+        self.root_path = os.fsencode(root.path)
+
+    def dispatch(self, event: FileSystemEvent) -> None:
+        if os.fsencode(event.src_path) == self.root_path and event.event_type in (
+            "deleted",
+            "moved",
+        ):
+            self.on_root_event()
+            return
+        hint = make_hint(event, self.exclude, self.root.prefix)
+        if hint is not None:
+            self.sink(hint)
+
+
+@dataclass
+class RootState:
+    """How one root is watched right now."""
+
+    root: RootConfig
+    state: str = "offline"  # online | offline | polling | watch_failed
+    message: str | None = None
+    identity: tuple[int, int] | None = None  # (device, inode) of the root folder
+    observer: BaseObserver | None = None
+
+
+class _OverflowAlarm(logging.Handler):
+    """watchdog logs the kernel's IN_Q_OVERFLOW and carries on: we turn it into a rescan."""
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        super().__init__(logging.WARNING)
+        self.callback = callback
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "overflow" in record.getMessage().lower():
+            self.callback()
+
+
+class WatchSet:
+    """The observers of every root, and a small monitor of the roots' folders.
+
+    ``on_state(root, state, message)`` reports a root's state change;
+    ``on_rescan(root_name)`` asks for a scan of that root (events were lost, or it is back);
+    ``on_offline(root)`` asks for the root's live locations to be marked missing.
+    """
+
+    def __init__(
+        self,
+        roots: Sequence[RootConfig],
+        sink: Callable[[Hint], bool],
+        *,
+        on_state: Callable[[RootConfig, str, str | None], None],
+        on_rescan: Callable[[str], None],
+        on_offline: Callable[[RootConfig], None],
+        follow_symlinks: bool = False,
+        check_interval: float = 1.0,
+    ) -> None:
+        self.sink = sink
+        self.on_state = on_state
+        self.on_rescan = on_rescan
+        self.on_offline = on_offline
+        self.follow_symlinks = follow_symlinks
+        self.check_interval = check_interval
+        self.states: dict[str, RootState] = {r.name: RootState(r) for r in roots}
+        self.overflows = 0
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._monitor = threading.Thread(target=self._watch_roots, name="assetd-roots", daemon=True)
+        self._alarm = _OverflowAlarm(self._overflowed)
+
+    def start(self) -> None:
+        """Arm every root that is online now, then keep an eye on them."""
+        for name in _OVERFLOW_LOGGERS:
+            logging.getLogger(name).addHandler(self._alarm)
+        with self._lock:
+            for state in self.states.values():
+                self._arm(state, initial=True)
+        self._monitor.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._monitor.is_alive():
+            self._monitor.join(5)
+        for name in _OVERFLOW_LOGGERS:
+            logging.getLogger(name).removeHandler(self._alarm)
+        with self._lock:
+            for state in self.states.values():
+                self._disarm(state)
+
+    def snapshot(self) -> dict[str, str]:
+        with self._lock:
+            return {name: s.state for name, s in self.states.items()}
+
+    # -- arming ---------------------------------------------------------------------
+
+    def _arm(self, state: RootState, initial: bool = False) -> None:
+        root = state.root
+        try:
+            st = os.stat(root.path)
+        except OSError as exc:
+            self._set(state, "offline", f"{root.path}: {exc.strerror}")
+            return
+        if not os.path.isdir(root.path):
+            self._set(state, "offline", f"{root.path} is not a folder")
+            return
+        state.identity = (st.st_dev, st.st_ino)
+        polling = wants_polling(root)
+        try:
+            state.observer = self._observe(root, polling)
+            self._set(state, "polling" if polling else "online", None)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC or polling:
+                self._set(state, "watch_failed", f"cannot watch {root.path}: {exc.strerror}")
+                return
+            needed = sum(1 for _ in os.walk(root.path))
+            limit = _read_int("/proc/sys/fs/inotify/max_user_watches")
+            message = (
+                f"inotify watch limit reached: root {root.name!r} needs {needed} watches, "
+                f"fs.inotify.max_user_watches is {limit}; polling this root instead "
+                f"(raise it: sysctl fs.inotify.max_user_watches={max(needed * 2, 524288)})"
+            )
+            log.warning(message)
+            state.observer = self._observe(root, polling=True)
+            self._set(state, "polling", message)
+        if not initial:
+            self.on_rescan(root.name)
+
+    def _observe(self, root: RootConfig, polling: bool) -> BaseObserver:
+        if polling:
+            from watchdog.observers.polling import PollingObserver
+
+            observer: BaseObserver = PollingObserver(timeout=1.0)
+        else:
+            from watchdog.observers.inotify import InotifyObserver
+
+            observer = InotifyObserver()
+        handler = _Handler(root, self.sink, self._wake.set)
+        observer.schedule(handler, root.path, recursive=True, follow_symlink=self.follow_symlinks)
+        observer.name = f"assetd-watch-{root.name}"
+        try:
+            observer.start()
+        except OSError:
+            observer.stop()
+            raise
+        return observer
+
+    def _disarm(self, state: RootState) -> None:
+        if state.observer is not None:
+            state.observer.stop()
+            state.observer.join(5)
+            state.observer = None
+
+    def _set(self, state: RootState, new: str, message: str | None) -> None:
+        changed = (state.state, state.message) != (new, message)
+        state.state, state.message = new, message
+        if changed:
+            self.on_state(state.root, new, message)
+
+    # -- the monitor ----------------------------------------------------------------
+
+    def _watch_roots(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.check_interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            with self._lock:
+                for state in self.states.values():
+                    self._check(state)
+
+    def _check(self, state: RootState) -> None:
+        try:
+            st = os.stat(state.root.path)
+            identity: tuple[int, int] | None = (
+                (st.st_dev, st.st_ino) if os.path.isdir(state.root.path) else None
+            )
+        except OSError:
+            identity = None
+        armed = state.state in ("online", "polling")
+        if armed and identity != state.identity:
+            # Gone, or replaced (an unmounted disk leaves its empty mount point behind).
+            self._disarm(state)
+            self._set(state, "offline", f"{state.root.path} vanished or was replaced")
+            self.on_offline(state.root)
+            state.identity = None
+        elif armed and state.observer is not None and not state.observer.is_alive():
+            self._disarm(state)
+            self._set(state, "watch_failed", "the observer stopped; re-arming and rescanning")
+            self._arm(state)
+        if state.state in ("offline", "watch_failed") and identity is not None:
+            self._arm(state)
+
+    def _overflowed(self) -> None:
+        self.overflows += 1
+        for state in list(self.states.values()):
+            if state.state == "online":
+                self.on_rescan(state.root.name)
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path) as fh:
+            return int(fh.read().strip())
+    except (OSError, ValueError):
+        return None
