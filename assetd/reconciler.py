@@ -240,13 +240,18 @@ class Reconciler:
         if plan.moves:
             self.catalog.move_locations(plan.moves)
         observations: list[Observation] = []
-        for tree in sorted(_outermost(plan.trees)):
+        trees = _outermost(plan.trees)
+        for tree in sorted(trees):
             root = self._root_of(tree)
             if root is not None:
                 observations.extend(
                     scan_root(self.catalog, root, self.follow_symlinks, _warn, Tally(), top=tree)
                 )
-        observations.extend(self._look(plan.look))
+        # A path inside a folder being scanned is looked at by that scan: once is enough.
+        singles = {
+            p: c for p, c in plan.look.items() if not any(p.startswith(t + b"/") for t in trees)
+        }
+        observations.extend(self._look(singles))
         for batch in chunks(observations, CHUNK):
             apply_observations(self.catalog, batch, self.tally)
         self._hash_or_settle(observations, plan.look)
