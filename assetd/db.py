@@ -22,7 +22,7 @@ from playhouse.db_url import connect as connect_url
 from assetd.decide import CachedState, FileStat
 from assetd.exceptions import CatalogError, InvalidRequestError, NotFoundError, SchemaError
 from assetd.paths import auto_tags, path_json, prefix_upper_bound
-from assetd.schema import SCHEMA_VERSION, Models, define_models, migrations
+from assetd.schema import SCHEMA_VERSION, Models, U64Field, define_models, migrations
 
 __all__ = ["CHUNK", "Catalog", "ChangeListener", "chunks", "open_database", "stat_columns"]
 
@@ -529,6 +529,29 @@ class Catalog:
                 self.log("moved", loc_id, old_path=old)
         return len(rows)
 
+    def set_stats(self, rows: Sequence[tuple[int, FileStat, bool, int | None]]) -> None:
+        """(location id, stat, needs_verify, asset id or None to keep it), in bulk."""
+        L = self.m.Location
+        p = self.db.param
+        names = ("size", "mtime_ns", "ctime_ns", "inode", "device", "needs_verify")
+        columns = ", ".join(f"{name} = {{p}}" for name in names)
+        keep = f"UPDATE {L._meta.table_name} SET {columns.format(p=p)} WHERE id = {p}"
+        move = (
+            f"UPDATE {L._meta.table_name} SET {columns.format(p=p)}, asset_id = {p} WHERE id = {p}"
+        )
+        same = [
+            (*_stat_params(st), verify, loc) for loc, st, verify, asset in rows if asset is None
+        ]
+        moved = [
+            (*_stat_params(st), verify, asset, loc)
+            for loc, st, verify, asset in rows
+            if asset is not None
+        ]
+        cursor = self.db.cursor()
+        for sql, params in ((keep, same), (move, moved)):
+            for batch in chunks(params):
+                cursor.executemany(sql, batch)
+
     def live_paths_under(self, prefix: bytes) -> list[bytes]:
         """The paths of live locations under ``prefix``, in order."""
         L = self.m.Location
@@ -653,6 +676,17 @@ def stat_columns(stat: FileStat) -> dict[str, int]:
         "inode": stat.inode,
         "device": stat.device,
     }
+
+
+def _stat_params(stat: FileStat) -> tuple[int | None, ...]:
+    """A stat as SQL parameters for raw statements (inode and device as signed 64-bit)."""
+    return (
+        stat.size,
+        stat.mtime_ns,
+        stat.ctime_ns,
+        U64Field().db_value(stat.inode),
+        U64Field().db_value(stat.device),
+    )
 
 
 def _valid_tag(tag: str) -> str:

@@ -15,7 +15,9 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from assetd.db import Catalog, stat_columns
+import peewee as pw
+
+from assetd.db import Catalog, chunks, stat_columns
 from assetd.decide import CachedState, Decision, FileStat, Outcome, decide
 from assetd.hashing import FileChangedError, HashResult, NotRegularFileError, hash_file
 
@@ -77,57 +79,78 @@ class Tally:
 
 def apply_observations(catalog: Catalog, observations: Sequence[Observation], tally: Tally) -> None:
     """Write one batch of observations in one transaction, logging each change."""
-    L, A = catalog.m.Location, catalog.m.Asset
-    touched: set[int] = set()
-    new: list[dict[str, Any]] = []
+    L = catalog.m.Location
+    new = [o for o in observations if o.decision.outcome is Outcome.NEW]
+    stats: list[tuple[int, FileStat, bool, int | None]] = []
+    missing: list[int] = []
+    restored: list[CachedState] = []
     with catalog.write():
         for obs in observations:
             outcome, state, stat = obs.decision.outcome, obs.state, obs.stat
             if outcome is Outcome.UNCHANGED:
                 tally.skipped += 1
-            elif outcome is Outcome.NEW:
-                assert stat is not None
-                asset_id = A.insert(
-                    hash=None,
-                    size_bytes=stat.size,
-                    mime_type=guess_mime(obs.path),
-                    created_at=catalog.now(),
-                ).execute()
-                new.append(
-                    {
-                        "file_path": obs.path,
-                        "root": obs.root,
-                        "asset": asset_id,
-                        **stat_columns(stat),
-                    }
-                )
-                touched.add(asset_id)
             elif outcome in (Outcome.MODIFIED, Outcome.VERIFY):
                 assert stat is not None and state is not None
-                L.update(**stat_columns(stat), needs_verify=True).where(L.id == state.id).execute()
+                stats.append((state.id, stat, True, None))
                 if outcome is Outcome.MODIFIED:
                     tally.modified += 1
                     catalog.log("modified", state.id)
             elif outcome is Outcome.MISSING:
                 assert state is not None
-                tally.marked_missing += catalog.mark_missing([state.id])
+                missing.append(state.id)
             elif outcome is Outcome.RESTORED:
                 assert stat is not None and state is not None
-                columns: dict[str, Any] = {"is_missing": False, "missing_since": None}
                 if obs.decision.rehash:
-                    columns.update(stat_columns(stat), needs_verify=True)
-                L.update(**columns).where(L.id == state.id).execute()
-                touched.add(state.asset_id)
-                tally.restored += 1
+                    stats.append((state.id, stat, True, None))
+                restored.append(state)
                 catalog.log("restored", state.id)
+        catalog.set_stats(stats)
+        if restored:
+            ids = [s.id for s in restored]
+            L.update(is_missing=False, missing_since=None).where(L.id.in_(ids)).execute()
+            catalog.update_missing_marks(s.asset_id for s in restored)
+            tally.restored += len(restored)
+        if missing:
+            tally.marked_missing += catalog.mark_missing(missing)
         if new:
-            inserted = L.insert_many(new).returning(L.id, L.file_path).tuples().execute()
-            ids = {bytes(path): loc_id for loc_id, path in inserted}
-            for row in new:
-                catalog.log("added", ids[row["file_path"]])
-            catalog.add_auto_tags((r["asset"], r["root"], r["file_path"]) for r in new)
+            _insert_new(catalog, new)
             tally.created += len(new)
-        catalog.update_missing_marks(touched)
+
+
+def _insert_new(catalog: Catalog, new: Sequence[Observation]) -> None:
+    """One unhashed seed asset and one location per new file, in bulk."""
+    L, A = catalog.m.Location, catalog.m.Asset
+    now = catalog.now()
+    seeds = [
+        {
+            "hash": None,
+            "size_bytes": o.stat.size,
+            "mime_type": guess_mime(o.path),
+            "created_at": now,
+        }
+        for o in new
+        if o.stat is not None
+    ]
+    # Ids grow in insertion order on SQLite (rowid) and PostgreSQL (a sequence) while we
+    # hold the write lock, whatever order RETURNING lists them in.
+    asset_ids = sorted(
+        row[0]
+        for batch in chunks(seeds, 200)
+        for row in A.insert_many(batch).returning(A.id).tuples().execute()
+    )
+    rows = [
+        {"file_path": o.path, "root": o.root, "asset": asset_id, **stat_columns(o.stat)}
+        for o, asset_id in zip(new, asset_ids, strict=True)
+        if o.stat is not None
+    ]
+    ids: dict[bytes, int] = {}
+    for batch in chunks(rows, 200):
+        inserted = L.insert_many(batch).returning(L.id, L.file_path).tuples().execute()
+        ids.update((bytes(path), loc_id) for loc_id, path in inserted)
+    for row in rows:
+        catalog.log("added", ids[row["file_path"]])
+    catalog.add_auto_tags((r["asset"], r["root"], r["file_path"]) for r in rows)
+    catalog.update_missing_marks(asset_ids)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,70 +196,133 @@ def hash_states(
 
 
 def apply_hashes(catalog: Catalog, outcomes: Sequence[HashOutcome], tally: Tally) -> None:
-    """Write one batch of hash outcomes in one transaction."""
+    """Write one batch of hash outcomes in one transaction.
+
+    Each hashed location joins the asset of its content: an unhashed seed asset takes
+    the hash when no asset has it yet; otherwise the location moves to the asset that
+    has it (a seed left behind is deleted, its user data merged), or to a new asset
+    when the content at the path changed. Reads are a few queries per batch and the
+    updates run in bulk.
+    """
     L = catalog.m.Location
-    settled = _Settled()
     with catalog.write():
         for item in outcomes:
             if item.error is not None:
                 tally.errors.append({"path": item.state.path, "message": item.error})
-                continue
-            current = L.get_or_none(L.id == item.state.id)
-            if current is None or current.is_missing:
-                continue  # deleted or marked missing meanwhile: nothing to settle
-            if item.gone or item.result is None:
-                tally.marked_missing += catalog.mark_missing([item.state.id])
-                continue
+        wanted = [i for i in outcomes if i.error is None]
+        query = L.select(L.id, L.asset, L.root, L.file_path).where(
+            L.id.in_([i.state.id for i in wanted]) & ~L.is_missing
+        )
+        live = {loc: (asset, root, bytes(path)) for loc, asset, root, path in query.tuples()}
+        gone = [i.state.id for i in wanted if i.state.id in live and i.result is None]
+        if gone:
+            tally.marked_missing += catalog.mark_missing(gone)
+        done = [(i, i.result) for i in wanted if i.state.id in live and i.result is not None]
+        if not done:
+            return
+        book = _Book.load(
+            catalog, [live[i.state.id][0] for i, _ in done], [r.hash for _, r in done]
+        )
+        for item, result in done:
             tally.hashed += 1
-            _settle(catalog, current, item.result, settled)
-        catalog.add_auto_tags(settled.joined)
-        catalog.refresh_assets(settled.left - settled.deleted)
-        catalog.update_missing_marks({asset_id for asset_id, _, _ in settled.joined})
+            asset_id, root, path = live[item.state.id]
+            book.settle(catalog, item.state.id, asset_id, root, path, result)
+        book.flush(catalog)
 
 
 @dataclass
-class _Settled:
-    """Asset bookkeeping gathered over a batch, applied once at its end."""
+class _Book:
+    """The assets one batch of hash results touches: read once, kept current in memory."""
 
+    hashes: dict[int, str | None]  # asset id -> hash
+    mimes: dict[int, str | None]
+    counts: dict[int, int]  # asset id -> number of locations
+    by_hash: dict[str, int]
+    new_hashes: list[tuple[str, int, int]] = field(default_factory=list)  # (hash, size, asset)
+    stats: list[tuple[int, FileStat, bool, int | None]] = field(default_factory=list)
     joined: list[tuple[int, str, bytes]] = field(default_factory=list)  # (asset, root, path)
     left: set[int] = field(default_factory=set)  # assets a location moved away from
-    deleted: set[int] = field(default_factory=set)
+    seeds: list[tuple[int, int]] = field(default_factory=list)  # (seed asset, its successor)
 
-
-def _settle(catalog: Catalog, location: Any, result: HashResult, settled: _Settled) -> None:
-    """Attach a location to the asset of its content, keeping every tag where it belongs."""
-    L, A = catalog.m.Location, catalog.m.Asset
-    current = A.get_by_id(location.asset_id)
-    columns = {**stat_columns(result.stat), "needs_verify": result.racy}
-    if current.hash == result.hash:
-        L.update(**columns).where(L.id == location.id).execute()
-        return
-    target = A.get_or_none(A.hash == result.hash)
-    alone = L.select().where(L.asset == current.id).count() == 1
-    if target is None and current.hash is None and alone:
-        # An unhashed seed asset takes its hash: same asset, nothing moves.
-        A.update(hash=result.hash, size_bytes=result.stat.size).where(A.id == current.id).execute()
-        L.update(**columns).where(L.id == location.id).execute()
-        catalog.log("hashed", location.id)
-        return
-    if target is None:
-        target = A.create(
-            hash=result.hash,
-            size_bytes=result.stat.size,
-            mime_type=current.mime_type or guess_mime(bytes(location.file_path)),
-            created_at=catalog.now(),
+    @classmethod
+    def load(cls, catalog: Catalog, asset_ids: list[int], hashes: list[str]) -> _Book:
+        L, A = catalog.m.Location, catalog.m.Asset
+        known = dict(A.select(A.hash, A.id).where(A.hash.in_(sorted(set(hashes)))).tuples())
+        ids = sorted(set(asset_ids) | set(known.values()))
+        info = list(A.select(A.id, A.hash, A.mime_type).where(A.id.in_(ids)).tuples())
+        counted = L.select(L.asset, pw.fn.COUNT(L.id)).where(L.asset.in_(ids)).group_by(L.asset)
+        return cls(
+            hashes={a: h for a, h, _ in info},
+            mimes={a: m for a, _, m in info},
+            counts={a: 0 for a in ids} | dict(counted.tuples()),
+            by_hash=known,
         )
-    L.update(asset=target.id, **columns).where(L.id == location.id).execute()
-    settled.joined.append((target.id, location.root, bytes(location.file_path)))
-    if current.hash is None and alone:
-        # The duplicate seed asset of content we already knew: its user data joins, it goes.
-        catalog.merge_user_data(current.id, target.id)
-        catalog.m.Tag.delete().where(catalog.m.Tag.asset == current.id).execute()
-        A.delete().where(A.id == current.id).execute()
-        settled.deleted.add(current.id)
-    else:
-        settled.left.add(current.id)
-    catalog.log("hashed", location.id)
+
+    def settle(
+        self,
+        catalog: Catalog,
+        loc_id: int,
+        current: int,
+        root: str,
+        path: bytes,
+        result: HashResult,
+    ) -> None:
+        """Decide which asset the location belongs to now; log ``hashed`` when that changed."""
+        if self.hashes.get(current) == result.hash:
+            self.stats.append((loc_id, result.stat, result.racy, None))
+            return
+        target = self.by_hash.get(result.hash)
+        alone = self.counts.get(current, 0) == 1
+        if target is None and self.hashes.get(current) is None and alone:
+            # An unhashed seed asset takes its hash: same asset, nothing moves.
+            self.new_hashes.append((result.hash, result.stat.size, current))
+            self.hashes[current], self.by_hash[result.hash] = result.hash, current
+            self.stats.append((loc_id, result.stat, result.racy, None))
+            catalog.log("hashed", loc_id)
+            return
+        if target is None:
+            target = catalog.m.Asset.insert(
+                hash=result.hash,
+                size_bytes=result.stat.size,
+                mime_type=self.mimes.get(current) or guess_mime(path),
+                created_at=catalog.now(),
+            ).execute()
+            self.by_hash[result.hash], self.hashes[target], self.counts[target] = (
+                target,
+                result.hash,
+                0,
+            )
+        self.stats.append((loc_id, result.stat, result.racy, target))
+        self.counts[current] -= 1
+        self.counts[target] += 1
+        self.joined.append((target, root, path))
+        if self.hashes.get(current) is None and self.counts[current] == 0:
+            self.seeds.append((current, target))  # the duplicate seed of known content goes
+        else:
+            self.left.add(current)
+        catalog.log("hashed", loc_id)
+
+    def flush(self, catalog: Catalog) -> None:
+        A, T = catalog.m.Asset, catalog.m.Tag
+        p = catalog.db.param
+        sql = f"UPDATE {A._meta.table_name} SET hash = {p}, size_bytes = {p} WHERE id = {p}"
+        for batch in chunks(self.new_hashes):
+            catalog.db.cursor().executemany(sql, batch)
+        catalog.set_stats(self.stats)
+        seed_ids = [seed for seed, _ in self.seeds]
+        if seed_ids:
+            tagged = T.select(T.asset).where(T.asset.in_(seed_ids) & (T.origin == "user"))
+            noted = A.select(A.id).where(A.id.in_(seed_ids) & (A.user_metadata != "{}"))
+            with_data = {r.asset_id for r in tagged} | {r.id for r in noted}
+            for seed, successor in self.seeds:
+                if seed in with_data:
+                    catalog.merge_user_data(seed, successor)
+            for batch in chunks(seed_ids):
+                T.delete().where(T.asset.in_(list(batch))).execute()
+                A.delete().where(A.id.in_(list(batch))).execute()
+        catalog.add_auto_tags(self.joined)
+        catalog.refresh_assets(self.left - set(seed_ids))
+        catalog.update_missing_marks({target for target, _, _ in self.joined})
 
 
 def restore_paths(
