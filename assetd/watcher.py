@@ -98,9 +98,14 @@ class _Handler(FileSystemEventHandler):
     """Turns each event into a hint and hands it on; nothing slow happens here."""
 
     def __init__(
-        self, root: RootConfig, sink: Callable[[Hint], bool], on_root_event: Callable[[], None]
+        self,
+        root: RootConfig,
+        sink: Callable[[Hint], bool],
+        on_root_event: Callable[[], None],
+        on_new_folder: Callable[[str], None],
     ) -> None:
         self.root = root
+        self.on_new_folder = on_new_folder
         self.exclude = ExcludeMatcher(root.exclude)
         self.sink = sink
         self.on_root_event = on_root_event
@@ -116,6 +121,8 @@ class _Handler(FileSystemEventHandler):
         hint = make_hint(event, self.exclude, self.root.prefix)
         if hint is not None:
             self.sink(hint)
+        if event.is_directory and event.event_type in ("created", "moved"):
+            self.on_new_folder(self.root.name)
 
 
 @dataclass
@@ -168,6 +175,8 @@ class WatchSet:
         self.check_interval = check_interval
         self.states: dict[str, RootState] = {r.name: RootState(r) for r in roots}
         self.overflows = 0
+        self._new_folders: set[str] = set()  # roots that grew folders since the last check
+        self._folders_lock = threading.Lock()
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -213,24 +222,37 @@ class WatchSet:
         state.identity = (st.st_dev, st.st_ino)
         polling = wants_polling(root)
         try:
+            before = inotify_watch_count()
             state.observer = self._observe(root, polling)
-            self._set(state, "polling" if polling else "online", None)
+            if not polling:
+                self._check_watches(state, inotify_watch_count() - before)
+            if state.observer is not None:
+                self._set(state, "polling" if polling else "online", None)
         except OSError as exc:
-            if exc.errno != errno.ENOSPC or polling:
+            if exc.errno == errno.ENOSPC and not polling:
+                self._check_watches(state, 0)
+            else:
                 self._set(state, "watch_failed", f"cannot watch {root.path}: {exc.strerror}")
                 return
-            needed = sum(1 for _ in os.walk(root.path))
-            limit = _read_int("/proc/sys/fs/inotify/max_user_watches")
-            message = (
-                f"inotify watch limit reached: root {root.name!r} needs {needed} watches, "
-                f"fs.inotify.max_user_watches is {limit}; polling this root instead "
-                f"(raise it: sysctl fs.inotify.max_user_watches={max(needed * 2, 524288)})"
-            )
-            log.warning(message)
-            state.observer = self._observe(root, polling=True)
-            self._set(state, "polling", message)
         if not initial:
             self.on_rescan(root.name)
+
+    def _check_watches(self, state: RootState, got: int) -> None:
+        """watchdog skips folders it cannot watch without a word: count, and poll if short."""
+        root = state.root
+        needed = count_folders(root.path, self.follow_symlinks)
+        if got >= needed:
+            return
+        limit = _read_int("/proc/sys/fs/inotify/max_user_watches")
+        message = (
+            f"inotify watch limit reached: root {root.name!r} needs {needed} watches and got "
+            f"{got} (fs.inotify.max_user_watches is {limit}); polling this root instead. "
+            f"Raise it (sysctl fs.inotify.max_user_watches={max(2 * needed, 524288)}) and reload"
+        )
+        log.warning(message)
+        self._disarm(state)
+        state.observer = self._observe(root, polling=True)
+        self._set(state, "polling", message)
 
     def _observe(self, root: RootConfig, polling: bool) -> BaseObserver:
         if polling:
@@ -241,7 +263,7 @@ class WatchSet:
             from watchdog.observers.inotify import InotifyObserver
 
             observer = InotifyObserver()
-        handler = _Handler(root, self.sink, self._wake.set)
+        handler = _Handler(root, self.sink, self._wake.set, self._note_new_folder)
         observer.schedule(handler, root.path, recursive=True, follow_symlink=self.follow_symlinks)
         observer.name = f"assetd-watch-{root.name}"
         try:
@@ -274,6 +296,7 @@ class WatchSet:
             with self._lock:
                 for state in self.states.values():
                     self._check(state)
+                self._check_new_folders()
 
     def _check(self, state: RootState) -> None:
         try:
@@ -297,11 +320,53 @@ class WatchSet:
         if state.state in ("offline", "watch_failed") and identity is not None:
             self._arm(state)
 
+    def _note_new_folder(self, root_name: str) -> None:
+        with self._folders_lock:
+            self._new_folders.add(root_name)
+
+    def _check_new_folders(self) -> None:
+        """New folders need new watches, which watchdog may fail to add without a word."""
+        with self._folders_lock:
+            grown, self._new_folders = self._new_folders, set()
+        watched = [
+            s for s in self.states.values() if s.state == "online" and s.observer is not None
+        ]
+        if not grown or not watched:
+            return
+        needed = sum(count_folders(s.root.path, self.follow_symlinks) for s in watched)
+        got = inotify_watch_count()
+        if got < needed:
+            for state in watched:
+                if state.root.name in grown:
+                    self._check_watches(state, 0)
+                    self.on_rescan(state.root.name)
+
     def _overflowed(self) -> None:
         self.overflows += 1
         for state in list(self.states.values()):
             if state.state == "online":
                 self.on_rescan(state.root.name)
+
+
+def inotify_watch_count(fdinfo: str = "/proc/self/fdinfo") -> int:
+    """How many inotify watches this process holds, from the kernel's fdinfo."""
+    count = 0
+    try:
+        fds = os.listdir(fdinfo)
+    except OSError:
+        return 0
+    for fd in fds:
+        try:
+            with open(os.path.join(fdinfo, fd), "rb") as fh:
+                count += sum(1 for line in fh if line.startswith(b"inotify wd:"))
+        except OSError:
+            continue
+    return count
+
+
+def count_folders(path: str, follow_symlinks: bool = False) -> int:
+    """The folders under ``path``, itself included: the inotify watches it needs."""
+    return sum(1 for _ in os.walk(path, followlinks=follow_symlinks))
 
 
 def _read_int(path: str) -> int | None:

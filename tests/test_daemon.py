@@ -346,3 +346,21 @@ def test_queue_overflow_triggers_a_rescan(tmp_path: Path, make_daemon: Any) -> N
         (burst / f"f{i}").write_bytes(b"%d" % i)
     wait_for(lambda: sum(hashed(i) for i in d.items().values()) == 5000, 120, "all 5,000 hashed")
     d.wait_log("overflow")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="lowering fs.inotify.max_user_watches needs root")
+def test_watch_limit_falls_back_to_polling(tmp_path: Path, make_daemon: Any) -> None:
+    """Past the inotify watch limit: one actionable line, the root polled, nothing missed."""
+    for i in range(200):
+        (tmp_path / "r" / f"d{i:03}").mkdir(parents=True)
+    knob = Path("/proc/sys/fs/inotify/max_user_watches")
+    old = knob.read_text()
+    try:
+        knob.write_text("50")
+        d = make_daemon().start()
+    finally:
+        knob.write_text(old)
+    assert "inotify watch limit reached: root 'r' needs 201 watches" in d.log_text()
+    assert "max_user_watches" in d.log_text() and "polling this root instead" in d.log_text()
+    late = write(tmp_path / "r" / "d199" / "late.bin", "written after startup")
+    d.until(late, "found by polling", hashed)
