@@ -263,12 +263,14 @@ class Daemon:
     # -- callbacks from the parts ---------------------------------------------------
 
     def _on_seed_event(self, kind: str, data: dict[str, Any]) -> None:
-        if kind == "assets.seed.progress":
+        if kind == "assets.seed.started":
+            log.info("assets.seed.started %s", json.dumps(data))
+        elif kind == "assets.seed.progress":
             sd_notify(
                 f"STATUS={data.get('phase', '')}: {data.get('scanned', 0)} files, "
                 f"{data.get('hashed', 0)}/{data.get('to_hash', 0)} hashed"
             )
-        elif kind != "assets.seed.started":
+        else:
             summary = {k: data.get(k) for k in ("total", "created", "hashed", "marked_missing")}
             log.info("%s %s", kind, json.dumps(summary))
             sd_notify(f"STATUS=idle, {data.get('total', 0)} files in the last pass")

@@ -364,3 +364,21 @@ def test_watch_limit_falls_back_to_polling(tmp_path: Path, make_daemon: Any) -> 
     assert "max_user_watches" in d.log_text() and "polling this root instead" in d.log_text()
     late = write(tmp_path / "r" / "d199" / "late.bin", "written after startup")
     d.until(late, "found by polling", hashed)
+
+
+def test_sighup_during_a_pass_queues_exactly_one_more(tmp_path: Path, make_daemon: Any) -> None:
+    """Three SIGHUPs while the startup pass runs lead to one more pass, not three."""
+    for i in range(6000):
+        (tmp_path / "r" / f"f{i:05}").parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "r" / f"f{i:05}").write_bytes(b"%d" % i)
+    d = make_daemon().start(wait=False)
+    d.wait_log("assetd serving")
+    for _ in range(3):
+        d.proc.send_signal(signal.SIGHUP)
+    d.wait_log("SIGHUP: configuration reloaded", count=3)
+    d.wait_log("assets.seed.completed", count=2, timeout=120)
+    assert d.stop() == 0
+    log = d.log_text()
+    third_hup = log.rindex("SIGHUP: configuration reloaded")
+    assert third_hup < log.index("assets.seed.completed"), "the SIGHUPs came after the first pass"
+    assert log.count("assets.seed.started") == 2
