@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -382,3 +383,15 @@ def test_sighup_during_a_pass_queues_exactly_one_more(tmp_path: Path, make_daemo
     third_hup = log.rindex("SIGHUP: configuration reloaded")
     assert third_hup < log.index("assets.seed.completed"), "the SIGHUPs came after the first pass"
     assert log.count("assets.seed.started") == 2
+
+
+def test_folder_deleted_marks_everything_under_it_missing(tmp_path: Path, make_daemon: Any) -> None:
+    """rm -r of a folder: every location under it turns missing, the rest stays live."""
+    files = [
+        write(tmp_path / "r" / "gone" / f"s{i % 4}" / f"f{i}", f"{i}", OLD_NS) for i in range(40)
+    ]
+    keep = write(tmp_path / "r" / "kept.bin", "kept", OLD_NS)
+    d = make_daemon().start()
+    shutil.rmtree(tmp_path / "r" / "gone")
+    wait_for(lambda: all(d.item(f)["is_missing"] for f in files), 20, "all 40 missing")
+    assert d.item(keep)["is_missing"] is False
