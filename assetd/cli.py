@@ -39,6 +39,10 @@ class UsageError(AssetdError):
     """A command-line argument is malformed (exit 2)."""
 
 
+class NoDaemonError(AssetdError):
+    """No daemon answers for this catalog (exit 3)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -58,6 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args, config))
     except (ConfigError, UsageError, InvalidRequestError) as exc:
         return _fail(EXIT_USAGE, exc)
+    except NoDaemonError as exc:
+        return _fail(EXIT_NO_DAEMON, exc)
     except (NotFoundError, CatalogError, AssetdError) as exc:
         return _fail(EXIT_ERROR, exc)
     except KeyboardInterrupt:
@@ -136,6 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("prune", cmd_prune, "mark missing every location outside all configured roots")
 
+    command("status", cmd_status, "ask the running daemon for its status")
+
+    p = command("watch", cmd_watch, "follow the running daemon's feed, one JSON message per line")
+    p.add_argument("--since", type=int, metavar="SEQ", help="replay every change after SEQ first")
+
     p = command("cleanup", cmd_cleanup, "hard-delete unreferenced assets (the only hard delete)")
     p.add_argument("--dry-run", action="store_true", help="count, delete nothing")
     p.add_argument(
@@ -147,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = ("run", "scan", "ls", "tag", "meta", "restore", "prune", "cleanup")
+COMMANDS = ("run", "scan", "ls", "tag", "meta", "restore", "prune", "cleanup", "status", "watch")
 
 
 def _days(text: str) -> float:
@@ -176,6 +187,33 @@ def _cli_path(text: str) -> bytes:
     return os.fsencode(os.path.join(os.path.realpath(folder), name))
 
 
+def _daemon(config: Config) -> Any:
+    """A client of the daemon serving this catalog, or None when none does."""
+    from assetd.client import DaemonClient, find_daemon
+
+    address = find_daemon(config)
+    if address is None:
+        return None
+    try:
+        return DaemonClient(address, config.feed.token())
+    except OSError:
+        return None
+
+
+def _remote(client: Any, cmd: str, **args: Any) -> Any:
+    """One request to the daemon; its errors become the command line's."""
+    from assetd.client import RemoteError
+
+    try:
+        return client.request(cmd, timeout=None, **args)
+    except RemoteError as exc:
+        if exc.code == "bad_request":
+            raise InvalidRequestError(str(exc)) from None
+        raise AssetdError(str(exc)) from None
+    finally:
+        client.close()
+
+
 def _print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, ensure_ascii=False) + "\n")
     sys.stdout.flush()
@@ -190,7 +228,8 @@ def _need_roots(config: Config) -> None:
 
 
 def cmd_run(args: argparse.Namespace, config: Config) -> int:
-    from assetd.daemon import AlreadyRunningError, Daemon, RuntimeLock, runtime_file
+    from assetd.config import runtime_file
+    from assetd.daemon import AlreadyRunningError, Daemon, RuntimeLock
 
     _need_roots(config)
     if args.pidfile and not args.detach:
@@ -216,6 +255,8 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
     else:
         _log_to(args.log_file)
     logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    if not args.verbose:  # one line per connection and HTTP request is noise in a journal
+        logging.getLogger("websockets").setLevel(logging.WARNING)
     try:
         return Daemon(config, reload=reload).run()
     except AlreadyRunningError as exc:
@@ -277,6 +318,18 @@ def cmd_scan(args: argparse.Namespace, config: Config) -> int:
     names = args.roots or None
     for name in names or ():
         config.root(name)  # ConfigError for an unknown root, before anything is written
+    client = _daemon(config)
+    if client is not None:
+        result = _remote(
+            client,
+            "seed",
+            roots=names,
+            prune_first=args.prune_first,
+            hash=not args.no_hash,
+            wait=True,
+        )
+        _print_json(_summary(result["progress"], errors=None))
+        return EXIT_OK
     catalog = _open(config)
     bar = ProgressBar.for_stream(sys.stderr)
     seeder = AssetSeeder(
@@ -292,14 +345,45 @@ def cmd_scan(args: argparse.Namespace, config: Config) -> int:
     finally:
         bar.close()
     status = seeder.get_status()
-    progress = status["progress"] or {}
+    _print_json(_summary(status["progress"] or {}, errors=len(status["errors"])))
+    failed = any(e["message"].startswith("scan failed") for e in status["errors"])
+    return EXIT_ERROR if failed else EXIT_OK
+
+
+def _summary(progress: dict[str, Any], errors: int | None) -> dict[str, Any]:
     keys = ("scanned", "total", "created", "skipped", "hashed", "marked_missing", "restored")
     summary = {key: progress.get(key, 0) for key in keys}
     summary["modified"] = progress.get("modified", 0)
-    summary["errors"] = len(status["errors"])
-    _print_json(summary)
-    failed = any(e["message"].startswith("scan failed") for e in status["errors"])
-    return EXIT_ERROR if failed else EXIT_OK
+    if errors is not None:
+        summary["errors"] = errors
+    return summary
+
+
+def cmd_status(args: argparse.Namespace, config: Config) -> int:
+    client = _daemon(config)
+    if client is None:
+        raise NoDaemonError(f"no daemon answers for catalog {config.database}")
+    _print_json(_remote(client, "status"))
+    return EXIT_OK
+
+
+def cmd_watch(args: argparse.Namespace, config: Config) -> int:
+    client = _daemon(config)
+    if client is None:
+        raise NoDaemonError(f"no daemon answers for catalog {config.database}")
+    try:
+        _print_json(client.hello)
+        subscribe: dict[str, Any] = {} if args.since is None else {"since": args.since}
+        own = client.send("subscribe", **subscribe)
+        for message in client.messages():
+            if message.get("type") == "result" and message.get("id") == own:
+                if not message.get("ok"):
+                    raise AssetdError(message["error"]["message"])
+                continue
+            _print_json(message)
+    finally:
+        client.close()
+    return EXIT_OK
 
 
 def cmd_ls(args: argparse.Namespace, config: Config) -> int:
@@ -341,8 +425,16 @@ def _ls_line(item: dict[str, Any]) -> bytes:
 
 
 def cmd_tag(args: argparse.Namespace, config: Config) -> int:
-    catalog = _open(config)
     path = _cli_path(args.path)
+    client = _daemon(config)
+    if client is not None:
+        from assetd.client import path_argument
+
+        add, remove = (args.tags, []) if args.action == "add" else ([], args.tags)
+        result = _remote(client, "tag", **path_argument(path), add=add, remove=remove)
+        _print_json(result["tags"])
+        return EXIT_OK
+    catalog = _open(config)
     if args.action == "add":
         tags = catalog.change_tags(path, add=args.tags)
     else:
@@ -367,6 +459,13 @@ def cmd_meta(args: argparse.Namespace, config: Config) -> int:
             raise UsageError(f"{pair!r}: expected KEY=VALUE or KEY:=JSON")
         if not key:
             raise UsageError(f"{pair!r}: the key is empty")
+    client = _daemon(config)
+    if client is not None:
+        from assetd.client import path_argument
+
+        path = path_argument(_cli_path(args.path))
+        _print_json(_remote(client, "meta", **path, set=updates, unset=args.unset)["metadata"])
+        return EXIT_OK
     catalog = _open(config)
     _print_json(catalog.change_metadata(_cli_path(args.path), updates, args.unset))
     return EXIT_OK
@@ -375,6 +474,13 @@ def cmd_meta(args: argparse.Namespace, config: Config) -> int:
 def cmd_restore(args: argparse.Namespace, config: Config) -> int:
     from assetd.ingest import restore_paths
 
+    client = _daemon(config)
+    if client is not None:
+        from assetd.client import path_value
+
+        paths = [path_value(_cli_path(p)) for p in args.paths]
+        _print_json({"restored": _remote(client, "restore", paths=paths)["restored"]})
+        return EXIT_OK
     catalog = _open(config)
     restored = restore_paths(
         catalog, [_cli_path(p) for p in args.paths], follow_symlinks=config.follow_symlinks
@@ -387,6 +493,10 @@ def cmd_prune(args: argparse.Namespace, config: Config) -> int:
     from assetd.paths import get_all_known_prefixes
 
     _need_roots(config)
+    client = _daemon(config)
+    if client is not None:
+        _print_json({"marked": _remote(client, "prune")["marked"]})
+        return EXIT_OK
     catalog = _open(config)
     marked = catalog.mark_missing_outside_prefixes_safely(get_all_known_prefixes(config.roots))
     _print_json({"marked": marked})
@@ -394,6 +504,16 @@ def cmd_prune(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_cleanup(args: argparse.Namespace, config: Config) -> int:
+    client = _daemon(config)
+    if client is not None:
+        result = _remote(
+            client,
+            "cleanup",
+            dry_run=args.dry_run,
+            missing_older_than_days=args.missing_older_than,
+        )
+        _print_json({"deleted": result["deleted"]})
+        return EXIT_OK
     catalog = _open(config)
     age = args.missing_older_than * DAY_S if args.missing_older_than is not None else None
     deleted = catalog.cleanup_unreferenced_assets(age, dry_run=args.dry_run)

@@ -21,6 +21,7 @@ __all__ = [
     "find_config_file",
     "load_config",
     "parse_root_flag",
+    "runtime_file",
 ]
 
 DEFAULT_LISTEN = "127.0.0.1:8765"
@@ -30,7 +31,7 @@ _ROOT_NAME = re.compile(r"[a-z0-9_.-]+")
 
 _DAEMON_KEYS = {"database", "follow_symlinks"}
 _ROOT_KEYS = {"name", "path", "exclude", "watch"}
-_FEED_KEYS = {"listen", "token_file", "allowed_origins"}
+_FEED_KEYS = {"listen", "token_file", "allowed_origins", "keep_changes", "keep_days"}
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,23 @@ class FeedConfig:
     listen: str = DEFAULT_LISTEN
     token_file: str = ""
     allowed_origins: tuple[str, ...] = ()
+    # The change log keeps at most the newest ``keep_changes`` changes, none older than
+    # ``keep_days``: a client that reconnects with an older ``since`` must list afresh.
+    keep_changes: int = 1_000_000
+    keep_days: float = 30.0
+
+    def token(self) -> str | None:
+        """The token clients must present, read from ``token_file``; None when unset."""
+        if not self.token_file:
+            return None
+        try:
+            with open(self.token_file, encoding="utf-8") as fh:
+                token = fh.read().strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read token_file {self.token_file}: {exc.strerror}") from exc
+        if not token:
+            raise ConfigError(f"token_file {self.token_file} is empty")
+        return token
 
 
 @dataclass(frozen=True)
@@ -84,6 +102,14 @@ def default_database_url(env: Mapping[str, str]) -> str:
         data_home = env.get("XDG_DATA_HOME") or os.path.join(env.get("HOME") or "~", ".local/share")
         base = Path(os.path.expanduser(data_home)) / "assetd"
     return "sqlite:///" + str((base / "assetd.db").absolute())
+
+
+def runtime_file(database_url: str) -> str | None:
+    """The daemon's runtime file beside a SQLite catalog (pid and feed address)."""
+    if not database_url.startswith("sqlite:"):
+        return None
+    path = database_url.split(":///", 1)[-1]
+    return os.path.abspath(path) + ".daemon" if path and path != ":memory:" else None
 
 
 def find_config_file(flag: str | None, env: Mapping[str, str]) -> str | None:
@@ -164,6 +190,8 @@ def _from_document(doc: dict[str, Any], env: Mapping[str, str], source: str | No
             listen=_typed(feed, "listen", str, where) or DEFAULT_LISTEN,
             token_file=_typed(feed, "token_file", str, where) or "",
             allowed_origins=tuple(_string_list(feed, "allowed_origins", where)),
+            keep_changes=_positive(feed, "keep_changes", 1_000_000, where),
+            keep_days=float(_positive(feed, "keep_days", 30, where)),
         ),
         source=source,
     )
@@ -182,6 +210,13 @@ def _typed(table: dict[str, Any], key: str, kind: type, where: str) -> Any:
     value = table.get(key)
     if value is not None and not isinstance(value, kind):
         raise ConfigError(f"{where}: {key!r} must be a {kind.__name__}")
+    return value
+
+
+def _positive(table: dict[str, Any], key: str, default: float, where: str) -> Any:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigError(f"{where}: {key!r} must be a positive number")
     return value
 
 

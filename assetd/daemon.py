@@ -20,14 +20,16 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from assetd.config import Config, RootConfig
+from assetd.config import Config, RootConfig, runtime_file
 from assetd.db import Catalog
 from assetd.exceptions import AssetdError, ConfigError
 from assetd.reconciler import Reconciler
 from assetd.seeder import AssetSeeder
+from assetd.service import Service
 from assetd.watcher import WatchSet
+from assetd.wsfeed import Feed
 
-__all__ = ["AlreadyRunningError", "Daemon", "RuntimeLock", "runtime_file", "sd_notify"]
+__all__ = ["AlreadyRunningError", "Daemon", "RuntimeLock", "sd_notify"]
 
 log = logging.getLogger(__name__)
 
@@ -53,20 +55,18 @@ def sd_notify(message: str, env: Mapping[str, str] | None = None) -> bool:
     return True
 
 
-def runtime_file(database_url: str) -> str | None:
-    """The daemon's runtime file beside a SQLite catalog (pid and feed address)."""
-    if not database_url.startswith("sqlite:"):
-        return None
-    path = database_url.split(":///", 1)[-1]
-    return os.path.abspath(path) + ".daemon" if path and path != ":memory:" else None
-
-
 class RuntimeLock:
     """An exclusive lock on the catalog's runtime file, held for the daemon's life."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         self._fd: int | None = None
+
+    def update(self, info: dict[str, Any]) -> None:
+        """Rewrite the runtime file's content (the lock stays)."""
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, json.dumps(info).encode() + b"\n", 0)
 
     def acquire(self, info: dict[str, Any]) -> None:
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
@@ -119,6 +119,9 @@ class Daemon:
         self._pending: set[str] | None = None  # roots of one more pass, queued while busy
         self._pending_prune = False
         self._next_config: Config | None = None
+        self._runtime: RuntimeLock | None = None
+        self._token: str | None = None
+        self.rescans = 0
         self._lock = threading.RLock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -128,10 +131,14 @@ class Daemon:
     def run(self) -> int:
         lock_path = runtime_file(self.config.database)
         lock = RuntimeLock(lock_path) if lock_path else None
+        self._token = self.config.feed.token()  # a bad token file stops us before anything runs
         if lock is not None:
             lock.acquire({"pid": os.getpid(), "listen": self.config.feed.listen})
+        self._runtime = lock
         try:
             self.catalog = Catalog(self.config.database)
+            feed = self.config.feed
+            self.catalog.retention = (feed.keep_changes, feed.keep_days * 86400.0)
             try:
                 return asyncio.run(self._main())
             finally:
@@ -148,10 +155,16 @@ class Daemon:
         self._loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         self._build(self.config)
         self.reconciler.start()
+        await self._start_feed()
         self.watchers.start()  # armed before the scan, so nothing during it is lost
         self.request_pass(None, prune_first=True)
         sd_notify("READY=1\nSTATUS=startup scan running")
-        log.info("assetd serving %d roots on %s", len(self.config.roots), self.config.database)
+        log.info(
+            "assetd serving %d roots on %s; feed on ws://%s/ws",
+            len(self.config.roots),
+            self.config.database,
+            self.feed.address,
+        )
         watchdog = asyncio.create_task(self._watchdog_pings())
         try:
             await self._stop.wait()
@@ -159,8 +172,57 @@ class Daemon:
             watchdog.cancel()
             sd_notify("STOPPING=1")
             log.info("stopping")
-            self._teardown()
+            await self.feed.close()
+            await asyncio.to_thread(self._teardown)
         return 0
+
+    async def _start_feed(self) -> None:
+        host, _, port = self.config.feed.listen.rpartition(":")
+        host = host.strip("[]")
+        if self._token is None and host not in ("127.0.0.1", "::1", "localhost"):
+            log.warning(
+                "THE FEED LISTENS ON %s WITHOUT A TOKEN: anyone who can reach this address can "
+                "read and change the catalog. Set [feed] token_file.",
+                self.config.feed.listen,
+            )
+        self.service = Service(
+            self.catalog,
+            config=lambda: self.config,
+            seeder=lambda: self.seeder,
+            reconciler=lambda: self.reconciler,
+            extra_status=self._extra_status,
+            start_pass=self._start_requested_pass,
+        )
+        self.feed = Feed(
+            self.service,
+            host=host,
+            port=int(port),
+            token=self._token,
+            allowed_origins=self.config.feed.allowed_origins,
+        )
+        await self.feed.start()
+        self.catalog.listeners.append(
+            lambda msgs: self.feed.threadsafe(self.feed.publish_changes, msgs)
+        )
+        if self._runtime is not None:
+            self._runtime.update({"pid": os.getpid(), "listen": self.feed.address})
+
+    def _extra_status(self) -> dict[str, Any]:
+        return {
+            "roots": self.watchers.snapshot(),
+            "watch": {
+                "overflows": self.watchers.overflows + self.reconciler.overflows,
+                "hints": self.reconciler.hints_seen,
+                "rescans": self.rescans,
+            },
+        }
+
+    def _start_requested_pass(
+        self, roots: list[str] | None, prune_first: bool, hashes: bool
+    ) -> bool:
+        with self._lock:
+            self._apply_next_config()
+            return self.seeder.start(roots, prune_first=prune_first, compute_hashes=hashes)
 
     def _build(self, config: Config) -> None:
         roots = config.roots
@@ -213,6 +275,7 @@ class Daemon:
     def request_pass(self, roots: list[str] | None, prune_first: bool = False) -> None:
         """Start a pass over ``roots`` (None: all), or queue one more if one is running."""
         with self._lock:
+            self.rescans += 1
             self._apply_next_config()
             if self.seeder.start(roots, prune_first=prune_first):
                 return
@@ -263,6 +326,7 @@ class Daemon:
     # -- callbacks from the parts ---------------------------------------------------
 
     def _on_seed_event(self, kind: str, data: dict[str, Any]) -> None:
+        self.feed.threadsafe(self.feed.publish_event, {"type": kind, "data": data})
         if kind == "assets.seed.started":
             log.info("assets.seed.started %s", json.dumps(data))
         elif kind == "assets.seed.progress":
@@ -281,6 +345,10 @@ class Daemon:
         self._start_pending()
 
     def _on_root_state(self, root: RootConfig, state: str, message: str | None) -> None:
+        event: dict[str, Any] = {"type": "root", "root": root.name, "state": state}
+        if message:
+            event["message"] = message
+        self.feed.threadsafe(self.feed.publish_event, event)
         level = logging.INFO if state in ("online", "polling") and not message else logging.WARNING
         log.log(level, "root %s: %s%s", root.name, state, f" ({message})" if message else "")
 

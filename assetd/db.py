@@ -74,6 +74,8 @@ class Catalog:
         self._pending: list[tuple[str, int, bytes | None, dict[str, Any] | None]] = []
         self._published: list[dict[str, Any]] = []
         self.listeners: list[ChangeListener] = []
+        # (newest changes to keep, oldest age in seconds to keep); None: keep everything.
+        self.retention: tuple[int | None, float | None] = (None, None)
         try:
             self._upgrade()
             self.catalog_id = self.m.Info.get_by_id("catalog_id").value
@@ -166,10 +168,33 @@ class Catalog:
             messages.append({"type": "change", "seq": seq, **body})
         for batch in chunks(rows, 100):
             self.m.Change.insert_many(batch).execute()
+        keep, max_age = self.retention
+        if (keep or max_age) and (last // 1000) != ((last - len(pending)) // 1000):
+            self.trim_changes(keep, max_age)  # every thousand changes, in this transaction
         return messages
 
     def latest_seq(self) -> int:
         return int(self.m.Sequence.get_by_id("change").value)
+
+    def oldest_seq(self) -> int:
+        """The first sequence number still in the log (latest + 1 when it is empty)."""
+        C = self.m.Change
+        low = C.select(pw.fn.MIN(C.seq)).scalar()
+        return int(low) if low is not None else self.latest_seq() + 1
+
+    def trim_changes(self, keep: int | None = None, max_age_s: float | None = None) -> int:
+        """Forget logged changes beyond the newest ``keep`` or older than ``max_age_s``."""
+        C = self.m.Change
+        cond = None
+        if keep is not None:
+            cond = C.seq <= self.latest_seq() - keep
+        if max_age_s is not None:
+            old = C.ts < self.now() - max_age_s
+            cond = old if cond is None else (cond | old)
+        if cond is None:
+            return 0
+        with self.write():
+            return int(C.delete().where(cond).execute())
 
     def changes_since(self, seq: int, limit: int = 1000) -> list[dict[str, Any]]:
         """Logged changes after ``seq``, oldest first, as feed messages."""
@@ -327,6 +352,15 @@ class Catalog:
         tags = self.tags_of({r.asset_id for r in rows})
         items = [self._location_json(r, tags.get(r.asset_id, [])) for r in rows]
         return items, (bytes(rows[-1].file_path) if more else None)
+
+    def root_counts(self) -> dict[str, tuple[int, int]]:
+        """Root name → (live locations, missing locations)."""
+        L = self.m.Location
+        counts: dict[str, list[int]] = {}
+        query = L.select(L.root, L.is_missing, pw.fn.COUNT(L.id)).group_by(L.root, L.is_missing)
+        for root, is_missing, n in query.tuples():
+            counts.setdefault(root, [0, 0])[1 if is_missing else 0] = n
+        return {root: (live, missing) for root, (live, missing) in counts.items()}
 
     def location_id(self, path: bytes) -> int:
         L = self.m.Location

@@ -1,0 +1,136 @@
+"""What the daemon offers its clients: the feed's commands as plain blocking calls.
+
+Reads use the calling thread's own connection; writes go through the reconciler, the
+one writer, so the feed reports them like any other change.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from assetd.config import Config
+from assetd.db import Catalog
+from assetd.exceptions import InvalidRequestError
+from assetd.ingest import restore_paths
+from assetd.paths import get_all_known_prefixes, root_for_path
+from assetd.reconciler import Reconciler
+from assetd.seeder import AssetSeeder
+
+__all__ = ["Service"]
+
+
+class Service:
+    """The daemon's operations, as the feed, the HTTP API and the command line use them."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        config: Callable[[], Config],
+        seeder: Callable[[], AssetSeeder],
+        reconciler: Callable[[], Reconciler],
+        extra_status: Callable[[], dict[str, Any]],
+        start_pass: Callable[[list[str] | None, bool, bool], bool],
+    ) -> None:
+        self.catalog = catalog
+        self._config = config
+        self._seeder = seeder
+        self._reconciler = reconciler
+        self._extra_status = extra_status
+        self._start_pass = start_pass
+
+    @property
+    def catalog_id(self) -> str:
+        return str(self.catalog.catalog_id)
+
+    # -- reading --------------------------------------------------------------------
+
+    def latest_seq(self) -> int:
+        return self.catalog.latest_seq()
+
+    def oldest_seq(self) -> int:
+        return self.catalog.oldest_seq()
+
+    def changes_since(self, seq: int, limit: int) -> list[dict[str, Any]]:
+        return self.catalog.changes_since(seq, limit)
+
+    def state(self) -> str:
+        return str(self._seeder().get_status()["state"])
+
+    def status(self) -> dict[str, Any]:
+        seeder = self._seeder().get_status()
+        counts = self.catalog.root_counts()
+        extra = self._extra_status()
+        watch_states = extra.pop("roots", {})
+        roots = []
+        for root in self._config().roots:
+            live, missing = counts.get(root.name, (0, 0))
+            state = watch_states.get(root.name, "offline")
+            roots.append(
+                {
+                    "name": root.name,
+                    "path": root.path,
+                    "online": state in ("online", "polling"),
+                    "watch": state,
+                    "files": live,
+                    "missing": missing,
+                }
+            )
+        return {**seeder, "seq": self.catalog.latest_seq(), "roots": roots, **extra}
+
+    def list_locations(self, **kwargs: Any) -> tuple[list[dict[str, Any]], bytes | None]:
+        return self.catalog.list_locations(**kwargs)
+
+    # -- writing (through the reconciler) -------------------------------------------
+
+    def _inside_roots(self, path: bytes) -> bytes:
+        if root_for_path(path, self._config().roots) is None:
+            raise InvalidRequestError(f"{os.fsdecode(path)} is outside every root")
+        return path
+
+    def tag(self, path: bytes, add: Sequence[str], remove: Sequence[str]) -> list[str]:
+        path = self._inside_roots(path)
+        return list(self._reconciler().call(self.catalog.change_tags, path, add, remove))
+
+    def meta(self, path: bytes, set_: dict[str, Any], unset: Sequence[str]) -> dict[str, Any]:
+        path = self._inside_roots(path)
+        return dict(self._reconciler().call(self.catalog.change_metadata, path, set_, unset))
+
+    def restore(self, paths: Sequence[bytes]) -> int:
+        checked = [self._inside_roots(p) for p in paths]
+        follow = self._config().follow_symlinks
+        return int(
+            self._reconciler().call(
+                lambda: restore_paths(self.catalog, checked, follow_symlinks=follow)
+            )
+        )
+
+    def prune(self) -> int:
+        return self._seeder().prune_orphans()
+
+    def cleanup(self, dry_run: bool, missing_older_than: float | None = None) -> int:
+        return int(
+            self._reconciler().call(
+                lambda: self.catalog.cleanup_unreferenced_assets(
+                    missing_older_than, dry_run=dry_run
+                )
+            )
+        )
+
+    def known_prefixes(self) -> list[bytes]:
+        return get_all_known_prefixes(self._config().roots)
+
+    # -- passes ---------------------------------------------------------------------
+
+    def seed(self, roots: list[str] | None, prune_first: bool, compute_hashes: bool) -> bool:
+        """Start a pass; False when one is running already."""
+        return self._start_pass(roots, prune_first, compute_hashes)
+
+    def seed_wait(self) -> dict[str, Any]:
+        seeder = self._seeder()
+        seeder.wait()
+        return dict(seeder.get_status()["progress"] or {})
+
+    def cancel(self) -> bool:
+        return self._seeder().cancel()
