@@ -31,7 +31,14 @@ _ROOT_NAME = re.compile(r"[a-z0-9_.-]+")
 
 _DAEMON_KEYS = {"database", "follow_symlinks"}
 _ROOT_KEYS = {"name", "path", "exclude", "watch"}
-_FEED_KEYS = {"listen", "token_file", "allowed_origins", "keep_changes", "keep_days"}
+_FEED_KEYS = {
+    "listen",
+    "token_file",
+    "allowed_origins",
+    "keep_changes",
+    "keep_days",
+    "client_queue",
+}
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,7 @@ class FeedConfig:
     # ``keep_days``: a client that reconnects with an older ``since`` must list afresh.
     keep_changes: int = 1_000_000
     keep_days: float = 30.0
+    client_queue: int = 10_000  # messages queued for one client before it counts as too slow
 
     def token(self) -> str | None:
         """The token clients must present, read from ``token_file``; None when unset."""
@@ -192,6 +200,7 @@ def _from_document(doc: dict[str, Any], env: Mapping[str, str], source: str | No
             allowed_origins=tuple(_string_list(feed, "allowed_origins", where)),
             keep_changes=_positive(feed, "keep_changes", 1_000_000, where),
             keep_days=float(_positive(feed, "keep_days", 30, where)),
+            client_queue=int(_positive(feed, "client_queue", 10_000, where)),
         ),
         source=source,
     )

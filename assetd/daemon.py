@@ -199,6 +199,7 @@ class Daemon:
             port=int(port),
             token=self._token,
             allowed_origins=self.config.feed.allowed_origins,
+            queue_limit=self.config.feed.client_queue,
         )
         await self.feed.start()
         self.catalog.listeners.append(

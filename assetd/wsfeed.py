@@ -18,6 +18,7 @@ import http
 import json
 import logging
 import os
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -43,6 +44,7 @@ CLIENT_QUEUE = 10_000  # messages waiting for one client before it counts as too
 REPLAY_PAGE = 1000
 LIST_DEFAULT, LIST_MAX = 100, 1000
 TOO_SLOW = 4000  # close code for a client that fell behind
+SOCKET_BUFFER = 256 << 10  # kernel send buffer per client
 
 
 class FeedError(Exception):
@@ -63,7 +65,7 @@ def decode_cursor(cursor: Any) -> bytes | None:
     if not isinstance(cursor, str):
         raise FeedError("bad_request", "'after' must be a cursor string from a previous list")
     try:
-        return base64.urlsafe_b64decode(cursor.encode("ascii"))
+        return base64.b64decode(cursor.encode("ascii"), altchars=b"-_", validate=True)
     except (ValueError, binascii.Error) as exc:
         raise FeedError("bad_request", "'after' is not a valid cursor") from exc
 
@@ -212,6 +214,12 @@ class Feed:
     # -- a connection ---------------------------------------------------------------
 
     async def _handle(self, ws: ServerConnection) -> None:
+        sock = ws.transport.get_extra_info("socket") if ws.transport is not None else None
+        if sock is not None:
+            # Bound what the kernel buffers for one client, so a stalled one is noticed by
+            # its queue after a few hundred KiB rather than after megabytes.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
         client = _Client(ws, self.queue_limit)
         latest, state = await asyncio.gather(
             asyncio.to_thread(self.service.latest_seq), asyncio.to_thread(self.service.state)

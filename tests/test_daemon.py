@@ -6,123 +6,13 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from assetd.db import Catalog
-from tests.conftest import OLD_NS, REPO, run_cli, wait_for, write
-
-
-class Daemon:
-    """An ``assetd run`` subprocess, its log, and a reader of its catalog."""
-
-    def __init__(self, tmp_path: Path, roots: dict[str, Path], config: Path | None = None) -> None:
-        self.tmp_path = tmp_path
-        self.db = f"sqlite:///{tmp_path / 'state' / 'assetd.db'}"
-        self.roots = roots
-        self.config = config
-        self.log_path = tmp_path / "daemon.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._catalog: Catalog | None = None
-
-    def args(self) -> list[str]:
-        if self.config is not None:
-            return ["--config", str(self.config)]
-        flags = ["--db", self.db, "--listen", "127.0.0.1:0"]
-        for name, path in self.roots.items():
-            flags += ["--root", f"{name}={path}"]
-        return flags
-
-    def start(self, env: dict[str, str] | None = None, wait: bool = True) -> Daemon:
-        full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
-        full_env.pop("ASSETD_CONFIG", None)
-        self.log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "assetd", "run", *self.args()],
-            stdout=subprocess.DEVNULL,
-            stderr=self.log,
-            env=full_env,
-        )
-        if wait:
-            self.wait_log("assets.seed.completed")
-        return self
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_log(self, text: str, count: int = 1, timeout: float = 60) -> None:
-        def seen() -> bool:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise AssertionError(f"daemon exited {self.proc.returncode}:\n{self.log_text()}")
-            return self.log_text().count(text) >= count
-
-        wait_for(seen, timeout, f"{text!r} x{count} in the daemon log")
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        code = self.proc.wait(30)
-        self.log.close()
-        return code
-
-    @property
-    def catalog(self) -> Catalog:
-        if self._catalog is None:
-            self._catalog = Catalog(self.db)
-        return self._catalog
-
-    def items(self) -> dict[str, dict[str, Any]]:
-        items, _ = self.catalog.list_locations(include_missing=True)
-        return {i["path"]: i for i in items}
-
-    def item(self, path: Path) -> dict[str, Any] | None:
-        return self.items().get(str(path))
-
-    def until(self, path: Path, what: str, check: Any, timeout: float = 20) -> dict[str, Any]:
-        def ready() -> dict[str, Any] | None:
-            item = self.item(path)
-            return item if item is not None and check(item) else None
-
-        return wait_for(ready, timeout, f"{path} {what}")
-
-    def ops(self, since: int = 0) -> list[str]:
-        return [c["op"] for c in self.catalog.changes_since(since, limit=10**6)]
-
-    def close(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.stop(signal.SIGKILL)
-        if self._catalog is not None:
-            self._catalog.close()
-
-
-@pytest.fixture
-def make_daemon(tmp_path: Path) -> Iterator[Any]:
-    made: list[Daemon] = []
-
-    def make(roots: dict[str, Path] | None = None, **kwargs: Any) -> Daemon:
-        if roots is None:
-            roots = {"r": tmp_path / "r"}
-        for path in roots.values():
-            path.mkdir(parents=True, exist_ok=True)
-        daemon = Daemon(tmp_path, roots, **kwargs)
-        made.append(daemon)
-        return daemon
-
-    yield make
-    for daemon in made:
-        daemon.close()
-
-
-def hashed(item: dict[str, Any]) -> bool:
-    return item["hash"] is not None and not item["is_missing"]
+from tests.conftest import OLD_NS, hashed, run_cli, wait_for, write
 
 
 def test_create_modify_delete_recreate(tmp_path: Path, make_daemon: Any) -> None:
