@@ -104,6 +104,8 @@ def test_reconnect_in_a_burst_loses_nothing(tmp_path: Path, make_daemon: Any) ->
                 message = await recv(ws)
                 if message["type"] == "change":
                     seen.append(message["seq"])
+            assert ws.transport is not None
+            ws.transport.abort()  # the network drops: no closing handshake
         async with connect(f"ws://{d.address}/ws") as ws:
             await recv(ws)
             await request(ws, "subscribe", since=seen[-1])
