@@ -118,6 +118,7 @@ class Daemon:
         self.db = f"sqlite:///{tmp_path / 'state' / 'assetd.db'}"
         self.roots = roots
         self.config = config
+        self.feed_listen = "127.0.0.1:0"
         if feed is not None:  # feed settings exist only in the file: write one
             self.config = tmp_path / "assetd.toml"
             lines = ["[daemon]", f"database = {json.dumps(self.db)}"]
@@ -137,7 +138,7 @@ class Daemon:
     def args(self) -> list[str]:
         if self.config is not None:
             return ["--config", str(self.config)]
-        flags = ["--db", self.db, "--listen", "127.0.0.1:0"]
+        flags = ["--db", self.db, "--listen", self.feed_listen]
         for name, path in self.roots.items():
             flags += ["--root", f"{name}={path}"]
         return flags
