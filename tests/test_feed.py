@@ -406,3 +406,51 @@ def test_http_api(tmp_path: Path, make_daemon: Any) -> None:
     assert code == 200 and "<title>assetd</title>" in page
     assert http_get(f"{base}/nope")[0] == 404
     assert http_get(f"{base}/api/assets?limit=0")[0] == 400
+
+
+def test_resuming_beyond_the_kept_log_asks_for_a_resync(tmp_path: Path, make_daemon: Any) -> None:
+    """With the log trimmed to 5 changes, since=1 gets resync-required, then live changes."""
+    for i in range(10):
+        write(tmp_path / "r" / f"f{i}", f"{i}", OLD_NS)
+    d = make_daemon(feed={"keep_changes": 5}).start()
+    latest = d.catalog.latest_seq()
+    assert latest == 20 and d.catalog.oldest_seq() == 16
+
+    async def go() -> None:
+        async with connect(f"ws://{d.address}/ws") as ws:
+            await recv(ws)
+            assert (await request(ws, "subscribe", since=1))["result"] == {"seq": 20}
+            assert await recv(ws) == {"type": "resync-required", "seq": 20}
+            write(tmp_path / "r" / "new", "new")
+            assert [c["seq"] for c in await changes(ws, 22)] == [21, 22]
+        async with connect(f"ws://{d.address}/ws") as ws:
+            await recv(ws)
+            await request(ws, "subscribe", since=18)  # still in the log: replayed
+            assert [c["seq"] for c in await changes(ws, 22)] == [19, 20, 21, 22]
+
+    asyncio.run(go())
+
+
+def test_scan_and_root_events_reach_every_client(tmp_path: Path, make_daemon: Any) -> None:
+    """assets.seed.* and root events go to all clients, subscribed or not."""
+    write(tmp_path / "r" / "a", "a", OLD_NS)
+    d = make_daemon().start()
+
+    async def go() -> None:
+        async with (
+            connect(f"ws://{d.address}/ws") as watcher,
+            connect(f"ws://{d.address}/ws") as ws,
+        ):
+            await recv(watcher)
+            await recv(ws)
+            assert (await request(ws, "seed"))["result"] == {"status": "started"}
+            kinds = []
+            while "assets.seed.completed" not in kinds:
+                kinds.append((await recv(watcher))["type"])
+            assert kinds[0] == "assets.seed.started"
+            os.rename(tmp_path / "r", tmp_path / "away")
+            while (message := await recv(watcher))["type"] != "root":
+                pass
+            assert message["root"] == "r" and message["state"] == "offline"
+
+    asyncio.run(go())
