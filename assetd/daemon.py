@@ -80,9 +80,8 @@ class RuntimeLock:
                 f"another assetd (pid {other.get('pid', '?')}) already serves this catalog "
                 f"({self.path})"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode() + b"\n", 0)
         self._fd = fd
+        self.update(info)
 
     def release(self) -> None:
         if self._fd is not None:
@@ -101,7 +100,7 @@ def _read_json(fd: int) -> dict[str, Any]:
 
 
 class Daemon:
-    """The running daemon. ``run()`` blocks until SIGTERM/SIGINT (or ``request_stop``)."""
+    """The running daemon. ``run()`` blocks until SIGTERM or SIGINT."""
 
     def __init__(
         self,
@@ -121,9 +120,8 @@ class Daemon:
         self._next_config: Config | None = None
         self._runtime: RuntimeLock | None = None
         self._token: str | None = None
-        self.rescans = 0
+        self.passes = 0  # passes asked for: startup, SIGHUP, lost events, roots back
         self._lock = threading.RLock()
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
 
     # -- lifecycle ------------------------------------------------------------------
@@ -148,11 +146,11 @@ class Daemon:
                 lock.release()
 
     async def _main(self) -> int:
-        self._loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            self._loop.add_signal_handler(sig, self._stop.set)
-        self._loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+            loop.add_signal_handler(sig, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         self._build(self.config)
         self.reconciler.start()
         await self._start_feed()
@@ -214,7 +212,7 @@ class Daemon:
             "watch": {
                 "overflows": self.watchers.overflows + self.reconciler.overflows,
                 "hints": self.reconciler.hints_seen,
-                "rescans": self.rescans,
+                "passes": self.passes,
             },
         }
 
@@ -259,10 +257,6 @@ class Daemon:
         self.seeder.shutdown()
         self.reconciler.stop()
 
-    def request_stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-
     async def _watchdog_pings(self) -> None:
         usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
         if not usec:
@@ -276,7 +270,7 @@ class Daemon:
     def request_pass(self, roots: list[str] | None, prune_first: bool = False) -> None:
         """Start a pass over ``roots`` (None: all), or queue one more if one is running."""
         with self._lock:
-            self.rescans += 1
+            self.passes += 1
             self._apply_next_config()
             if self.seeder.start(roots, prune_first=prune_first):
                 return

@@ -362,13 +362,6 @@ class Catalog:
             counts.setdefault(root, [0, 0])[1 if is_missing else 0] = n
         return {root: (live, missing) for root, (live, missing) in counts.items()}
 
-    def location_id(self, path: bytes) -> int:
-        L = self.m.Location
-        row = L.get_or_none(L.file_path == path)
-        if row is None:
-            raise NotFoundError(f"{os.fsdecode(path)} is not in the catalog")
-        return int(row.id)
-
     # -- assets: automatic tags and the missing mark --------------------------------
 
     def refresh_assets(self, asset_ids: Iterable[int]) -> None:

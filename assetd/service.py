@@ -14,7 +14,7 @@ from assetd.config import Config
 from assetd.db import Catalog
 from assetd.exceptions import InvalidRequestError
 from assetd.ingest import restore_paths
-from assetd.paths import get_all_known_prefixes, root_for_path
+from assetd.paths import root_for_path
 from assetd.reconciler import Reconciler
 from assetd.seeder import AssetSeeder
 
@@ -117,9 +117,6 @@ class Service:
                 )
             )
         )
-
-    def known_prefixes(self) -> list[bytes]:
-        return get_all_known_prefixes(self._config().roots)
 
     # -- passes ---------------------------------------------------------------------
 
