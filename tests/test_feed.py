@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import socket
 import threading
 import urllib.error
@@ -454,3 +455,19 @@ def test_scan_and_root_events_reach_every_client(tmp_path: Path, make_daemon: An
             assert message["root"] == "r" and message["state"] == "offline"
 
     asyncio.run(go())
+
+
+def test_sigterm_closes_clients_with_1001(tmp_path: Path, make_daemon: Any) -> None:
+    """On SIGTERM every feed client is closed with code 1001 (going away)."""
+    d = make_daemon().start()
+
+    async def go() -> int | None:
+        async with connect(f"ws://{d.address}/ws") as ws:
+            await recv(ws)
+            d.proc.send_signal(signal.SIGTERM)
+            with pytest.raises(ConnectionClosed) as closed:
+                await recv(ws)
+            return closed.value.rcvd.code if closed.value.rcvd else None
+
+    assert asyncio.run(go()) == 1001
+    assert d.stop() == 0
