@@ -22,9 +22,18 @@ from playhouse.db_url import connect as connect_url
 from assetd.decide import CachedState, FileStat
 from assetd.exceptions import CatalogError, InvalidRequestError, NotFoundError, SchemaError
 from assetd.paths import auto_tags, path_json, prefix_upper_bound
-from assetd.schema import SCHEMA_VERSION, Models, U64Field, define_models, migrations
+from assetd.schema import SCHEMA_VERSION, Models, define_models, from_i64, migrations, to_i64
 
-__all__ = ["CHUNK", "Catalog", "ChangeListener", "chunks", "open_database", "stat_columns"]
+__all__ = [
+    "CHUNK",
+    "Catalog",
+    "ChangeListener",
+    "chunks",
+    "location_json",
+    "open_database",
+    "stat_columns",
+    "stat_params",
+]
 
 CHUNK = 500  # rows per IN (...) list and per write batch
 BUSY_TIMEOUT_S = 30.0
@@ -84,6 +93,37 @@ class Catalog:
 
     def close(self) -> None:
         self.db.close()
+
+    # -- raw SQL for the hot paths --------------------------------------------------
+    # Building SQL through peewee costs ~100 µs a statement; the per-file paths of a pass
+    # use these instead. Statements are written with ``?`` and run on either engine.
+
+    def _sql(self, text: str) -> str:
+        return text if self.db.param == "?" else text.replace("?", self.db.param)
+
+    def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            cursor = self.db.cursor()
+            for batch in chunks(rows, 2000):
+                cursor.executemany(self._sql(sql), batch)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return list(self.db.execute_sql(self._sql(sql), tuple(params)).fetchall())
+
+    def allocate_ids(self, table: str, count: int) -> list[int]:
+        """``count`` fresh ids for ``table``; insert them before allocating again.
+
+        SQLite hands out max(id) + 1, and the write lock (taken at BEGIN) keeps anyone
+        else from inserting meanwhile; PostgreSQL draws them from the table's sequence.
+        """
+        if count == 0:
+            return []
+        if isinstance(self.db, pw.PostgresqlDatabase):
+            sequence = f"pg_get_serial_sequence('{table}', 'id')"
+            rows = self.query(f"SELECT nextval({sequence}) FROM generate_series(1, ?)", [count])
+            return [int(r[0]) for r in rows]
+        (top,) = self.query(f'SELECT COALESCE(MAX(id), 0) FROM "{table}"')[0]
+        return list(range(int(top) + 1, int(top) + 1 + count))
 
     # -- schema ---------------------------------------------------------------------
 
@@ -154,7 +194,8 @@ class Catalog:
         Seq.update(value=Seq.value + len(pending)).where(Seq.name == "change").execute()
         last = Seq.get_by_id("change").value
         ts = self.now()
-        rows, messages = [], []
+        rows: list[tuple[Any, ...]] = []
+        messages: list[dict[str, Any]] = []
         for seq, (op, loc_id, old_path, given) in enumerate(pending, start=last - len(pending) + 1):
             location = given or rendered[loc_id]
             body: dict[str, Any] = {"op": op, "location": location}
@@ -163,11 +204,11 @@ class Catalog:
                 body["old_path"] = old["path"]
                 if "path_bytes_b64" in old:
                     body["old_path_bytes_b64"] = old["path_bytes_b64"]
-            root = location["root"]
-            rows.append({"seq": seq, "ts": ts, "op": op, "root": root, "body": json.dumps(body)})
+            rows.append((seq, ts, op, location["root"], json.dumps(body)))
             messages.append({"type": "change", "seq": seq, **body})
-        for batch in chunks(rows, 100):
-            self.m.Change.insert_many(batch).execute()
+        self.execute_many(
+            'INSERT INTO "change" (seq, ts, op, root, body) VALUES (?, ?, ?, ?, ?)', rows
+        )
         keep, max_age = self.retention
         if keep is not None or max_age is not None:
             self.trim_changes(keep, max_age)  # two index range deletes; usually empty
@@ -204,73 +245,72 @@ class Catalog:
 
     # -- reading locations ----------------------------------------------------------
 
-    def _state(self, row: Any) -> CachedState:
-        stat = FileStat(row.size, row.mtime_ns, row.ctime_ns, row.inode, row.device)
-        return CachedState(
-            id=row.id,
-            path=bytes(row.file_path),
-            root=row.root,
-            asset_id=row.asset_id,
-            stat=stat,
-            needs_verify=row.needs_verify,
-            is_missing=row.is_missing,
-            hash=row.asset.hash,
-        )
+    _STATE_SQL = (
+        "SELECT l.id, l.file_path, l.root, l.asset_id, l.size, l.mtime_ns, l.ctime_ns, l.inode, "
+        "l.device, l.needs_verify, l.is_missing, a.hash FROM cache_state l "
+        "JOIN asset a ON a.id = l.asset_id "
+    )
 
-    def _states_query(self) -> Any:
-        L, A = self.m.Location, self.m.Asset
-        return L.select(L, A.id, A.hash).join(A)
+    def _states(self, where: str, params: Sequence[Any]) -> list[CachedState]:
+        return [
+            CachedState(
+                id=r[0],
+                path=bytes(r[1]),
+                root=r[2],
+                asset_id=r[3],
+                stat=FileStat(r[4], r[5], r[6], from_i64(r[7]), from_i64(r[8])),
+                needs_verify=bool(r[9]),
+                is_missing=bool(r[10]),
+                hash=r[11],
+            )
+            for r in self.query(self._STATE_SQL + where, params)
+        ]
 
     def get_states(self, paths: Sequence[bytes]) -> dict[bytes, CachedState]:
-        L = self.m.Location
         found: dict[bytes, CachedState] = {}
         for batch in chunks(list(paths)):
-            for row in self._states_query().where(L.file_path.in_(list(batch))):
-                state = self._state(row)
-                found[state.path] = state
+            marks = _marks(batch)
+            found.update(
+                (s.path, s) for s in self._states(f"WHERE l.file_path IN ({marks})", batch)
+            )
         return found
 
     def get_state(self, path: bytes) -> CachedState | None:
         return self.get_states([path]).get(path)
 
     def get_states_by_id(self, ids: Sequence[int]) -> list[CachedState]:
-        L = self.m.Location
         found: list[CachedState] = []
         for batch in chunks(list(ids)):
-            found.extend(self._state(r) for r in self._states_query().where(L.id.in_(list(batch))))
+            marks = _marks(batch)
+            found += self._states(f"WHERE l.id IN ({marks}) ORDER BY l.id", batch)
         return found
 
     def iter_states(self, prefix: bytes, *, page: int = 2000) -> Iterator[CachedState]:
         """Every location under ``prefix`` (missing ones too), in path order, streamed."""
-        L = self.m.Location
-        low, high = prefix, prefix_upper_bound(prefix)
-        first = True
+        low, high, op = prefix, prefix_upper_bound(prefix), ">="
         while True:
-            cond = (L.file_path >= low) if first else (L.file_path > low)
-            query = (
-                self._states_query()
-                .where(cond & (L.file_path < high))
-                .order_by(L.file_path)
-                .limit(page)
+            rows = self._states(
+                f"WHERE l.file_path {op} ? AND l.file_path < ? ORDER BY l.file_path LIMIT ?",
+                [low, high, page],
             )
-            rows = [self._state(r) for r in query]
             yield from rows
             if len(rows) < page:
                 return
-            low, first = rows[-1].path, False
+            low, op = rows[-1].path, ">"
 
-    def pending_hash_ids(
+    def pending_states(
         self, prefixes: Sequence[bytes], *, after: int = 0, limit: int = CHUNK
-    ) -> list[int]:
-        """Live locations under ``prefixes`` whose hash is absent or stale."""
-        L = self.m.Location
-        query = (
-            L.select(L.id)
-            .where(L.needs_verify & ~L.is_missing & (L.id > after) & self._under_any(prefixes))
-            .order_by(L.id)
-            .limit(limit)
+    ) -> list[CachedState]:
+        """Live locations under ``prefixes`` with no or a stale hash, by id after ``after``."""
+        if not prefixes:
+            return []
+        ranges = " OR ".join("(l.file_path >= ? AND l.file_path < ?)" for _ in prefixes)
+        bounds = [b for p in prefixes for b in (p, prefix_upper_bound(p))]
+        return self._states(
+            f"WHERE l.needs_verify AND NOT l.is_missing AND l.id > ? AND ({ranges}) "
+            "ORDER BY l.id LIMIT ?",
+            [after, *bounds, limit],
         )
-        return [r.id for r in query]
 
     def count_pending_hash(self, prefixes: Sequence[bytes]) -> int:
         L = self.m.Location
@@ -288,36 +328,33 @@ class Catalog:
 
     def render_locations(self, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
         """Location JSON objects (CONTRACT.md *Location*) by location id."""
-        L, A = self.m.Location, self.m.Asset
-        wanted = sorted(set(ids))
-        rows: list[Any] = []
-        for batch in chunks(wanted):
-            query = L.select(L, A.id, A.hash, A.mime_type).join(A).where(L.id.in_(list(batch)))
-            rows.extend(query)
-        tags = self.tags_of({r.asset_id for r in rows})
-        return {r.id: self._location_json(r, tags.get(r.asset_id, [])) for r in rows}
+        rows: list[tuple[Any, ...]] = []
+        for batch in chunks(sorted(set(ids))):
+            marks = _marks(batch)
+            rows += self.query(
+                "SELECT l.id, l.file_path, l.root, l.asset_id, a.hash, l.size, l.mtime_ns, "
+                "a.mime_type, l.is_missing, l.needs_verify FROM cache_state l "
+                f"JOIN asset a ON a.id = l.asset_id WHERE l.id IN ({marks})",
+                batch,
+            )
+        tags = self.tags_of({r[3] for r in rows})
+        return {r[0]: location_json(r[1:], tags.get(r[3], [])) for r in rows}
 
     def _location_json(self, row: Any, tags: list[str]) -> dict[str, Any]:
-        return {
-            **path_json(bytes(row.file_path)),
-            "root": row.root,
-            "asset_id": row.asset_id,
-            "hash": row.asset.hash,
-            "size": row.size,
-            "mtime_ns": row.mtime_ns,
-            "mime_type": row.asset.mime_type,
-            "is_missing": row.is_missing,
-            "needs_verify": row.needs_verify,
-            "tags": tags,
-        }
+        values = (row.file_path, row.root, row.asset_id, row.asset.hash, row.size)
+        return location_json(
+            (*values, row.mtime_ns, row.asset.mime_type, row.is_missing, row.needs_verify), tags
+        )
 
     def tags_of(self, asset_ids: Iterable[int]) -> dict[int, list[str]]:
         """Every tag (user and automatic, once each, sorted) by asset id."""
-        T = self.m.Tag
         found: dict[int, set[str]] = {}
         for batch in chunks(sorted(set(asset_ids))):
-            for row in T.select(T.asset, T.name).where(T.asset.in_(list(batch))).tuples():
-                found.setdefault(row[0], set()).add(row[1])
+            marks = _marks(batch)
+            for asset_id, name in self.query(
+                f"SELECT asset_id, name FROM tag WHERE asset_id IN ({marks})", batch
+            ):
+                found.setdefault(asset_id, set()).add(name)
         return {asset_id: sorted(names) for asset_id, names in found.items()}
 
     def list_locations(
@@ -378,7 +415,7 @@ class Catalog:
             wanted: dict[int, set[str]] = {asset_id: set() for asset_id in batch}
             query = L.select(L.asset, L.file_path, L.root).where(L.asset.in_(list(batch)))
             for asset_id, path, root in query.tuples():
-                wanted[asset_id] |= self._folder_tags(roots, root, bytes(path))
+                wanted[asset_id] |= self.folder_tags(roots, root, bytes(path))
             have = self._auto_tags(batch)
             for asset_id in batch:
                 gone = have[asset_id] - wanted[asset_id] - {MISSING_TAG}
@@ -394,58 +431,65 @@ class Catalog:
         roots = self.root_prefixes()
         wanted: dict[int, set[str]] = {}
         for asset_id, root, path in locations:
-            wanted.setdefault(asset_id, set()).update(self._folder_tags(roots, root, path))
+            wanted.setdefault(asset_id, set()).update(self.folder_tags(roots, root, path))
         for batch in chunks(sorted(wanted)):
             have = self._auto_tags(batch)
             self._insert_auto((a, n) for a in batch for n in wanted[a] - have[a])
 
     def update_missing_marks(self, asset_ids: Iterable[int]) -> None:
         """Mark with the automatic tag ``missing`` exactly the assets with no live location."""
-        L, A, T = self.m.Location, self.m.Asset, self.m.Tag
         for batch in chunks(sorted(set(asset_ids))):
-            ids = list(batch)
-            live_query = L.select(L.asset).where(L.asset.in_(ids) & ~L.is_missing).distinct()
-            live = {r.asset_id for r in live_query}
-            dead = [a for a in ids if a not in live]
-            tagged = T.select(T.asset).where(
-                T.asset.in_(ids) & (T.origin == "auto") & (T.name == MISSING_TAG)
+            ids, marks = list(batch), _marks(batch)
+            live_rows = self.query(
+                f"SELECT DISTINCT asset_id FROM cache_state WHERE asset_id IN ({marks}) "
+                "AND NOT is_missing",
+                ids,
             )
-            marked = {r.asset_id for r in tagged}
-            if live & marked:
-                T.delete().where(
-                    T.asset.in_(sorted(live & marked))
-                    & (T.origin == "auto")
-                    & (T.name == MISSING_TAG)
-                ).execute()
-            if live:
-                A.update(missing_since=None).where(
-                    A.id.in_(sorted(live)) & A.missing_since.is_null(False)
-                ).execute()
+            live = {r[0] for r in live_rows}
+            dead = [a for a in ids if a not in live]
+            tagged = self.query(
+                f"SELECT asset_id FROM tag WHERE asset_id IN ({marks}) AND origin = 'auto' "
+                "AND name = ?",
+                [*ids, MISSING_TAG],
+            )
+            marked = {r[0] for r in tagged}
+            revived = sorted(live & marked)
+            if revived:
+                self.execute_many(
+                    "DELETE FROM tag WHERE asset_id = ? AND origin = 'auto' AND name = ?",
+                    [(a, MISSING_TAG) for a in revived],
+                )
+                self.execute_many(
+                    "UPDATE asset SET missing_since = NULL WHERE id = ?", [(a,) for a in revived]
+                )
             self._insert_auto((a, MISSING_TAG) for a in dead if a not in marked)
-            if dead:
-                A.update(missing_since=self.now()).where(
-                    A.id.in_(dead) & A.missing_since.is_null()
-                ).execute()
+            self.execute_many(
+                "UPDATE asset SET missing_since = ? WHERE id = ? AND missing_since IS NULL",
+                [(self.now(), a) for a in dead if a not in marked],
+            )
 
     @staticmethod
-    def _folder_tags(roots: dict[str, bytes], root: str, path: bytes) -> set[str]:
+    def folder_tags(roots: dict[str, bytes], root: str, path: bytes) -> set[str]:
+        """The automatic tags one location gives its asset: root name and folder names."""
         prefix = roots.get(root)
         if prefix is not None and path.startswith(prefix):
             return auto_tags(root, prefix, path)
         return {root}
 
     def _auto_tags(self, asset_ids: Sequence[int]) -> dict[int, set[str]]:
-        T = self.m.Tag
         have: dict[int, set[str]] = {asset_id: set() for asset_id in asset_ids}
-        rows = T.select(T.asset, T.name).where(T.asset.in_(list(asset_ids)) & (T.origin == "auto"))
-        for asset_id, name in rows.tuples():
+        rows = self.query(
+            f"SELECT asset_id, name FROM tag WHERE asset_id IN ({_marks(asset_ids)}) "
+            "AND origin = 'auto'",
+            list(asset_ids),
+        )
+        for asset_id, name in rows:
             have[asset_id].add(name)
         return have
 
     def _insert_auto(self, pairs: Iterable[tuple[int, str]]) -> None:
-        rows = [{"asset": a, "name": n, "origin": "auto"} for a, n in pairs]
-        for batch in chunks(rows, 200):
-            self.m.Tag.insert_many(batch).execute()
+        rows = [(a, n) for a, n in pairs]
+        self.execute_many("INSERT INTO tag (asset_id, name, origin) VALUES (?, ?, 'auto')", rows)
 
     def root_prefixes(self) -> dict[str, bytes]:
         """Root name → prefix, as last registered by a scan."""
@@ -566,11 +610,9 @@ class Catalog:
         move = (
             f"UPDATE {L._meta.table_name} SET {columns.format(p=p)}, asset_id = {p} WHERE id = {p}"
         )
-        same = [
-            (*_stat_params(st), verify, loc) for loc, st, verify, asset in rows if asset is None
-        ]
+        same = [(*stat_params(st), verify, loc) for loc, st, verify, asset in rows if asset is None]
         moved = [
-            (*_stat_params(st), verify, asset, loc)
+            (*stat_params(st), verify, asset, loc)
             for loc, st, verify, asset in rows
             if asset is not None
         ]
@@ -578,6 +620,39 @@ class Catalog:
         for sql, params in ((keep, same), (move, moved)):
             for batch in chunks(params):
                 cursor.executemany(sql, batch)
+
+    def live_locations(self, ids: Sequence[int]) -> dict[int, tuple[int, str, bytes]]:
+        """Location id → (asset id, root, path), for the live ones among ``ids``."""
+        found: dict[int, tuple[int, str, bytes]] = {}
+        for batch in chunks(list(ids)):
+            rows = self.query(
+                "SELECT id, asset_id, root, file_path FROM cache_state "
+                f"WHERE id IN ({_marks(batch)}) AND NOT is_missing",
+                batch,
+            )
+            found.update((loc, (asset, root, bytes(path))) for loc, asset, root, path in rows)
+        return found
+
+    def assets_by_hash(self, hashes: Iterable[str]) -> list[tuple[str, int]]:
+        """(hash, asset id) for the hashes the catalog knows."""
+        found: list[tuple[str, int]] = []
+        for batch in chunks(sorted(set(hashes))):
+            sql = f"SELECT hash, id FROM asset WHERE hash IN ({_marks(batch)})"
+            found += [(h, a) for h, a in self.query(sql, batch)]
+        return found
+
+    def asset_info(self, ids: Sequence[int]) -> dict[int, tuple[str | None, str | None, int]]:
+        """Asset id → (hash, mime type, number of locations)."""
+        found: dict[int, tuple[str | None, str | None, int]] = {}
+        for batch in chunks(list(ids)):
+            rows = self.query(
+                "SELECT a.id, a.hash, a.mime_type, "
+                "(SELECT COUNT(*) FROM cache_state l WHERE l.asset_id = a.id) "
+                f"FROM asset a WHERE a.id IN ({_marks(batch)})",
+                batch,
+            )
+            found.update((a, (h, m, n)) for a, h, m, n in rows)
+        return found
 
     def live_paths_under(self, prefix: bytes) -> list[bytes]:
         """The paths of live locations under ``prefix``, in order."""
@@ -694,6 +769,28 @@ class Catalog:
             ).execute()
 
 
+def _marks(items: Sequence[Any]) -> str:
+    """Placeholders for an ``IN (...)`` list."""
+    return ", ".join("?" * len(items))
+
+
+def location_json(values: Sequence[Any], tags: list[str]) -> dict[str, Any]:
+    """A *Location* from (path, root, asset id, hash, size, mtime_ns, mime, missing, verify)."""
+    path, root, asset_id, digest, size, mtime_ns, mime, is_missing, needs_verify = values
+    return {
+        **path_json(bytes(path)),
+        "root": root,
+        "asset_id": asset_id,
+        "hash": digest,
+        "size": size,
+        "mtime_ns": mtime_ns,
+        "mime_type": mime,
+        "is_missing": bool(is_missing),
+        "needs_verify": bool(needs_verify),
+        "tags": tags,
+    }
+
+
 def stat_columns(stat: FileStat) -> dict[str, int]:
     """A stat as the location table's columns."""
     return {
@@ -705,14 +802,14 @@ def stat_columns(stat: FileStat) -> dict[str, int]:
     }
 
 
-def _stat_params(stat: FileStat) -> tuple[int | None, ...]:
+def stat_params(stat: FileStat) -> tuple[int | None, ...]:
     """A stat as SQL parameters for raw statements (inode and device as signed 64-bit)."""
     return (
         stat.size,
         stat.mtime_ns,
         stat.ctime_ns,
-        U64Field().db_value(stat.inode),
-        U64Field().db_value(stat.device),
+        to_i64(stat.inode),
+        to_i64(stat.device),
     )
 
 

@@ -15,9 +15,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import peewee as pw
-
-from assetd.db import Catalog, chunks, stat_columns
+from assetd.db import Catalog, chunks, location_json, stat_params
 from assetd.decide import CachedState, Decision, FileStat, Outcome, decide
 from assetd.hashing import FileChangedError, HashResult, NotRegularFileError, hash_file
 
@@ -38,6 +36,9 @@ __all__ = [
 _MIME = mimetypes.MimeTypes(filenames=())
 _MIME.add_type("application/x-safetensors", ".safetensors", strict=False)
 _MIME.add_type("application/x-gguf", ".gguf", strict=False)
+
+
+POOL_LIMIT = 1 << 20  # files at least this large are hashed in the pool
 
 
 def guess_mime(path: bytes) -> str | None:
@@ -118,39 +119,33 @@ def apply_observations(catalog: Catalog, observations: Sequence[Observation], ta
 
 
 def _insert_new(catalog: Catalog, new: Sequence[Observation]) -> None:
-    """One unhashed seed asset and one location per new file, in bulk."""
-    L, A = catalog.m.Location, catalog.m.Asset
+    """One unhashed seed asset and one location per new file, in bulk, each logged."""
     now = catalog.now()
-    seeds = [
-        {
-            "hash": None,
-            "size_bytes": o.stat.size,
-            "mime_type": guess_mime(o.path),
-            "created_at": now,
-        }
-        for o in new
-        if o.stat is not None
-    ]
-    # Ids grow in insertion order on SQLite (rowid) and PostgreSQL (a sequence) while we
-    # hold the write lock, whatever order RETURNING lists them in.
-    asset_ids = sorted(
-        row[0]
-        for batch in chunks(seeds, 200)
-        for row in A.insert_many(batch).returning(A.id).tuples().execute()
+    prefixes = catalog.root_prefixes()
+    files = [(o, o.stat) for o in new if o.stat is not None]
+    asset_ids = catalog.allocate_ids("asset", len(files))
+    mimes = [guess_mime(o.path) for o, _ in files]
+    catalog.execute_many(
+        "INSERT INTO asset (id, hash, size_bytes, mime_type, user_metadata, created_at) "
+        "VALUES (?, NULL, ?, ?, '{}', ?)",
+        [(a, st.size, mime, now) for a, (_, st), mime in zip(asset_ids, files, mimes, strict=True)],
     )
-    rows = [
-        {"file_path": o.path, "root": o.root, "asset": asset_id, **stat_columns(o.stat)}
-        for o, asset_id in zip(new, asset_ids, strict=True)
-        if o.stat is not None
-    ]
-    ids: dict[bytes, int] = {}
-    for batch in chunks(rows, 200):
-        inserted = L.insert_many(batch).returning(L.id, L.file_path).tuples().execute()
-        ids.update((bytes(path), loc_id) for loc_id, path in inserted)
-    for row in rows:
-        catalog.log("added", ids[row["file_path"]])
-    catalog.add_auto_tags((r["asset"], r["root"], r["file_path"]) for r in rows)
-    catalog.update_missing_marks(asset_ids)
+    location_ids = catalog.allocate_ids("cache_state", len(files))
+    catalog.execute_many(
+        "INSERT INTO cache_state (id, file_path, root, asset_id, size, mtime_ns, ctime_ns, "
+        "inode, device, needs_verify, is_missing) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (loc, o.path, o.root, a, *stat_params(st), True, False)
+            for loc, a, (o, st) in zip(location_ids, asset_ids, files, strict=True)
+        ],
+    )
+    tags: list[tuple[int, str]] = []
+    for loc, a, (o, st), mime in zip(location_ids, asset_ids, files, mimes, strict=True):
+        names = sorted(catalog.folder_tags(prefixes, o.root, o.path))
+        tags += [(a, name) for name in names]
+        values = (o.path, o.root, a, None, st.size, st.mtime_ns, mime, False, True)
+        catalog.log("added", loc, location=location_json(values, names))
+    catalog.execute_many("INSERT INTO tag (asset_id, name, origin) VALUES (?, ?, 'auto')", tags)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,10 +184,21 @@ def hash_states(
     follow_symlinks: bool = False,
     hasher: Callable[..., HashResult] = hash_file,
 ) -> list[HashOutcome]:
-    """Hash the files of these locations in ``pool``."""
-    return list(
-        pool.map(lambda s: hash_one(s, follow_symlinks=follow_symlinks, hasher=hasher), states)
-    )
+    """Hash the files of these locations: large ones in ``pool``, small ones right here.
+
+    Small files are mostly system calls and Python, which hold the GIL: threads would
+    only take turns. Large files spend their time in reads and in BLAKE3, which let go
+    of it, so they hash side by side.
+    """
+    small: list[CachedState] = []
+    large: list[CachedState] = []
+    for state in states:
+        (large if state.stat.size >= POOL_LIMIT else small).append(state)
+    futures = [
+        pool.submit(hash_one, s, follow_symlinks=follow_symlinks, hasher=hasher) for s in large
+    ]
+    outcomes = [hash_one(s, follow_symlinks=follow_symlinks, hasher=hasher) for s in small]
+    return outcomes + [future.result() for future in futures]
 
 
 def apply_hashes(catalog: Catalog, outcomes: Sequence[HashOutcome], tally: Tally) -> None:
@@ -204,16 +210,12 @@ def apply_hashes(catalog: Catalog, outcomes: Sequence[HashOutcome], tally: Tally
     when the content at the path changed. Reads are a few queries per batch and the
     updates run in bulk.
     """
-    L = catalog.m.Location
     with catalog.write():
         for item in outcomes:
             if item.error is not None:
                 tally.errors.append({"path": item.state.path, "message": item.error})
         wanted = [i for i in outcomes if i.error is None]
-        query = L.select(L.id, L.asset, L.root, L.file_path).where(
-            L.id.in_([i.state.id for i in wanted]) & ~L.is_missing
-        )
-        live = {loc: (asset, root, bytes(path)) for loc, asset, root, path in query.tuples()}
+        live = catalog.live_locations([i.state.id for i in wanted])
         gone = [i.state.id for i in wanted if i.state.id in live and i.result is None]
         if gone:
             tally.marked_missing += catalog.mark_missing(gone)
@@ -246,15 +248,13 @@ class _Book:
 
     @classmethod
     def load(cls, catalog: Catalog, asset_ids: list[int], hashes: list[str]) -> _Book:
-        L, A = catalog.m.Location, catalog.m.Asset
-        known = dict(A.select(A.hash, A.id).where(A.hash.in_(sorted(set(hashes)))).tuples())
+        known = dict(catalog.assets_by_hash(hashes))
         ids = sorted(set(asset_ids) | set(known.values()))
-        info = list(A.select(A.id, A.hash, A.mime_type).where(A.id.in_(ids)).tuples())
-        counted = L.select(L.asset, pw.fn.COUNT(L.id)).where(L.asset.in_(ids)).group_by(L.asset)
+        info = catalog.asset_info(ids)
         return cls(
-            hashes={a: h for a, h, _ in info},
-            mimes={a: m for a, _, m in info},
-            counts={a: 0 for a in ids} | dict(counted.tuples()),
+            hashes={a: h for a, (h, _, _) in info.items()},
+            mimes={a: m for a, (_, m, _) in info.items()},
+            counts={a: n for a, (_, _, n) in info.items()},
             by_hash=known,
         )
 

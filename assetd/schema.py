@@ -13,20 +13,38 @@ from typing import Any
 import peewee as pw
 from playhouse.migrate import SchemaMigrator, migrate
 
-__all__ = ["SCHEMA_VERSION", "Models", "define_models", "migrations"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "Models",
+    "U64Field",
+    "define_models",
+    "from_i64",
+    "migrations",
+    "to_i64",
+]
 
 _U64 = 1 << 64
 _I64_MAX = (1 << 63) - 1
+
+
+def to_i64(value: int) -> int:
+    """An unsigned 64-bit number as the signed BIGINT that stores it."""
+    return value - _U64 if value > _I64_MAX else value
+
+
+def from_i64(value: int) -> int:
+    """The unsigned 64-bit number a signed BIGINT stores."""
+    return value + _U64 if value < 0 else value
 
 
 class U64Field(pw.BigIntegerField):
     """An unsigned 64-bit number (inode, device) in a signed BIGINT column."""
 
     def db_value(self, value: int | None) -> int | None:
-        return value - _U64 if value is not None and value > _I64_MAX else value
+        return to_i64(value) if value is not None else None
 
     def python_value(self, value: int | None) -> int | None:
-        return value + _U64 if value is not None and value < 0 else value
+        return from_i64(value) if value is not None else None
 
 
 @dataclass(frozen=True)

@@ -242,9 +242,8 @@ class AssetSeeder:
         tally.to_hash = self.catalog.count_pending_hash(prefixes)
         after = 0
         with ThreadPoolExecutor(self.hash_workers, thread_name_prefix="assetd-hash") as pool:
-            while ids := self.catalog.pending_hash_ids(prefixes, after=after, limit=CHUNK):
-                after = ids[-1]
-                states = self.catalog.get_states_by_id(ids)
+            while states := self.catalog.pending_states(prefixes, after=after, limit=CHUNK):
+                after = states[-1].id
                 outcomes = hash_states(
                     states, pool=pool, follow_symlinks=self.follow_symlinks, hasher=self.hasher
                 )
