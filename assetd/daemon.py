@@ -237,7 +237,7 @@ class Daemon:
             roots,
             follow_symlinks=config.follow_symlinks,
             on_event=self._on_seed_event,
-            writer=self.reconciler.call,
+            writer=self.reconciler.submit,
         )
         self.watchers = self._watch_set(config)
 

@@ -35,7 +35,7 @@ __all__ = [
     "stat_params",
 ]
 
-CHUNK = 500  # rows per IN (...) list and per write batch
+CHUNK = 2000  # rows per IN (...) list and per write batch
 BUSY_TIMEOUT_S = 30.0
 MISSING_TAG = "missing"
 
@@ -219,9 +219,13 @@ class Catalog:
 
     def oldest_seq(self) -> int:
         """The first sequence number still in the log (latest + 1 when it is empty)."""
-        C = self.m.Change
-        low = C.select(pw.fn.MIN(C.seq)).scalar()
-        return int(low) if low is not None else self.latest_seq() + 1
+        # One statement, one snapshot: read apart, a change committed in between could
+        # make an empty log look trimmed.
+        low, latest = self.query(
+            "SELECT MIN(seq), (SELECT value FROM sequence_counter WHERE name = 'change') "
+            'FROM "change"'
+        )[0]
+        return int(low) if low is not None else int(latest) + 1
 
     def trim_changes(self, keep: int | None = None, max_age_s: float | None = None) -> int:
         """Forget logged changes beyond the newest ``keep`` or older than ``max_age_s``."""

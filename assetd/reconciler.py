@@ -146,13 +146,18 @@ class Reconciler:
                 self.on_overflow()
             return False
 
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        """Queue ``fn(*args)`` for the writer thread; the future has its result."""
+        future: Future[Any] = Future()
+        if threading.current_thread() is self._thread or not self._thread.is_alive():
+            Reconciler._do_work(_Work(fn, args, future))
+        else:
+            self._queue.put(_Work(fn, args, future))
+        return future
+
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn(*args)`` on the writer thread and return its result (or raise its error)."""
-        if threading.current_thread() is self._thread or not self._thread.is_alive():
-            return fn(*args)
-        future: Future[Any] = Future()
-        self._queue.put(_Work(fn, args, future))
-        return future.result()
+        return self.submit(fn, *args).result()
 
     def idle(self) -> bool:
         """Nothing queued, settling or being hashed (for tests and shutdown)."""

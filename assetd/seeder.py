@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 from typing import Any
 
@@ -70,7 +70,7 @@ class AssetSeeder:
         hash_workers: int = 2,
         clock: Callable[[], float] = time.monotonic,
         hasher: Callable[..., HashResult] = hash_file,
-        writer: Callable[..., Any] | None = None,
+        writer: Callable[..., Future[Any]] | None = None,
     ) -> None:
         self.catalog = catalog
         self.roots = tuple(roots)
@@ -80,9 +80,11 @@ class AssetSeeder:
         self.hash_workers = hash_workers
         self.clock = clock
         self.hasher = hasher
-        # Every catalog write goes through ``writer(fn, *args)``: the daemon passes its
-        # reconciler's, so that one thread writes; alone, the seeder writes itself.
-        self.writer = writer or (lambda fn, *args: fn(*args))
+        # Every catalog write goes through ``submit(fn, *args)`` to one writer thread: the
+        # daemon's reconciler, or the seeder's own. A pass hashes or walks the next batch
+        # while the writer commits the last one.
+        self._own_writer = writer is None
+        self.submit: Callable[..., Future[Any]] = writer or self._submit_own
         self._lock = threading.Lock()
         self._state = SeederState.IDLE
         self._thread: threading.Thread | None = None
@@ -94,6 +96,8 @@ class AssetSeeder:
         self._phase = ""
         self._errors: list[dict[str, Any]] = []
         self._last_emit = 0.0
+        self._writes: ThreadPoolExecutor | None = None
+        self._reported = 0  # tally errors already copied into the status
 
     # -- control --------------------------------------------------------------------
 
@@ -113,6 +117,7 @@ class AssetSeeder:
             self._cancel.clear()
             self._tally = Tally()
             self._errors = []
+            self._reported = 0
             self._phase = "registering"
             self._thread = threading.Thread(
                 target=self._run,
@@ -165,11 +170,29 @@ class AssetSeeder:
                 )
             )
         finally:
+            self._close_writes()
             with self._lock:
                 self._state = SeederState.IDLE
                 self._idle.set()
 
     # -- the pass -------------------------------------------------------------------
+
+    def writer(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a write on the writer thread and wait for it."""
+        return self.submit(fn, *args).result()
+
+    def _close_writes(self) -> None:
+        """End the seeder's own writer thread, if it started one."""
+        with self._lock:
+            writes, self._writes = self._writes, None
+        if writes is not None:
+            writes.shutdown(wait=True)
+
+    def _submit_own(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        with self._lock:
+            if self._writes is None:
+                self._writes = ThreadPoolExecutor(1, thread_name_prefix="assetd-writer")
+            return self._writes.submit(fn, *args)
 
     def _select(self, names: Sequence[str] | None) -> list[RootConfig]:
         if names is None:
@@ -205,6 +228,7 @@ class AssetSeeder:
             self._error(None, f"scan failed: {exc}")
             outcome = "assets.seed.error"
         finally:
+            self._close_writes()
             self._phase = "done"
             progress = self._progress()
             with self._lock:
@@ -225,33 +249,49 @@ class AssetSeeder:
     def _register(self, root: RootConfig, tally: Tally) -> None:
         """Phase one for one root: merge the walk with the catalog, in batches."""
         batch: list[Observation] = []
+        pending: Future[Any] | None = None
         for obs in scan_root(self.catalog, root, self.follow_symlinks, self._walk_problem, tally):
             batch.append(obs)
             if len(batch) >= CHUNK:
-                self._write(batch, tally)
+                pending = self._write_after(pending, tally, apply_observations, batch)
                 batch = []
         if batch:
-            self._write(batch, tally)
-
-    def _write(self, batch: list[Observation], tally: Tally) -> None:
-        self.writer(apply_observations, self.catalog, batch, tally)
-        self._tick()
+            pending = self._write_after(pending, tally, apply_observations, batch)
+        self._write_after(pending, tally)
 
     def _hash(self, prefixes: list[bytes], tally: Tally) -> None:
         """Phase two: hash every live location under ``prefixes`` whose hash is stale."""
         tally.to_hash = self.catalog.count_pending_hash(prefixes)
         after = 0
+        pending: Future[Any] | None = None
         with ThreadPoolExecutor(self.hash_workers, thread_name_prefix="assetd-hash") as pool:
             while states := self.catalog.pending_states(prefixes, after=after, limit=CHUNK):
                 after = states[-1].id
                 outcomes = hash_states(
                     states, pool=pool, follow_symlinks=self.follow_symlinks, hasher=self.hasher
                 )
-                before = len(tally.errors)
-                self.writer(apply_hashes, self.catalog, outcomes, tally)
-                for entry in tally.errors[before:]:
-                    self._error(None, entry["message"], entry["path"])
-                self._tick()
+                pending = self._write_after(pending, tally, apply_hashes, outcomes)
+            self._write_after(pending, tally)
+
+    def _write_after(
+        self,
+        previous: Future[Any] | None,
+        tally: Tally,
+        fn: Callable[..., Any] | None = None,
+        batch: Sequence[Any] = (),
+    ) -> Future[Any] | None:
+        """Wait for the previous write, then queue ``fn(catalog, batch, tally)`` if given.
+
+        One write in flight: the pass works on the next batch while the writer commits
+        the last, never runs further ahead, and a cancel takes effect between batches.
+        """
+        if previous is not None:
+            previous.result()
+            for entry in tally.errors[self._reported :]:
+                self._error(None, entry["message"], entry["path"])
+            self._reported = len(tally.errors)
+            self._tick()
+        return self.submit(fn, self.catalog, batch, tally) if fn is not None else None
 
     def _tick(self) -> None:
         """Between batches: honour a cancel, and report progress a few times a second."""
