@@ -13,8 +13,8 @@ from tests.conftest import REPO
 @pytest.mark.parametrize(
     "command",
     [
-        ["ruff", "check", "assetd", "tests"],
-        ["ruff", "format", "--check", "assetd", "tests"],
+        ["ruff", "check", "assetd", "tests", "bench"],
+        ["ruff", "format", "--check", "assetd", "tests", "bench"],
         ["mypy"],
     ],
     ids=["ruff-check", "ruff-format", "mypy"],

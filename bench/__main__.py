@@ -1,0 +1,369 @@
+"""assetd's benchmarks, each run side by side with the tool a user would otherwise use.
+
+    python -m bench [--quick] [--runs N] [--only NAME ...] [--keep]
+
+Every workload makes its own data under a temporary folder, runs assetd and the
+reference alternately ``--runs`` times, and prints medians, the ratio
+assetd/reference and assetd's peak RSS. ``--quick`` shrinks every workload so the
+suite finishes in seconds (CI runs it that way to keep it working; no goal is
+enforced). Results for docs/performance.md come from a full run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+ASSETD = [sys.executable, "-m", "assetd"]
+
+
+@dataclass
+class Row:
+    name: str
+    goal: str
+    assetd: list[float] = field(default_factory=list)
+    reference: dict[str, list[float]] = field(default_factory=dict)
+    rss_mib: float = 0.0
+    note: str = ""
+
+    def print(self) -> None:
+        a = statistics.median(self.assetd) if self.assetd else float("nan")
+        parts = [f"{self.name:<14} assetd {a:8.3f}s"]
+        for ref, times in self.reference.items():
+            r = statistics.median(times)
+            parts.append(f"{ref} {r:8.3f}s ratio {a / r:5.2f}x")
+        parts.append(f"peak RSS {self.rss_mib:6.1f} MiB")
+        parts.append(f"goal {self.goal}")
+        print(" | ".join(parts) + (f" | {self.note}" if self.note else ""), flush=True)
+
+
+def run(
+    cmd: list[str], *, env: dict[str, str] | None = None, shell: bool = False
+) -> tuple[float, float]:
+    """Run a command to completion; (seconds, peak RSS in MiB of the process itself)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd if not shell else " ".join(cmd),
+        shell=shell,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd} exited {proc.returncode}")
+    return elapsed, usage.ru_maxrss / 1024
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO)}
+
+
+def make_small_files(root: Path, count: int, folders: int, lo: int, hi: int, seed: int = 1) -> int:
+    rnd = random.Random(seed)
+    total = 0
+    per = max(1, count // folders)
+    for i in range(count):
+        folder = root / f"d{i // per:04}"
+        if i % per == 0:
+            folder.mkdir(parents=True, exist_ok=True)
+        size = rnd.randint(lo, hi)
+        (folder / f"f{i:06}.bin").write_bytes(rnd.randbytes(size) if size else b"")
+        total += size
+    return total
+
+
+def warm_page_cache(root: Path) -> None:
+    subprocess.run(
+        f"find {root} -type f -print0 | xargs -0 cat > /dev/null", shell=True, check=True
+    )
+
+
+def scan_cmd(db: Path, root: Path, name: str = "b") -> list[str]:
+    return [*ASSETD, "scan", "--db", f"sqlite:///{db}", "--root", f"{name}={root}"]
+
+
+# -- workloads ------------------------------------------------------------------------
+
+
+def cold_index(tmp: Path, runs: int, quick: bool) -> Row:
+    count = 2000 if quick else 50_000
+    row = Row(f"cold index {count}", "<= 1.0x b3sum")
+    data = tmp / "cold"
+    make_small_files(data, count, max(1, count // 100), 512, 40 * 1024)
+    warm_page_cache(data)
+    b3sum = shutil.which("b3sum") is not None
+    if b3sum:
+        row.reference["find|xargs b3sum"] = []
+    else:
+        row.note = "b3sum not installed (Debian: apt-get install b3sum): no reference"
+    for i in range(runs):
+        db = tmp / f"cold{i}.db"
+        seconds, rss = run(scan_cmd(db, data), env=env())
+        row.assetd.append(seconds)
+        row.rss_mib = max(row.rss_mib, rss)
+        if b3sum:
+            command = f"find {data} -type f -print0 | xargs -0 b3sum > /dev/null"
+            row.reference["find|xargs b3sum"].append(run([command], shell=True)[0])
+    return row
+
+
+def warm_restart(tmp: Path, runs: int, quick: bool) -> Row:
+    count = 5000 if quick else 100_000
+    row = Row(f"warm restart {count}", "<= 0.8x watchman; <= 4x find")
+    data = tmp / "warm"
+    make_small_files(data, count, max(1, count // 100), 0, 0)
+    db = tmp / "warm.db"
+    run(scan_cmd(db, data), env=env())
+    row.reference["find"] = []
+    have_watchman = shutil.which("watchman") is not None
+    if have_watchman:
+        row.reference["watchman"] = []
+    for _ in range(runs):
+        seconds, rss = run(scan_cmd(db, data), env=env())
+        row.assetd.append(seconds)
+        row.rss_mib = max(row.rss_mib, rss)
+        seconds, _ = run([f"find {data} -type f -printf '%s %T@\\n' > /dev/null"], shell=True)
+        row.reference["find"].append(seconds)
+        if have_watchman:
+            row.reference["watchman"].append(watchman_first_query(tmp, data))
+    return row
+
+
+def watchman_first_query(tmp: Path, data: Path) -> float:
+    """Watchman's `watch` plus its first query, from a fresh server."""
+    state = tmp / "watchman-state"
+    state.mkdir(exist_ok=True)
+    sock = state / "sock"
+    base = ["watchman", "--sockname", str(sock), "--statefile", str(state / "state"),
+            "--logfile", str(state / "log"), "--no-save-state"]  # fmt: skip
+    subprocess.run([*base, "shutdown-server"], capture_output=True)
+    subprocess.run([*base, "get-sockname"], capture_output=True, check=True)  # start it
+    started = time.perf_counter()
+    subprocess.run([*base, "watch", str(data)], capture_output=True, check=True)
+    query = json.dumps(
+        ["query", str(data), {"expression": ["type", "f"], "fields": ["name", "size", "mtime_ms"]}]
+    )
+    subprocess.run([*base, "-j"], input=query.encode(), capture_output=True, check=True)
+    elapsed = time.perf_counter() - started
+    subprocess.run([*base, "shutdown-server"], capture_output=True)
+    return elapsed
+
+
+def big_file(tmp: Path, runs: int, quick: bool) -> Row:
+    size = (64 if quick else 1024) << 20
+    row = Row(f"one {size >> 20} MiB file", "<= 1.1x b3sum")
+    data = tmp / "big"
+    data.mkdir()
+    target = data / "model.safetensors"
+    with open(target, "wb") as fh:
+        chunk = os.urandom(1 << 20)
+        for _ in range(size >> 20):
+            fh.write(chunk)
+    os.utime(target, (time.time() - 3600, time.time() - 3600))  # settled: hashed mapped
+    warm_page_cache(data)
+    b3sum = shutil.which("b3sum") is not None
+    if b3sum:
+        row.reference["b3sum"] = []
+    inproc = []
+    for i in range(runs):
+        seconds, rss = run(scan_cmd(tmp / f"big{i}.db", data), env=env())
+        row.assetd.append(seconds)
+        row.rss_mib = max(row.rss_mib, rss)
+        code = "import time,sys;from assetd.hashing import hash_file;t=time.perf_counter();" \
+            f"hash_file({str(target).encode()!r});print(time.perf_counter()-t)"  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env(), capture_output=True, text=True
+        )
+        inproc.append(float(out.stdout))
+        if b3sum:
+            row.reference["b3sum"].append(run(["b3sum", str(target)])[0])
+    row.note = f"hash_file alone {statistics.median(inproc):.3f}s"
+    return row
+
+
+class Daemon:
+    def __init__(self, tmp: Path, root: Path, name: str) -> None:
+        self.db = tmp / f"{name}.db"
+        self.log = open(tmp / f"{name}.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [
+                *ASSETD,
+                "run",
+                "--db",
+                f"sqlite:///{self.db}",
+                "--root",
+                f"r={root}",
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=self.log,
+            env=env(),
+        )
+        self.log_path = tmp / f"{name}.log"
+        deadline = time.time() + 120
+        while "assets.seed.completed" not in self.log_path.read_text():
+            if time.time() > deadline or self.proc.poll() is not None:
+                raise RuntimeError(self.log_path.read_text())
+            time.sleep(0.05)
+        self.address = json.loads(Path(f"{self.db}.daemon").read_text())["listen"]
+
+    def stop(self) -> float:
+        self.proc.send_signal(signal.SIGTERM)
+        _, _, usage = os.wait4(self.proc.pid, 0)
+        self.log.close()
+        return usage.ru_maxrss / 1024
+
+
+def live_latency(tmp: Path, runs: int, quick: bool) -> Row:
+    count = 100 if quick else 1000
+    row = Row(f"live {count}@100/s", "p50 <= 5 ms, p99 <= 25 ms")
+    root = tmp / "live"
+    root.mkdir()
+    daemon = Daemon(tmp, root, "live")
+    from websockets.sync.client import connect
+
+    latencies: list[float] = []
+    closed_at: dict[str, float] = {}
+    with connect(f"ws://{daemon.address}/ws") as ws:
+        json.loads(ws.recv())
+        ws.send(json.dumps({"id": 1, "cmd": "subscribe"}))
+        json.loads(ws.recv())
+
+        def writer() -> None:
+            for i in range(count):
+                path = root / f"f{i:05}.png"
+                with open(path, "wb") as fh:
+                    fh.write(os.urandom(2048))
+                closed_at[str(path)] = time.perf_counter()
+                time.sleep(0.01)
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        while len(latencies) < count:
+            message = json.loads(ws.recv(30))
+            if message.get("type") == "change" and message["op"] == "hashed":
+                latencies.append(time.perf_counter() - closed_at[message["location"]["path"]])
+        thread.join()
+    row.rss_mib = daemon.stop()
+    latencies.sort()
+    p50, p99 = latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99) - 1]
+    row.assetd = [p50]
+    row.note = f"close→hashed change: p50 {p50 * 1000:.2f} ms, p99 {p99 * 1000:.2f} ms"
+    return row
+
+
+def burst(tmp: Path, runs: int, quick: bool) -> Row:
+    count = 2000 if quick else 50_000
+    row = Row(f"burst {count}", "converged <= 2x cold index, nothing lost")
+    base = Path("/dev/shm") if Path("/dev/shm").is_dir() else tmp
+    work = Path(tempfile.mkdtemp(prefix="assetd-burst-", dir=base))
+    try:
+        root = work / "r"
+        root.mkdir()
+        daemon = Daemon(tmp, root, "burst")
+        started = time.perf_counter()
+        make_small_files(root, count, max(1, count // 100), 512, 4096)
+        from websockets.sync.client import connect
+
+        with connect(f"ws://{daemon.address}/ws") as ws:
+            json.loads(ws.recv())
+            while True:
+                ws.send(json.dumps({"id": 1, "cmd": "status"}))
+                while (message := json.loads(ws.recv(30))).get("type") != "result":
+                    pass
+                status = message["result"]
+                files = status["roots"][0]["files"]
+                if files == count and status["state"] == "IDLE":
+                    ws.send(json.dumps({"id": 2, "cmd": "list", "limit": 1000}))
+                    hashed = _all_hashed(ws, count)
+                    if hashed:
+                        break
+                time.sleep(0.05)
+        row.assetd = [time.perf_counter() - started]
+        overflows = status["watch"]["overflows"]
+        row.rss_mib = daemon.stop()
+        shutil.rmtree(root)
+        root.mkdir()
+        make_small_files(root, count, max(1, count // 100), 512, 4096)
+        seconds, _ = run(scan_cmd(tmp / "burst-cold.db", root), env=env())
+        row.reference["cold index"] = [seconds]
+        row.note = f"{count} of {count} cataloged and hashed; {overflows} overflows rescanned"
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return row
+
+
+def _all_hashed(ws: object, count: int) -> bool:
+    seen = 0
+    after = None
+    while True:
+        request = {"id": 3, "cmd": "list", "limit": 1000}
+        if after:
+            request["after"] = after
+        ws.send(json.dumps(request))  # type: ignore[attr-defined]
+        while (message := json.loads(ws.recv(30))).get("type") != "result" or message["id"] != 3:  # type: ignore[attr-defined]
+            pass
+        items = message["result"]["items"]
+        if any(item["hash"] is None for item in items):
+            return False
+        seen += len(items)
+        after = message["result"]["next"]
+        if after is None:
+            return seen == count
+
+
+WORKLOADS: dict[str, Callable[[Path, int, bool], Row]] = {
+    "cold": cold_index,
+    "warm": warm_restart,
+    "bigfile": big_file,
+    "live": live_latency,
+    "burst": burst,
+}
+
+
+def machine() -> str:
+    cpu = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{cpu} cores, {mem:.0f} GiB, Python {sys.version.split()[0]}, {socket.gethostname()}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes, one run (CI)")
+    parser.add_argument("--runs", type=int, default=None, help="alternating runs (default 3)")
+    parser.add_argument("--only", nargs="*", choices=sorted(WORKLOADS), help="some workloads")
+    parser.add_argument("--keep", action="store_true", help="keep the generated data")
+    args = parser.parse_args()
+    runs = args.runs or (1 if args.quick else 3)
+    print(f"# assetd benchmarks on {machine()} ({'quick' if args.quick else 'full'})", flush=True)
+    tmp = Path(tempfile.mkdtemp(prefix="assetd-bench-"))
+    try:
+        for name in args.only or WORKLOADS:
+            WORKLOADS[name](tmp, runs, args.quick).print()
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
