@@ -316,9 +316,14 @@ class Catalog:
             [after, *bounds, limit],
         )
 
-    def count_pending_hash(self, prefixes: Sequence[bytes]) -> int:
+    def count_pending_hash(self, prefixes: Sequence[bytes]) -> tuple[int, int]:
+        """How many live locations under ``prefixes`` wait for a hash, and their bytes."""
         L = self.m.Location
-        return L.select().where(L.needs_verify & ~L.is_missing & self._under_any(prefixes)).count()
+        query = L.select(pw.fn.COUNT(L.id), pw.fn.COALESCE(pw.fn.SUM(L.size), 0)).where(
+            L.needs_verify & ~L.is_missing & self._under_any(prefixes)
+        )
+        count, size = query.tuples().get()
+        return int(count), int(size)
 
     def _under(self, prefix: bytes) -> Any:
         L = self.m.Location

@@ -75,6 +75,8 @@ class Tally:
     marked_missing: int = 0
     restored: int = 0
     to_hash: int = 0
+    to_hash_bytes: int = 0
+    hashed_bytes: int = 0
     errors: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -227,6 +229,7 @@ def apply_hashes(catalog: Catalog, outcomes: Sequence[HashOutcome], tally: Tally
         )
         for item, result in done:
             tally.hashed += 1
+            tally.hashed_bytes += result.stat.size
             asset_id, root, path = live[item.state.id]
             book.settle(catalog, item.state.id, asset_id, root, path, result)
         book.flush(catalog)

@@ -8,7 +8,11 @@ __all__ = ["ProgressBar"]
 
 
 class ProgressBar:
-    """Turns ``assets.seed.*`` events into a tqdm bar: files found, then files hashed."""
+    """Turns ``assets.seed.*`` events into a tqdm bar: files found, then bytes hashed.
+
+    While registering, the total is unknown, so the bar counts files and their rate;
+    while hashing, it counts bytes against the known total, with rate and ETA.
+    """
 
     def __init__(self, stream: TextIO | None) -> None:
         self.stream = stream
@@ -23,24 +27,38 @@ class ProgressBar:
         if self.stream is None or kind not in ("assets.seed.progress", "assets.seed.completed"):
             return
         phase = data.get("phase", "")
+        if kind == "assets.seed.completed":  # draw the final figures, even of a short pass
+            phase = "hashing" if data.get("to_hash") else "registering"
         if phase != self._phase and phase in ("registering", "hashing"):
             self._open(phase, data)
         if self._bar is None:
             return
-        done = data["scanned"] if self._phase == "registering" else data["hashed"]
-        self._bar.update(done - self._bar.n)
-        self._bar.set_postfix(
-            created=data["created"], missing=data["marked_missing"], refresh=False
-        )
+        if self._phase == "registering":
+            self._bar.update(data["scanned"] - self._bar.n)
+            self._bar.set_postfix(
+                new=data["created"], missing=data["marked_missing"], refresh=False
+            )
+        else:
+            self._bar.update(data["hashed_bytes"] - self._bar.n)
+            self._bar.set_postfix(files=f"{data['hashed']}/{data['to_hash']}", refresh=False)
 
     def _open(self, phase: str, data: dict[str, Any]) -> None:
         from tqdm import tqdm
 
+        tqdm.monitor_interval = 0  # no monitor thread: the bar is redrawn on every event
         self.close()
         self._phase = phase
-        total = data["to_hash"] if phase == "hashing" else None
-        label = "hashing" if phase == "hashing" else "scanning"
-        self._bar = tqdm(total=total, desc=label, unit=" files", file=self.stream, leave=True)
+        if phase == "hashing":
+            self._bar = tqdm(
+                total=data["to_hash_bytes"],
+                desc="hashing",
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                file=self.stream,
+            )
+        else:
+            self._bar = tqdm(desc="scanning", unit=" files", file=self.stream)
 
     def close(self) -> None:
         if self._bar is not None:

@@ -261,7 +261,7 @@ class AssetSeeder:
 
     def _hash(self, prefixes: list[bytes], tally: Tally) -> None:
         """Phase two: hash every live location under ``prefixes`` whose hash is stale."""
-        tally.to_hash = self.catalog.count_pending_hash(prefixes)
+        tally.to_hash, tally.to_hash_bytes = self.catalog.count_pending_hash(prefixes)
         after = 0
         pending: Future[Any] | None = None
         with ThreadPoolExecutor(self.hash_workers, thread_name_prefix="assetd-hash") as pool:
