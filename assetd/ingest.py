@@ -13,7 +13,7 @@ import stat as stat_mod
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from assetd.db import Catalog, chunks, location_json, stat_params
 from assetd.decide import CachedState, Decision, FileStat, Outcome, decide
@@ -45,8 +45,7 @@ def guess_mime(path: bytes) -> str | None:
     return _MIME.guess_type(os.fsdecode(path), strict=False)[0]
 
 
-@dataclass(frozen=True, slots=True)
-class Observation:
+class Observation(NamedTuple):
     """One path looked at: what is on disk, what the catalog had, and what it means."""
 
     path: bytes

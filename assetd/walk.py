@@ -11,6 +11,7 @@ import errno
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from assetd.decide import FileStat
 from assetd.paths import ExcludeMatcher
@@ -18,9 +19,8 @@ from assetd.paths import ExcludeMatcher
 __all__ = ["Entry", "Problem", "Unlisted", "walk_root"]
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """A regular file and its stat."""
+class Entry(NamedTuple):
+    """A regular file and its stat (a named tuple: one is made per file)."""
 
     path: bytes
     stat: FileStat
