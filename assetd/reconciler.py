@@ -199,23 +199,24 @@ class Reconciler:
 
     def _process(self, items: list[Any]) -> bool:
         hints: list[Hint] = []
+        hashed: list[HashOutcome] = []  # results of many pool batches: one transaction
         stop = False
         for item in items:
             if isinstance(item, Hint):
                 hints.append(item)
-                continue
-            self._reconcile(hints)
-            hints = []
-            if item is _STOP:
-                stop = True
-            elif isinstance(item, _Work):
-                self._do_work(item)
             elif isinstance(item, _Hashed):
-                try:
-                    apply_hashes(self.catalog, item.outcomes, self.tally)
-                finally:
-                    self._hashing -= 1
+                hashed.extend(item.outcomes)
+                self._hashing -= 1
+            else:
+                self._reconcile(hints)
+                hints = []
+                if item is _STOP:
+                    stop = True
+                elif isinstance(item, _Work):
+                    self._do_work(item)
         self._reconcile(hints)
+        for batch in chunks(hashed, CHUNK):
+            apply_hashes(self.catalog, batch, self.tally)
         self._check_settled()
         return stop
 
