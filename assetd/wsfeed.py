@@ -76,24 +76,29 @@ class _Replay:
 
 
 class _Client:
-    """One connection: its queue of outgoing messages and its subscription."""
+    """One connection: its queue of outgoing messages and its subscription.
+
+    A client is behind when ``limit`` messages still wait for it as new ones arrive. One
+    commit's messages are queued together (a renamed folder can be thousands), so the
+    queue holds at most ``limit`` plus one commit's worth.
+    """
 
     def __init__(self, ws: ServerConnection, limit: int) -> None:
         self.ws = ws
-        self.queue: asyncio.Queue[Any] = asyncio.Queue(limit)
+        self.limit = limit
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
         self.subscribed = False
         self.roots: set[str] | None = None
         self.cursor = 0  # the highest change sequence number sent (or skipped as known)
         self.dropped = False
 
-    def push(self, message: Any) -> bool:
-        if self.dropped:
+    def push(self, *messages: Any) -> bool:
+        """Queue messages for sending; False when the client is too far behind."""
+        if self.dropped or self.queue.qsize() >= self.limit:
             return False
-        try:
+        for message in messages:
             self.queue.put_nowait(message)
-            return True
-        except asyncio.QueueFull:
-            return False
+        return True
 
 
 class Feed:
@@ -170,15 +175,15 @@ class Feed:
                 self._loop.call_soon_threadsafe(fn, *args)
 
     def publish_changes(self, messages: list[dict[str, Any]]) -> None:
+        """Queue one commit's changes for every subscriber (that wants their roots)."""
         for client in list(self.clients):
             if not client.subscribed:
                 continue
-            for message in messages:
-                if client.roots is not None and message["location"]["root"] not in client.roots:
-                    continue
-                if not client.push(message):
-                    self._drop(client)
-                    break
+            wanted = messages
+            if client.roots is not None:
+                wanted = [m for m in messages if m["location"]["root"] in client.roots]
+            if wanted and not client.push(*wanted):
+                self._drop(client)
 
     def publish_event(self, message: dict[str, Any]) -> None:
         for client in list(self.clients):
