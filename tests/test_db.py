@@ -267,3 +267,15 @@ def test_inode_beyond_signed_64_bits_round_trips(catalog: Catalog) -> None:
     big = FileStat(size=1, mtime_ns=1, ctime_ns=1, inode=2**64 - 5, device=2**63 + 1)
     apply_observations(catalog, [observe(b"/r/big", "r", big, None)], Tally())
     assert catalog.get_state(b"/r/big").stat == big
+
+
+def test_asset_level_and_safe_prune(catalog: Catalog) -> None:
+    """The asset-level prune counts assets left with no live location; the safe one refuses []."""
+    add(catalog, b"/keep/a", b"/gone/b", b"/gone/c")
+    set_hash(catalog, b"/gone/b", "blake3:" + "4" * 64)
+    with pytest.raises(CatalogError, match="no root"):
+        catalog.mark_missing_outside_prefixes_safely([])
+    assert catalog.mark_assets_missing_outside_prefixes([b"/keep/"]) == 2
+    assert live(catalog) == {b"/keep/a"}
+    assert catalog.mark_assets_missing_outside_prefixes([b"/keep/"]) == 0
+    assert catalog.mark_missing_outside_prefixes_safely([b"/keep/"]) == 0
