@@ -75,6 +75,15 @@ class _Replay:
     since: int
 
 
+@dataclass(frozen=True, slots=True)
+class _Change:
+    """A change message serialised once, however many clients it goes to."""
+
+    seq: int
+    root: str
+    text: str
+
+
 class _Client:
     """One connection: its queue of outgoing messages and its subscription.
 
@@ -176,12 +185,14 @@ class Feed:
 
     def publish_changes(self, messages: list[dict[str, Any]]) -> None:
         """Queue one commit's changes for every subscriber (that wants their roots)."""
-        for client in list(self.clients):
-            if not client.subscribed:
-                continue
-            wanted = messages
+        subscribers = [c for c in self.clients if c.subscribed]
+        if not subscribers:
+            return
+        changes = [_Change(m["seq"], m["location"]["root"], json.dumps(m)) for m in messages]
+        for client in subscribers:
+            wanted = changes
             if client.roots is not None:
-                wanted = [m for m in messages if m["location"]["root"] in client.roots]
+                wanted = [c for c in changes if c.root in client.roots]
             if wanted and not client.push(*wanted):
                 self._drop(client)
 
@@ -260,12 +271,12 @@ class Feed:
                 item = await client.queue.get()
                 if isinstance(item, _Replay):
                     await self._replay(client, item.since)
-                    continue
-                if item.get("type") == "change":
-                    if item["seq"] <= client.cursor:
-                        continue  # already sent by the replay
-                    client.cursor = item["seq"]
-                await client.ws.send(json.dumps(item))
+                elif isinstance(item, _Change):
+                    if item.seq > client.cursor:  # else the replay sent it already
+                        client.cursor = item.seq
+                        await client.ws.send(item.text)
+                else:
+                    await client.ws.send(json.dumps(item))
         except ConnectionClosed:
             pass
 

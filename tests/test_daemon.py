@@ -33,7 +33,9 @@ def test_create_modify_delete_recreate(tmp_path: Path, make_daemon: Any) -> None
     assert back["asset_id"] == first["asset_id"] and "fav" in back["tags"]
     ops = d.ops(start)
     assert ops[0] == "tagged" and "modified" in ops and "missing" in ops and "restored" in ops
-    assert d.ops()[:2] == ["added", "hashed"]
+    created = d.ops()[:start]  # caught mid-write, a "modified" may come between the two
+    assert created[0] == "added" and created[-1] == "hashed"
+    assert set(created) <= {"added", "modified", "hashed"}
     assert d.stop() == 0
 
 
