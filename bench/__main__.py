@@ -331,12 +331,149 @@ def _all_hashed(ws: object, count: int) -> bool:
             return seen == count
 
 
+def fan_out(tmp: Path, runs: int, quick: bool) -> Row:
+    clients, rate, seconds = (20, 50, 2) if quick else (500, 500, 10)
+    row = Row(f"fan-out {clients}", "p99 delivery <= 100 ms, nothing lost")
+    root = tmp / "fan"
+    root.mkdir()
+    daemon = Daemon(tmp, root, "fan")
+    host, port = daemon.address.rsplit(":", 1)
+    start_seq = _latest_seq(daemon.db)
+    workers = 4
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    ready = ctx.Barrier(workers + 1)
+    results = ctx.Queue()
+    procs = [
+        ctx.Process(
+            target=_fan_clients,
+            args=(host, int(port), clients // workers, start_seq, ready, results),
+        )
+        for _ in range(workers)
+    ]
+    for proc in procs:
+        proc.start()
+    ready.wait(60)
+    for i in range(rate * seconds):  # each file: an `added` and a `hashed` change
+        with open(root / f"f{i:06}.png", "wb") as fh:
+            fh.write(os.urandom(1024))
+        time.sleep(1 / rate)
+    end_seq = 0
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        end_seq = _latest_seq(daemon.db)
+        if end_seq >= start_seq + 2 * rate * seconds and _all_settled(daemon.db):
+            break
+        time.sleep(0.2)
+    for proc in procs:
+        proc.join(120) if False else None
+    received: list[dict[int, float]] = []
+    for _ in range(workers):
+        received += results.get(timeout=180)
+    for proc in procs:
+        proc.join(30)
+    row.rss_mib = daemon.stop()
+    committed = _commit_times(daemon.db, start_seq)
+    latencies = sorted(t - committed[seq] for seen in received for seq, t in seen.items())
+    wanted = set(range(start_seq + 1, end_seq + 1))
+    complete = sum(1 for seen in received if wanted <= set(seen))
+    p99 = latencies[int(len(latencies) * 0.99) - 1] if latencies else float("nan")
+    p50 = latencies[len(latencies) // 2] if latencies else float("nan")
+    row.assetd = [p99]
+    row.note = (
+        f"{len(wanted)} changes in {seconds} s to {clients} clients: commit to client "
+        f"p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms; "
+        f"{complete} of {clients} clients got every change"
+    )
+    return row
+
+
+def _latest_seq(db: Path) -> int:
+    import sqlite3
+
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        return int(
+            conn.execute("SELECT value FROM sequence_counter WHERE name='change'").fetchone()[0]
+        )
+
+
+def _commit_times(db: Path, after: int) -> dict[int, float]:
+    """When each change was committed (the change log's wall-clock ``ts``)."""
+    import sqlite3
+
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        rows = conn.execute('SELECT seq, ts FROM "change" WHERE seq > ?', (after,))
+        return dict(rows.fetchall())
+
+
+def _all_settled(db: Path) -> bool:
+    import sqlite3
+
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        return (
+            conn.execute("SELECT COUNT(*) FROM cache_state WHERE needs_verify").fetchone()[0] == 0
+        )
+
+
+def _fan_clients(
+    host: str, port: int, count: int, since: int, ready: object, results: object
+) -> None:
+    """Raw WebSocket clients on one selector: they find each change's seq in the bytes."""
+    import re
+    import selectors
+
+    pattern = re.compile(rb'"type": "change", "seq": (\d+)')
+    sel = selectors.DefaultSelector()
+    seen: list[dict[int, float]] = []
+    tails: list[bytes] = []
+    for index in range(count):
+        sock = socket.create_connection((host, port))
+        sock.sendall(
+            f"GET /ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(4096)
+        payload = json.dumps({"id": 1, "cmd": "subscribe", "since": since}).encode()
+        mask = b"\x00\x00\x00\x00"  # a zero mask leaves the payload as it is
+        sock.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + payload)
+        sock.setblocking(False)
+        sel.register(sock, selectors.EVENT_READ, index)
+        seen.append({})
+        tails.append(head.split(b"\r\n\r\n", 1)[1])
+    ready.wait(60)  # type: ignore[attr-defined]
+    quiet_since = time.monotonic()
+    while time.monotonic() - quiet_since < 5:
+        for key, _ in sel.select(0.5):
+            sock = key.fileobj
+            try:
+                chunk = sock.recv(1 << 20)  # type: ignore[union-attr]
+            except BlockingIOError:
+                continue
+            if not chunk:
+                sel.unregister(sock)
+                continue
+            now = time.time()  # wall clock, as the change log's commit times
+            quiet_since = time.monotonic()
+            index = key.data
+            data = tails[index] + chunk
+            for match in pattern.finditer(data):
+                seq = int(match.group(1))
+                seen[index].setdefault(seq, now)
+            tails[index] = data[-64:]
+    results.put(seen)  # type: ignore[attr-defined]
+
+
 WORKLOADS: dict[str, Callable[[Path, int, bool], Row]] = {
     "cold": cold_index,
     "warm": warm_restart,
     "bigfile": big_file,
     "live": live_latency,
     "burst": burst,
+    "fanout": fan_out,
 }
 
 
