@@ -81,7 +81,7 @@ class _Change:
 
     seq: int
     root: str
-    text: str
+    text: bytes  # UTF-8 JSON, encoded once too
 
 
 class _Client:
@@ -188,7 +188,9 @@ class Feed:
         subscribers = [c for c in self.clients if c.subscribed]
         if not subscribers:
             return
-        changes = [_Change(m["seq"], m["location"]["root"], json.dumps(m)) for m in messages]
+        changes = [
+            _Change(m["seq"], m["location"]["root"], json.dumps(m).encode()) for m in messages
+        ]
         for client in subscribers:
             wanted = changes
             if client.roots is not None:
@@ -274,7 +276,7 @@ class Feed:
                 elif isinstance(item, _Change):
                     if item.seq > client.cursor:  # else the replay sent it already
                         client.cursor = item.seq
-                        await client.ws.send(item.text)
+                        await client.ws.send(item.text, text=True)
                 else:
                     await client.ws.send(json.dumps(item))
         except ConnectionClosed:
