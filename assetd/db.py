@@ -282,13 +282,6 @@ class Catalog:
     def get_state(self, path: bytes) -> CachedState | None:
         return self.get_states([path]).get(path)
 
-    def get_states_by_id(self, ids: Sequence[int]) -> list[CachedState]:
-        found: list[CachedState] = []
-        for batch in chunks(list(ids)):
-            marks = _marks(batch)
-            found += self._states(f"WHERE l.id IN ({marks}) ORDER BY l.id", batch)
-        return found
-
     def iter_states(self, prefix: bytes, *, page: int = 2000) -> Iterator[CachedState]:
         """Every location under ``prefix`` (missing ones too), in path order, streamed."""
         low, high, op = prefix, prefix_upper_bound(prefix), ">="
