@@ -475,3 +475,36 @@ def test_sigterm_closes_clients_with_1001(tmp_path: Path, make_daemon: Any) -> N
 
     assert asyncio.run(go()) == 1001
     assert d.stop() == 0
+
+
+def test_listening_beyond_loopback_without_a_token_warns_loudly(
+    tmp_path: Path, make_daemon: Any
+) -> None:
+    """A non-loopback listen address with no token logs a loud warning at start."""
+    d = make_daemon()
+    d.feed_listen = "0.0.0.0:0"
+    d.start()
+    assert "WITHOUT A TOKEN" in d.log_text()
+
+
+def test_paths_escaping_the_roots_are_refused(tmp_path: Path, make_daemon: Any) -> None:
+    """`..`, absolute paths elsewhere and symlinks pointing out never reach the catalog."""
+    inside = write(tmp_path / "r" / "a.bin", "a", OLD_NS)
+    secret = write(tmp_path / "secret" / "key", "secret", OLD_NS)
+    (tmp_path / "r" / "link").symlink_to(secret)
+    d = make_daemon().start()
+
+    async def go() -> None:
+        async with connect(f"ws://{d.address}/ws") as ws:
+            await recv(ws)
+            for path in (f"{tmp_path}/r/../secret/key", str(secret), "/etc/passwd"):
+                reply = await request(ws, "tag", path=path, add=["x"])
+                assert reply["error"]["code"] == "bad_request", path
+                reply = await request(ws, "restore", paths=[path])
+                assert reply["error"]["code"] == "bad_request", path
+            reply = await request(ws, "tag", path=str(tmp_path / "r" / "link"), add=["x"])
+            assert reply["error"]["code"] == "not_found"  # symlinks are not followed
+            assert (await request(ws, "restore", paths=[str(tmp_path / "r" / "link")]))["ok"]
+
+    asyncio.run(go())
+    assert set(d.items()) == {str(inside)}
