@@ -102,7 +102,7 @@ class _Handler(FileSystemEventHandler):
         root: RootConfig,
         sink: Callable[[Hint], bool],
         on_root_event: Callable[[], None],
-        on_new_folder: Callable[[str], None],
+        on_new_folder: Callable[[str, bytes], None],
     ) -> None:
         self.root = root
         self.on_new_folder = on_new_folder
@@ -122,7 +122,8 @@ class _Handler(FileSystemEventHandler):
         if hint is not None:
             self.sink(hint)
         if event.is_directory and event.event_type in ("created", "moved"):
-            self.on_new_folder(self.root.name)
+            folder = event.dest_path if event.event_type == "moved" else event.src_path
+            self.on_new_folder(self.root.name, os.fsencode(folder))
 
 
 @dataclass
@@ -175,7 +176,7 @@ class WatchSet:
         self.check_interval = check_interval
         self.states: dict[str, RootState] = {r.name: RootState(r) for r in roots}
         self.overflows = 0
-        self._new_folders: set[str] = set()  # roots that grew folders since the last check
+        self._new_folders: set[tuple[str, bytes]] = set()  # (root, folder) since the last check
         self._folders_lock = threading.Lock()
         self._lock = threading.RLock()
         self._stop = threading.Event()
@@ -320,26 +321,26 @@ class WatchSet:
         if state.state in ("offline", "watch_failed") and identity is not None:
             self._arm(state)
 
-    def _note_new_folder(self, root_name: str) -> None:
+    def _note_new_folder(self, root_name: str, folder: bytes) -> None:
         with self._folders_lock:
-            self._new_folders.add(root_name)
+            self._new_folders.add((root_name, folder))
 
     def _check_new_folders(self) -> None:
-        """New folders need new watches, which watchdog may fail to add without a word."""
+        """New folders need new watches, which watchdog may fail to add without a word.
+
+        The kernel lists the inode of every watch this process holds: a new folder whose
+        inode is not among them is not watched.
+        """
         with self._folders_lock:
             grown, self._new_folders = self._new_folders, set()
-        watched = [
-            s for s in self.states.values() if s.state == "online" and s.observer is not None
-        ]
-        if not grown or not watched:
+        if not grown:
             return
-        needed = sum(count_folders(s.root.path, self.follow_symlinks) for s in watched)
-        got = inotify_watch_count()
-        if got < needed:
-            for state in watched:
-                if state.root.name in grown:
-                    self._check_watches(state, 0)
-                    self.on_rescan(state.root.name)
+        watched = set(inotify_watched_inodes())
+        for name in sorted({root for root, folder in grown if _unwatched(folder, watched)}):
+            state = self.states.get(name)
+            if state is not None and state.state == "online":
+                self._check_watches(state, len(watched))
+                self.on_rescan(name)
 
     def _overflowed(self) -> None:
         self.overflows += 1
@@ -348,20 +349,35 @@ class WatchSet:
                 self.on_rescan(state.root.name)
 
 
-def inotify_watch_count(fdinfo: str = "/proc/self/fdinfo") -> int:
-    """How many inotify watches this process holds, from the kernel's fdinfo."""
-    count = 0
+def inotify_watched_inodes(fdinfo: str = "/proc/self/fdinfo") -> list[int]:
+    """The inode of every inotify watch this process holds, from the kernel's fdinfo."""
+    inodes: list[int] = []
     try:
         fds = os.listdir(fdinfo)
     except OSError:
-        return 0
+        return inodes
     for fd in fds:
         try:
             with open(os.path.join(fdinfo, fd), "rb") as fh:
-                count += sum(1 for line in fh if line.startswith(b"inotify wd:"))
-        except OSError:
+                for line in fh:
+                    if line.startswith(b"inotify wd:"):
+                        inodes.append(int(line.split(b" ino:", 1)[1].split(b" ", 1)[0], 16))
+        except (OSError, IndexError, ValueError):
             continue
-    return count
+    return inodes
+
+
+def inotify_watch_count(fdinfo: str = "/proc/self/fdinfo") -> int:
+    """How many inotify watches this process holds."""
+    return len(inotify_watched_inodes(fdinfo))
+
+
+def _unwatched(folder: bytes, watched: set[int]) -> bool:
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return False  # gone again: nothing to watch
+    return st.st_ino not in watched
 
 
 def count_folders(path: str, follow_symlinks: bool = False) -> int:

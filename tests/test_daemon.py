@@ -289,3 +289,20 @@ def test_folder_deleted_marks_everything_under_it_missing(tmp_path: Path, make_d
     shutil.rmtree(tmp_path / "r" / "gone")
     wait_for(lambda: all(d.item(f)["is_missing"] for f in files), 20, "all 40 missing")
     assert d.item(keep)["is_missing"] is False
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="lowering fs.inotify.max_user_watches needs root")
+def test_watch_limit_reached_by_a_new_folder(tmp_path: Path, make_daemon: Any) -> None:
+    """A folder created once the limit is reached is noticed: one line, polling, nothing lost."""
+    d = make_daemon().start()
+    knob = Path("/proc/sys/fs/inotify/max_user_watches")
+    old = knob.read_text()
+    try:
+        knob.write_text("1")  # below what is in use: no watch can be added now
+        late = write(tmp_path / "r" / "new-folder" / "late.bin", "after the limit")
+        d.wait_log("inotify watch limit reached: root 'r'")
+    finally:
+        knob.write_text(old)
+    d.until(late, "found", hashed)
+    more = write(tmp_path / "r" / "new-folder" / "later.bin", "polled")
+    d.until(more, "found by polling", hashed)
