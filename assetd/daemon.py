@@ -310,12 +310,13 @@ class Daemon:
         if config is None or self.seeder.get_status()["state"] != "IDLE":
             return
         self._next_config = None
-        if config.roots != self.config.roots:
-            self.watchers.stop()
-            self.reconciler.set_roots(config.roots)
-            self.seeder.roots = config.roots
-            self.watchers = self._watch_set(config)
-            self.watchers.start()
+        # Re-arm every root, changed or not: a root polled since the watch limit was
+        # reached goes back to inotify once the limit has been raised.
+        self.watchers.stop()
+        self.reconciler.set_roots(config.roots)
+        self.seeder.roots = config.roots
+        self.watchers = self._watch_set(config)
+        self.watchers.start()
         self.config = config
 
     # -- callbacks from the parts ---------------------------------------------------

@@ -225,10 +225,10 @@ class WatchSet:
         try:
             before = inotify_watch_count()
             state.observer = self._observe(root, polling)
-            if not polling:
-                self._check_watches(state, inotify_watch_count() - before)
-            if state.observer is not None:
-                self._set(state, "polling" if polling else "online", None)
+            if polling:
+                self._set(state, "polling", None)
+            elif not self._check_watches(state, inotify_watch_count() - before):
+                self._set(state, "online", None)
         except OSError as exc:
             if exc.errno == errno.ENOSPC and not polling:
                 self._check_watches(state, 0)
@@ -238,21 +238,31 @@ class WatchSet:
         if not initial:
             self.on_rescan(root.name)
 
-    def _check_watches(self, state: RootState, got: int) -> None:
-        """watchdog skips folders it cannot watch without a word: count, and poll if short."""
+    def _check_watches(self, state: RootState, got: int) -> bool:
+        """watchdog skips folders it cannot watch without a word: count, and poll if short.
+
+        True when the root fell back to polling.
+        """
         root = state.root
         needed = count_folders(root.path, self.follow_symlinks)
         if got >= needed:
-            return
+            return False
+        self._poll_instead(
+            state, f"root {root.name!r} needs {needed} watches and got {got}", needed
+        )
+        return True
+
+    def _poll_instead(self, state: RootState, what: str, needed: int) -> None:
+        """Past the inotify watch limit: say so in one actionable line, and poll the root."""
         limit = _read_int("/proc/sys/fs/inotify/max_user_watches")
         message = (
-            f"inotify watch limit reached: root {root.name!r} needs {needed} watches and got "
-            f"{got} (fs.inotify.max_user_watches is {limit}); polling this root instead. "
-            f"Raise it (sysctl fs.inotify.max_user_watches={max(2 * needed, 524288)}) and reload"
+            f"inotify watch limit reached: {what} (fs.inotify.max_user_watches is {limit}); "
+            f"polling this root instead. Raise it (sysctl fs.inotify.max_user_watches="
+            f"{max(2 * needed, 524288)}) and reload"
         )
         log.warning(message)
         self._disarm(state)
-        state.observer = self._observe(root, polling=True)
+        state.observer = self._observe(state.root, polling=True)
         self._set(state, "polling", message)
 
     def _observe(self, root: RootConfig, polling: bool) -> BaseObserver:
@@ -336,11 +346,13 @@ class WatchSet:
         if not grown:
             return
         watched = set(inotify_watched_inodes())
-        for name in sorted({root for root, folder in grown if _unwatched(folder, watched)}):
+        for name, folder in sorted(grown):
             state = self.states.get(name)
-            if state is not None and state.state == "online":
-                self._check_watches(state, len(watched))
-                self.on_rescan(name)
+            if state is None or state.state != "online" or not _unwatched(folder, watched):
+                continue
+            what = f"root {name!r} cannot watch its new folder {os.fsdecode(folder)}"
+            self._poll_instead(state, what, len(watched) + 1)
+            self.on_rescan(name)
 
     def _overflowed(self) -> None:
         self.overflows += 1

@@ -259,6 +259,11 @@ def test_watch_limit_falls_back_to_polling(tmp_path: Path, make_daemon: Any) -> 
     assert "max_user_watches" in d.log_text() and "polling this root instead" in d.log_text()
     late = write(tmp_path / "r" / "d199" / "late.bin", "written after startup")
     d.until(late, "found by polling", hashed)
+    assert "root r: online" not in d.log_text()
+    d.proc.send_signal(signal.SIGHUP)  # the limit is back up: SIGHUP re-arms with inotify
+    d.wait_log("root r: online")
+    again = write(tmp_path / "r" / "d000" / "again.bin", "watched by inotify again")
+    d.until(again, "found", hashed)
 
 
 def test_sighup_during_a_pass_queues_exactly_one_more(tmp_path: Path, make_daemon: Any) -> None:
