@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from assetd import __version__
 from assetd.config import Config, load_config, parse_root_flag
@@ -50,7 +50,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.WARNING, format="assetd: %(levelname)s: %(message)s", stream=sys.stderr
     )
     if not getattr(args, "handler", None):
-        parser.print_help(sys.stderr)
+        print(
+            f"assetd: a command is required: {', '.join(COMMANDS)} (see assetd --help)",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     try:
         config = load_config(
@@ -82,8 +85,15 @@ def _fail(code: int, exc: BaseException) -> int:
 # -- the parser ---------------------------------------------------------------------
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit 2), as the contract says."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--config", metavar="FILE", help="TOML configuration file")
     common.add_argument("--db", metavar="URL", help="catalog database URL (peewee db_url form)")
     common.add_argument(
@@ -95,11 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common.add_argument("--listen", metavar="HOST:PORT", help="feed address")
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="assetd", description="A live, durable catalog of the files under a few folders."
     )
     parser.add_argument("--version", action="version", version=f"assetd {__version__}")
-    sub = parser.add_subparsers(metavar="COMMAND")
+    sub = parser.add_subparsers(metavar="COMMAND", parser_class=_Parser)
 
     def command(name: str, handler: Callable[..., int], help_: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, parents=[common], help=help_, description=help_)

@@ -225,12 +225,18 @@ def test_unknown_key_in_file_exits_2(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "unknown key 'follow_symlink'" in proc.stderr
 
 
-def test_usage_errors_exit_2(tmp_path: Path) -> None:
-    """Unknown flags, commands and missing arguments are usage errors."""
-    assert run_cli("scan", "--frobnicate").returncode == 2
-    assert run_cli("frobnicate").returncode == 2
-    assert run_cli("tag", "add").returncode == 2
-    assert run_cli().returncode == 2
+def test_usage_errors_exit_2_with_one_line(tmp_path: Path) -> None:
+    """Unknown flags, commands and missing arguments exit 2 with one line on stderr."""
+    for args in (
+        ["scan", "--frobnicate"],
+        ["frobnicate"],
+        ["tag", "add"],
+        ["cleanup", "--missing-older-than", "x"],
+    ):
+        proc = run_cli(*args)
+        assert proc.returncode == 2, args
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert proc.stderr.startswith("assetd")
 
 
 def test_tag_on_unknown_path_exits_1(cli: Cli) -> None:
