@@ -349,9 +349,5 @@ class Daemon:
         log.log(level, "root %s: %s%s", root.name, state, f" ({message})" if message else "")
 
     def _on_root_offline(self, root: RootConfig) -> None:
-        def mark() -> int:
-            ids = [s.id for s in self.catalog.iter_states(root.prefix) if not s.is_missing]
-            return self.catalog.mark_missing(ids)
-
-        marked = self.reconciler.call(mark)
+        marked = self.reconciler.call(self.catalog.mark_missing_under, root.prefix)
         log.warning("root %s offline: %d locations marked missing", root.name, marked)

@@ -31,7 +31,6 @@ __all__ = [
     "chunks",
     "location_json",
     "open_database",
-    "stat_columns",
     "stat_params",
 ]
 
@@ -524,6 +523,13 @@ class Catalog:
                 count += len(live)
         return count
 
+    def mark_missing_under(self, prefix: bytes) -> int:
+        """Mark missing every live location under ``prefix`` (a root gone offline)."""
+        L = self.m.Location
+        return self.mark_missing(
+            [r.id for r in L.select(L.id).where(~L.is_missing & self._under(prefix))]
+        )
+
     def mark_cache_states_missing_outside_prefixes(self, prefixes: Sequence[bytes]) -> int:
         """Mark missing every live location outside all ``prefixes``; ``[]`` marks nothing."""
         if not prefixes:
@@ -556,21 +562,27 @@ class Catalog:
         With ``stats``, a location whose file's stat changed takes the new stat and
         ``needs_verify``, so that it is re-hashed.
         """
-        L = self.m.Location
-        count = 0
         with self.write():
-            for state in self.get_states(paths).values():
-                if not state.is_missing:
-                    continue
-                changes: dict[str, Any] = {"is_missing": False, "missing_since": None}
-                new = (stats or {}).get(state.path)
-                if new is not None and new != state.stat:
-                    changes.update(stat_columns(new), needs_verify=True)
-                L.update(**changes).where(L.id == state.id).execute()
-                self.update_missing_marks([state.asset_id])
+            return self.restore_states(list(self.get_states(paths).values()), stats or {})
+
+    def restore_states(self, states: Sequence[CachedState], stats: dict[bytes, FileStat]) -> int:
+        """Restore the missing ones among ``states`` (already read), logging each."""
+        missing = [s for s in states if s.is_missing]
+        if not missing:
+            return 0
+        with self.write():
+            changed = [
+                (s.id, stats[s.path]) for s in missing if stats.get(s.path, s.stat) != s.stat
+            ]
+            self.set_stats([(loc, stat, True, None) for loc, stat in changed])
+            self.execute_many(
+                "UPDATE cache_state SET is_missing = ?, missing_since = NULL WHERE id = ?",
+                [(False, s.id) for s in missing],
+            )
+            self.update_missing_marks(s.asset_id for s in missing)
+            for state in missing:
                 self.log("restored", state.id)
-                count += 1
-        return count
+        return len(missing)
 
     def move_locations(self, moves: Sequence[tuple[bytes, bytes, str]]) -> int:
         """Rename live locations in place: (old path, new path, new root), one transaction.
@@ -579,7 +591,6 @@ class Catalog:
         A move whose old path is not live, or whose new path is already cataloged, is
         skipped (the caller re-examines both paths instead). Returns how many moved.
         """
-        L = self.m.Location
         with self.write():
             olds = self.get_states([old for old, _, _ in moves])
             taken = self.get_states([new for _, new, _ in moves])
@@ -589,14 +600,10 @@ class Catalog:
                 if state is None or state.is_missing or new in taken:
                     continue
                 rows.append((new, root, state.id, state.asset_id, old))
-            sql = (
-                f"UPDATE {L._meta.table_name} SET file_path = {self.db.param}, "
-                f"root = {self.db.param} WHERE id = {self.db.param}"
+            self.execute_many(
+                "UPDATE cache_state SET file_path = ?, root = ? WHERE id = ?",
+                [(new, root, loc) for new, root, loc, _, _ in rows],
             )
-            for batch in chunks(rows):
-                self.db.cursor().executemany(
-                    sql, [(new, root, loc) for new, root, loc, _, _ in batch]
-                )
             self.refresh_assets(asset_id for _, _, _, asset_id, _ in rows)
             for _, _, loc_id, _, old in rows:
                 self.log("moved", loc_id, old_path=old)
@@ -604,24 +611,19 @@ class Catalog:
 
     def set_stats(self, rows: Sequence[tuple[int, FileStat, bool, int | None]]) -> None:
         """(location id, stat, needs_verify, asset id or None to keep it), in bulk."""
-        L = self.m.Location
-        p = self.db.param
-        names = ("size", "mtime_ns", "ctime_ns", "inode", "device", "needs_verify")
-        columns = ", ".join(f"{name} = {{p}}" for name in names)
-        keep = f"UPDATE {L._meta.table_name} SET {columns.format(p=p)} WHERE id = {p}"
-        move = (
-            f"UPDATE {L._meta.table_name} SET {columns.format(p=p)}, asset_id = {p} WHERE id = {p}"
+        columns = "size = ?, mtime_ns = ?, ctime_ns = ?, inode = ?, device = ?, needs_verify = ?"
+        self.execute_many(
+            f"UPDATE cache_state SET {columns} WHERE id = ?",
+            [(*stat_params(st), verify, loc) for loc, st, verify, asset in rows if asset is None],
         )
-        same = [(*stat_params(st), verify, loc) for loc, st, verify, asset in rows if asset is None]
-        moved = [
-            (*stat_params(st), verify, asset, loc)
-            for loc, st, verify, asset in rows
-            if asset is not None
-        ]
-        cursor = self.db.cursor()
-        for sql, params in ((keep, same), (move, moved)):
-            for batch in chunks(params):
-                cursor.executemany(sql, batch)
+        self.execute_many(
+            f"UPDATE cache_state SET {columns}, asset_id = ? WHERE id = ?",
+            [
+                (*stat_params(st), verify, asset, loc)
+                for loc, st, verify, asset in rows
+                if asset is not None
+            ],
+        )
 
     def live_locations(self, ids: Sequence[int]) -> dict[int, tuple[int, str, bytes]]:
         """Location id → (asset id, root, path), for the live ones among ``ids``."""
@@ -790,17 +792,6 @@ def location_json(values: Sequence[Any], tags: list[str]) -> dict[str, Any]:
         "is_missing": bool(is_missing),
         "needs_verify": bool(needs_verify),
         "tags": tags,
-    }
-
-
-def stat_columns(stat: FileStat) -> dict[str, int]:
-    """A stat as the location table's columns."""
-    return {
-        "size": stat.size,
-        "mtime_ns": stat.mtime_ns,
-        "ctime_ns": stat.ctime_ns,
-        "inode": stat.inode,
-        "device": stat.device,
     }
 
 

@@ -81,11 +81,11 @@ class Tally:
 
 def apply_observations(catalog: Catalog, observations: Sequence[Observation], tally: Tally) -> None:
     """Write one batch of observations in one transaction, logging each change."""
-    L = catalog.m.Location
     new = [o for o in observations if o.decision.outcome is Outcome.NEW]
     stats: list[tuple[int, FileStat, bool, int | None]] = []
     missing: list[int] = []
     restored: list[CachedState] = []
+    rehash: dict[bytes, FileStat] = {}  # restored paths whose file changed while missing
     with catalog.write():
         for obs in observations:
             outcome, state, stat = obs.decision.outcome, obs.state, obs.stat
@@ -103,15 +103,10 @@ def apply_observations(catalog: Catalog, observations: Sequence[Observation], ta
             elif outcome is Outcome.RESTORED:
                 assert stat is not None and state is not None
                 if obs.decision.rehash:
-                    stats.append((state.id, stat, True, None))
+                    rehash[state.path] = stat
                 restored.append(state)
-                catalog.log("restored", state.id)
         catalog.set_stats(stats)
-        if restored:
-            ids = [s.id for s in restored]
-            L.update(is_missing=False, missing_since=None).where(L.id.in_(ids)).execute()
-            catalog.update_missing_marks(s.asset_id for s in restored)
-            tally.restored += len(restored)
+        tally.restored += catalog.restore_states(restored, rehash)
         if missing:
             tally.marked_missing += catalog.mark_missing(missing)
         if new:
@@ -306,10 +301,9 @@ class _Book:
 
     def flush(self, catalog: Catalog) -> None:
         A, T = catalog.m.Asset, catalog.m.Tag
-        p = catalog.db.param
-        sql = f"UPDATE {A._meta.table_name} SET hash = {p}, size_bytes = {p} WHERE id = {p}"
-        for batch in chunks(self.new_hashes):
-            catalog.db.cursor().executemany(sql, batch)
+        catalog.execute_many(
+            "UPDATE asset SET hash = ?, size_bytes = ? WHERE id = ?", self.new_hashes
+        )
         catalog.set_stats(self.stats)
         seed_ids = [seed for seed, _ in self.seeds]
         if seed_ids:

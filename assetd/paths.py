@@ -17,13 +17,7 @@ __all__ = [
     "path_json",
     "prefix_upper_bound",
     "root_for_path",
-    "to_bytes",
 ]
-
-
-def to_bytes(path: str | bytes | os.PathLike[str]) -> bytes:
-    """The one path type the catalog uses: an absolute path as the kernel spells it."""
-    return os.fsencode(os.path.abspath(os.fsdecode(path)))
 
 
 def get_all_known_prefixes(roots: Iterable[RootConfig]) -> list[bytes]:
