@@ -1,10 +1,15 @@
 """The WebSocket feed (``/ws``) and the read-only HTTP beside it, on one port.
 
-Every client has a bounded queue drained by its own task, so a slow client costs only
-its own memory: when its queue is full it is sent ``resync-required`` and closed.
-Committed changes arrive from the writer thread through ``call_soon_threadsafe``;
-``subscribe`` with ``since`` replays the persisted log, then continues live, deduplicated
-by sequence number so that nothing is missed or sent twice.
+A pushed message is serialised once, as a finished WebSocket frame (server frames are
+not masked, so the same bytes suit every client), and written straight to each client's
+transport: with hundreds of clients, a coroutine step and a ``send`` per client and
+message would cost more than the whole commit. Each client still has its own ordered
+queue, used while something must go first (a reply, a replay of the log); a client
+whose unsent messages reach the limit is sent ``resync-required`` and closed, so a slow
+client costs only its own memory. Committed changes arrive from the writer thread
+through ``call_soon_threadsafe``; ``subscribe`` with ``since`` replays the persisted
+log, then continues live, deduplicated by sequence number so that nothing is missed or
+sent twice.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import collections
 import contextlib
 import hmac
 import http
@@ -19,6 +25,7 @@ import json
 import logging
 import os
 import socket
+import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -29,6 +36,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from assetd.exceptions import AssetdError, ConfigError, InvalidRequestError, NotFoundError
 from assetd.seeder import SeederBusyError
@@ -45,6 +53,7 @@ REPLAY_PAGE = 1000
 LIST_DEFAULT, LIST_MAX = 100, 1000
 TOO_SLOW = 4000  # close code for a client that fell behind
 SOCKET_BUFFER = 256 << 10  # kernel send buffer per client
+FLUSH_PACING = 1  # the pause after a flush to all clients, in multiples of its duration
 
 
 class FeedError(Exception):
@@ -76,38 +85,142 @@ class _Replay:
 
 
 @dataclass(frozen=True, slots=True)
-class _Change:
-    """A change message serialised once, however many clients it goes to."""
+class _Frame:
+    """A pushed message as a finished WebSocket text frame, however many clients it goes to.
 
-    seq: int
-    root: str
-    text: bytes  # UTF-8 JSON, encoded once too
+    ``seq`` and ``root`` are set for changes: the first deduplicates against a replay,
+    the second filters by the client's roots. Other messages (events) go to everyone.
+    """
+
+    frame: bytes
+    seq: int = 0
+    root: str | None = None
+
+    @classmethod
+    def of(cls, message: dict[str, Any]) -> _Frame:
+        if message.get("type") == "change":
+            return cls(
+                text_frame(json.dumps(message).encode()),
+                message["seq"],
+                message["location"]["root"],
+            )
+        return cls(text_frame(json.dumps(message).encode()))
+
+
+def text_frame(payload: bytes) -> bytes:
+    """One unfragmented, unmasked text frame (RFC 6455 section 5.2)."""
+    size = len(payload)
+    if size < 126:
+        head = struct.pack("!BB", 0x81, size)
+    elif size < 1 << 16:
+        head = struct.pack("!BBH", 0x81, 126, size)
+    else:
+        head = struct.pack("!BBQ", 0x81, 127, size)
+    return head + payload
+
+
+class _Batch:
+    """What one flush sends, in commit order; joined once for all who take all of it."""
+
+    __slots__ = ("_blob", "first_seq", "frames", "has_changes", "last_seq")
+
+    def __init__(self, frames: list[_Frame]) -> None:
+        self.frames = frames
+        seqs = [f.seq for f in frames if f.seq]
+        self.has_changes = bool(seqs)
+        self.first_seq = seqs[0] if seqs else 0
+        self.last_seq = seqs[-1] if seqs else 0
+        self._blob: bytes | None = None
+
+    @property
+    def blob(self) -> bytes:
+        if self._blob is None:
+            self._blob = b"".join(f.frame for f in self.frames)
+        return self._blob
 
 
 class _Client:
-    """One connection: its queue of outgoing messages and its subscription.
+    """One connection: its subscription, its ordered queue, and what it has not yet read.
 
-    A client is behind when ``limit`` messages still wait for it as new ones arrive. One
-    commit's messages are queued together (a renamed folder can be thousands), so the
-    queue holds at most ``limit`` plus one commit's worth.
+    Frames are written directly when nothing waits before them (the queue is empty and
+    the pump is not sending); otherwise they wait in the queue. A client is behind when
+    ``limit`` messages are still unsent: in the queue, or written but not yet taken by
+    the kernel (``writes`` holds where each write ends in the transport's stream and how
+    many messages it carried). One commit's messages go together (a renamed folder can
+    be thousands), so a client holds at most ``limit`` plus one commit's worth.
     """
 
     def __init__(self, ws: ServerConnection, limit: int) -> None:
         self.ws = ws
+        self.transport = ws.transport
         self.limit = limit
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.busy = False  # the pump is between taking an item and having written it
         self.subscribed = False
         self.roots: set[str] | None = None
         self.cursor = 0  # the highest change sequence number sent (or skipped as known)
         self.dropped = False
+        self.written = 0  # bytes written directly to the transport, ever
+        self.writes: collections.deque[tuple[int, int]] = collections.deque()
+        self.in_flight = 0  # messages in ``writes``
 
-    def push(self, *messages: Any) -> bool:
-        """Queue messages for sending; False when the client is too far behind."""
-        if self.dropped or self.queue.qsize() >= self.limit:
+    def wants(self, item: _Frame) -> bool:
+        """Whether the client wants this message: events always; changes when subscribed."""
+        if not item.seq:
+            return True
+        return self.subscribed and (self.roots is None or item.root in self.roots)
+
+    def behind(self) -> bool:
+        if self.dropped:
+            return True
+        taken = self.written - self.transport.get_write_buffer_size()
+        writes = self.writes
+        while writes and writes[0][0] <= taken:
+            self.in_flight -= writes.popleft()[1]
+        return self.queue.qsize() + self.in_flight >= self.limit
+
+    def send(self, batch: _Batch) -> bool:
+        """Send a flush's messages this client wants; False when it is too far behind."""
+        takes_all = (not batch.has_changes or (self.subscribed and self.roots is None)) and (
+            batch.first_seq == 0 or batch.first_seq > self.cursor
+        )
+        if not takes_all or self.busy or not self.queue.empty():
+            return self.push(*[f for f in batch.frames if self.wants(f)])
+        if self.behind():
             return False
-        for message in messages:
-            self.queue.put_nowait(message)
+        self.cursor = max(self.cursor, batch.last_seq)
+        self.write(batch.blob, len(batch.frames))
         return True
+
+    def push(self, *items: Any) -> bool:
+        """Send or queue messages, in order; False when the client is too far behind."""
+        if self.behind():
+            return False
+        if self.busy or not self.queue.empty():
+            for item in items:
+                self.queue.put_nowait(item)
+            return True
+        frames = []
+        for index, item in enumerate(items):
+            if not isinstance(item, _Frame):  # a reply: it goes through the pump, and so
+                for rest in items[index:]:  # must everything after it
+                    self.queue.put_nowait(rest)
+                break
+            if item.seq:
+                if item.seq <= self.cursor:
+                    continue
+                self.cursor = item.seq
+            frames.append(item.frame)
+        self.write(b"".join(frames), len(frames))
+        return True
+
+    def write(self, data: bytes, messages: int) -> None:
+        if not messages or self.ws.protocol.state is not State.OPEN:
+            return
+        self.written += len(data)
+        self.writes.append((self.written, messages))
+        self.in_flight += messages
+        self.transport.write(data)
 
 
 class Feed:
@@ -135,6 +248,9 @@ class Feed:
         self._tasks: set[asyncio.Future[None]] = set()
         self._server: Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._outbox: list[_Frame] = []
+        self._flush_handle: asyncio.Handle | None = None
+        self._next_flush = 0.0
         self._page = resources.files("assetd").joinpath("static/index.html").read_bytes()
         self._commands: dict[str, Callable[[_Client, dict[str, Any]], Awaitable[Any]]] = {
             "subscribe": self._cmd_subscribe,
@@ -184,24 +300,42 @@ class Feed:
                 self._loop.call_soon_threadsafe(fn, *args)
 
     def publish_changes(self, messages: list[dict[str, Any]]) -> None:
-        """Queue one commit's changes for every subscriber (that wants their roots)."""
-        subscribers = [c for c in self.clients if c.subscribed]
-        if not subscribers:
-            return
-        changes = [
-            _Change(m["seq"], m["location"]["root"], json.dumps(m).encode()) for m in messages
-        ]
-        for client in subscribers:
-            wanted = changes
-            if client.roots is not None:
-                wanted = [c for c in changes if c.root in client.roots]
-            if wanted and not client.push(*wanted):
-                self._drop(client)
+        """Send one commit's changes to every subscriber (that wants their roots)."""
+        if any(c.subscribed for c in self.clients):
+            self._send([_Frame.of(m) for m in messages])
 
     def publish_event(self, message: dict[str, Any]) -> None:
+        """Send an event (seed progress, a root's state) to every client."""
+        if self.clients:
+            self._send([_Frame.of(message)])
+
+    def _send(self, frames: list[_Frame]) -> None:
+        """Queue frames in the outbox, flushed at once unless a flush ran very recently.
+
+        A flush writes once to every client, so its cost grows with their number; the
+        next one waits FLUSH_PACING times as long as the last one took. With a few
+        clients that is microseconds; with hundreds under a stream of commits, changes
+        gather for a few milliseconds and go out as one write per client.
+        """
+        self._outbox += frames
+        if self._flush_handle is None:
+            assert self._loop is not None
+            delay = self._next_flush - self._loop.time()
+            if delay > 0:
+                self._flush_handle = self._loop.call_later(delay, self._flush)
+            else:
+                self._flush_handle = self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        assert self._loop is not None
+        began = self._loop.time()
+        frames, self._outbox, self._flush_handle = self._outbox, [], None
+        batch = _Batch(frames)
         for client in list(self.clients):
-            if not client.push(message):
+            if not client.send(batch):
                 self._drop(client)
+        ended = self._loop.time()
+        self._next_flush = ended + FLUSH_PACING * (ended - began)
 
     def _drop(self, client: _Client) -> None:
         """A client too far behind: tell it to resync, then close it."""
@@ -267,18 +401,20 @@ class Feed:
                 await pump
 
     async def _pump(self, client: _Client) -> None:
-        """Send the client's queue in order; replay the log where a subscription asked."""
+        """Send what waits in the client's queue, in order; replay the log where asked."""
         try:
             while True:
                 item = await client.queue.get()
+                client.busy = True
                 if isinstance(item, _Replay):
                     await self._replay(client, item.since)
-                elif isinstance(item, _Change):
-                    if item.seq > client.cursor:  # else the replay sent it already
-                        client.cursor = item.seq
-                        await client.ws.send(item.text, text=True)
+                elif isinstance(item, _Frame):
+                    if not item.seq or item.seq > client.cursor:  # else the replay sent it
+                        client.cursor = max(client.cursor, item.seq)
+                        client.write(item.frame, 1)
                 else:
                     await client.ws.send(json.dumps(item))
+                client.busy = False
         except ConnectionClosed:
             pass
 

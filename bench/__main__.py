@@ -7,6 +7,10 @@ reference alternately ``--runs`` times, and prints medians, the ratio
 assetd/reference and assetd's peak RSS. ``--quick`` shrinks every workload so the
 suite finishes in seconds (CI runs it that way to keep it working; no goal is
 enforced). Results for docs/performance.md come from a full run.
+
+With ``ASSETD_BENCH_PROFILE=FOLDER`` set and py-spy installed, every daemon a workload
+starts runs under ``py-spy record`` and leaves FOLDER/NAME.txt (raw collapsed stacks,
+for speedscope or flamegraph.pl).
 """
 
 from __future__ import annotations
@@ -203,8 +207,14 @@ class Daemon:
     def __init__(self, tmp: Path, root: Path, name: str) -> None:
         self.db = tmp / f"{name}.db"
         self.log = open(tmp / f"{name}.log", "wb")  # noqa: SIM115
+        profile = os.environ.get("ASSETD_BENCH_PROFILE")
+        wrapper = []
+        if profile:
+            out = Path(profile) / f"{name}.txt"
+            wrapper = ["py-spy", "record", "--format", "raw", "--output", str(out), "--"]
         self.proc = subprocess.Popen(
             [
+                *wrapper,
                 *ASSETD,
                 "run",
                 "--db",
@@ -227,9 +237,11 @@ class Daemon:
         self.address = json.loads(Path(f"{self.db}.daemon").read_text())["listen"]
 
     def stop(self) -> float:
-        self.proc.send_signal(signal.SIGTERM)
+        # py-spy writes its profile on SIGINT (and stops the daemon); assetd takes either.
+        self.proc.send_signal(signal.SIGINT)
         _, _, usage = os.wait4(self.proc.pid, 0)
         self.log.close()
+        self.cpu_s = usage.ru_utime + usage.ru_stime
         return usage.ru_maxrss / 1024
 
 
@@ -332,7 +344,7 @@ def _all_hashed(ws: object, count: int) -> bool:
 
 
 def fan_out(tmp: Path, runs: int, quick: bool) -> Row:
-    clients, rate, seconds = (20, 50, 2) if quick else (500, 500, 10)
+    clients, rate, seconds = (20, 50, 2) if quick else (int(os.environ.get("FANC", 500)), 500, 10)
     row = Row(f"fan-out {clients}", "p99 delivery <= 100 ms, nothing lost")
     root = tmp / "fan"
     root.mkdir()
@@ -348,9 +360,9 @@ def fan_out(tmp: Path, runs: int, quick: bool) -> Row:
     procs = [
         ctx.Process(
             target=_fan_clients,
-            args=(host, int(port), clients // workers, start_seq, ready, results),
+            args=(host, int(port), share, start_seq, ready, results),
         )
-        for _ in range(workers)
+        for share in split(clients, workers)
     ]
     for proc in procs:
         proc.start()
@@ -369,8 +381,11 @@ def fan_out(tmp: Path, runs: int, quick: bool) -> Row:
     for proc in procs:
         proc.join(120) if False else None
     received: list[dict[int, float]] = []
+    client_cpu = 0.0
     for _ in range(workers):
-        received += results.get(timeout=180)
+        seen, cpu = results.get(timeout=180)
+        received += seen
+        client_cpu += cpu
     for proc in procs:
         proc.join(30)
     row.rss_mib = daemon.stop()
@@ -384,9 +399,15 @@ def fan_out(tmp: Path, runs: int, quick: bool) -> Row:
     row.note = (
         f"{len(wanted)} changes in {seconds} s to {clients} clients: commit to client "
         f"p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms; "
-        f"{complete} of {clients} clients got every change"
+        f"{complete} of {clients} clients got every change; the clients used "
+        f"{client_cpu:.1f} s of CPU, the daemon {daemon.cpu_s:.1f} s"
     )
     return row
+
+
+def split(total: int, parts: int) -> list[int]:
+    """``total`` in ``parts`` shares that differ by at most one."""
+    return [total // parts + (i < total % parts) for i in range(parts)]
 
 
 def _latest_seq(db: Path) -> int:
@@ -447,7 +468,12 @@ def _fan_clients(
     ready.wait(60)  # type: ignore[attr-defined]
     quiet_since = time.monotonic()
     while time.monotonic() - quiet_since < 5:
-        for key, _ in sel.select(0.5):
+        ready = sel.select(0.5)
+        # Let a few milliseconds of frames gather: one recv then takes many, and the
+        # clients leave the CPU to the daemon. A frame is timed when read, so this only
+        # ever adds to the measured latency.
+        time.sleep(0.004)
+        for key, _ in ready:
             sock = key.fileobj
             try:
                 chunk = sock.recv(1 << 20)  # type: ignore[union-attr]
@@ -464,7 +490,8 @@ def _fan_clients(
                 seq = int(match.group(1))
                 seen[index].setdefault(seq, now)
             tails[index] = data[-64:]
-    results.put(seen)  # type: ignore[attr-defined]
+    cpu = os.times()
+    results.put((seen, cpu.user + cpu.system))  # type: ignore[attr-defined]
 
 
 WORKLOADS: dict[str, Callable[[Path, int, bool], Row]] = {

@@ -508,3 +508,22 @@ def test_paths_escaping_the_roots_are_refused(tmp_path: Path, make_daemon: Any) 
 
     asyncio.run(go())
     assert set(d.items()) == {str(inside)}
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536, 300_000])
+def test_pushed_frames_parse_as_websocket_text_frames(size: int) -> None:
+    # Changes are written to the transport as frames assetd builds itself; websockets'
+    # own parser (as a client uses it) must read back exactly the payload.
+    from websockets.frames import Frame, Opcode
+    from websockets.streams import StreamReader
+
+    from assetd.wsfeed import text_frame
+
+    payload = json.dumps({"type": "change", "pad": "x" * max(0, size - 24)}).encode()[:size]
+    reader = StreamReader()
+    reader.feed_data(text_frame(payload))
+    parser = Frame.parse(reader.read_exact, mask=False, max_size=None)
+    with pytest.raises(StopIteration) as done:
+        next(parser)
+    frame = done.value.value
+    assert (frame.opcode, frame.fin, frame.data) == (Opcode.TEXT, True, payload)
