@@ -22,7 +22,7 @@ from playhouse.db_url import connect as connect_url
 from assetd.decide import CachedState, FileStat
 from assetd.exceptions import CatalogError, InvalidRequestError, NotFoundError, SchemaError
 from assetd.paths import auto_tags, path_json, prefix_upper_bound
-from assetd.schema import SCHEMA_VERSION, Models, define_models, from_i64, migrations, to_i64
+from assetd.schema import SCHEMA_VERSION, Models, define_models, migrations, to_i64
 
 __all__ = [
     "CHUNK",
@@ -255,16 +255,24 @@ class Catalog:
     )
 
     def _states(self, where: str, params: Sequence[Any]) -> list[CachedState]:
+        # Positional and inlined: a warm restart builds one of these per file.
+        u64 = 1 << 64  # as from_i64: an unsigned number stored as a signed BIGINT
         return [
             CachedState(
-                id=r[0],
-                path=bytes(r[1]),
-                root=r[2],
-                asset_id=r[3],
-                stat=FileStat(r[4], r[5], r[6], from_i64(r[7]), from_i64(r[8])),
-                needs_verify=bool(r[9]),
-                is_missing=bool(r[10]),
-                hash=r[11],
+                r[0],
+                bytes(r[1]),
+                r[2],
+                r[3],
+                FileStat(
+                    r[4],
+                    r[5],
+                    r[6],
+                    r[7] + u64 if r[7] < 0 else r[7],
+                    r[8] + u64 if r[8] < 0 else r[8],
+                ),
+                bool(r[9]),
+                bool(r[10]),
+                r[11],
             )
             for r in self.query(self._STATE_SQL + where, params)
         ]

@@ -20,7 +20,7 @@ from typing import Any
 
 from assetd.config import RootConfig
 from assetd.db import CHUNK, Catalog
-from assetd.decide import CachedState
+from assetd.decide import CachedState, Outcome, decide
 from assetd.exceptions import InvalidRequestError, ScanError
 from assetd.hashing import HashResult, hash_file
 from assetd.ingest import (
@@ -333,6 +333,7 @@ def scan_root(
     """Merge the walk of ``root`` (or of its folder ``top``) with the catalog's rows.
 
     Both streams are in byte order, so the merge holds one row and one file at a time.
+    Unchanged files are only counted (``tally.skipped``), not yielded.
     Rows under a folder that could not be listed are left exactly as they are; rows
     under a ``top`` that no longer exists are all missing.
     """
@@ -363,7 +364,11 @@ def scan_root(
         tally.scanned += 1
         tally.total += 1
         if row is not None and row.path == item.path:
-            yield observe(item.path, root.name, item.stat, row)
+            decision = decide(item.stat, row)
+            if decision.outcome is Outcome.UNCHANGED:
+                tally.skipped += 1  # the common case on a restart: nothing to write
+            else:
+                yield Observation(item.path, root.name, item.stat, row, decision)
             row = next(rows, None)
         else:
             yield observe(item.path, root.name, item.stat, None)

@@ -11,6 +11,7 @@ import errno
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import NamedTuple
 
 from assetd.decide import FileStat
@@ -62,7 +63,7 @@ def walk_root(
     reported as loops instead of being entered again. Exclude patterns are relative to
     ``root_prefix`` (default: ``top``). A ``top`` that does not exist yields nothing.
     """
-    exclude = exclude or ExcludeMatcher(())
+    exclude = exclude or None  # an empty matcher excludes nothing: skip asking it
     base = len(root_prefix) if root_prefix is not None else len(top) + 1
     try:
         root_stat = os.stat(top)
@@ -94,7 +95,7 @@ def _enter(
     path: bytes,
     stack: list[tuple[tuple[int, int], Iterator[Child]]],
     base: int,
-    exclude: ExcludeMatcher,
+    exclude: ExcludeMatcher | None,
     follow_symlinks: bool,
 ) -> Iterator[WalkItem]:
     try:
@@ -115,7 +116,7 @@ def _enter(
 
 
 def _list(
-    folder: bytes, base: int, exclude: ExcludeMatcher, follow_symlinks: bool
+    folder: bytes, base: int, exclude: ExcludeMatcher | None, follow_symlinks: bool
 ) -> list[Child] | Unlisted:
     """The folder's subfolders and regular files, sorted as the catalog sorts paths."""
     children: list[tuple[bytes, Child]] = []
@@ -129,30 +130,31 @@ def _list(
         if exc.errno in _VANISHED:
             return []
         return Unlisted(folder, True, _reason(exc))
-    children.sort(key=lambda c: c[0])
+    children.sort(key=itemgetter(0))
     return [child for _, child in children]
 
 
 def _classify(
-    entry: os.DirEntry[bytes], base: int, exclude: ExcludeMatcher, follow: bool
+    entry: os.DirEntry[bytes], base: int, exclude: ExcludeMatcher | None, follow: bool
 ) -> tuple[bytes, Child] | None:
     """The sort key and the child for one folder entry, or None to skip it."""
     path = entry.path
     try:
-        if entry.is_dir(follow_symlinks=follow):
-            if exclude and exclude.excludes(path[base:], is_dir=True):
+        if not entry.is_file(follow_symlinks=follow):  # files first: most entries are
+            if not entry.is_dir(follow_symlinks=follow):
+                return None  # FIFO, socket, device, or a symlink we do not follow
+            if exclude is not None and exclude.excludes(path[base:], is_dir=True):
                 return None
             return entry.name + b"/", path
-        if not entry.is_file(follow_symlinks=follow):
-            return None  # FIFO, socket, device, or a symlink we do not follow
-        if exclude and exclude.excludes(path[base:], is_dir=False):
+        if exclude is not None and exclude.excludes(path[base:], is_dir=False):
             return None
         st = entry.stat(follow_symlinks=follow)
     except OSError as exc:
         if exc.errno in _VANISHED or exc.errno == errno.ELOOP:
             return None  # vanished, or a dangling or looping symlink
         return entry.name, Unlisted(path, False, _reason(exc))
-    return entry.name, Entry(path, FileStat.from_os(st))
+    stat = FileStat(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+    return entry.name, Entry(path, stat)
 
 
 def _reason(exc: OSError) -> str:
