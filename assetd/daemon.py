@@ -214,6 +214,10 @@ class Daemon:
                 "hints": self.reconciler.hints_seen,
                 "passes": self.passes,
             },
+            "catalog": {
+                "writable": self.reconciler.catalog_error is None,
+                "error": self.reconciler.catalog_error,
+            },
         }
 
     def _start_requested_pass(

@@ -20,7 +20,13 @@ import peewee as pw
 from playhouse.db_url import connect as connect_url
 
 from assetd.decide import CachedState, FileStat
-from assetd.exceptions import CatalogError, InvalidRequestError, NotFoundError, SchemaError
+from assetd.exceptions import (
+    CatalogError,
+    CatalogUnavailableError,
+    InvalidRequestError,
+    NotFoundError,
+    SchemaError,
+)
 from assetd.paths import auto_tags, path_json, prefix_upper_bound
 from assetd.schema import SCHEMA_VERSION, Models, define_models, migrations, to_i64
 
@@ -44,6 +50,14 @@ ChangeListener = Callable[[list[dict[str, Any]]], None]
 def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _first(exc: BaseException) -> BaseException:
+    """The error that started it: SQLite rolls back by itself on a full disk, so the
+    driver's own rollback then fails with a message that hides the reason."""
+    while isinstance(exc.__context__, pw.DatabaseError | sqlite3.DatabaseError):
+        exc = exc.__context__
+    return exc
 
 
 def open_database(url: str) -> pw.Database:
@@ -162,6 +176,14 @@ class Catalog:
                     yield
                     if self._depth == 1 and self._pending:
                         self._published = self._flush_log()
+            except pw.OperationalError as exc:
+                self._published = []  # rolled back: nothing of it may be sent
+                if self._depth > 1:
+                    raise
+                raise CatalogUnavailableError(f"cannot write the catalog: {_first(exc)}") from exc
+            except BaseException:
+                self._published = []
+                raise
             finally:
                 self._depth -= 1
         if self._depth == 0 and self._published:

@@ -5,6 +5,7 @@
     AssetdError
      ├── ConfigError          the configuration or the command line is invalid (exit 2)
      ├── CatalogError         the catalog cannot be opened, read or written
+     │    ├── CatalogUnavailableError  a write failed for now (disk full, locked, gone)
      │    └── SchemaError     the catalog's schema is newer than this assetd, or broken
      ├── ScanError            a seeder pass could not run (never raised for one bad file)
      ├── InvalidRequestError  a malformed argument (a bad tag, a path outside every root)
@@ -19,6 +20,7 @@ from __future__ import annotations
 __all__ = [
     "AssetdError",
     "CatalogError",
+    "CatalogUnavailableError",
     "ConfigError",
     "InvalidRequestError",
     "NotFoundError",
@@ -37,6 +39,11 @@ class ConfigError(AssetdError):
 
 class CatalogError(AssetdError):
     """The catalog cannot be opened, read or written."""
+
+
+class CatalogUnavailableError(CatalogError):
+    """A write failed for a reason that may pass: disk full, locked too long, I/O error,
+    a lost connection. Nothing of it was committed; the same write can be tried again."""
 
 
 class SchemaError(CatalogError):

@@ -24,6 +24,7 @@ from typing import Any
 from assetd.config import RootConfig
 from assetd.db import CHUNK, Catalog, chunks
 from assetd.decide import CachedState, FileStat
+from assetd.exceptions import CatalogUnavailableError
 from assetd.ingest import (
     HashOutcome,
     Observation,
@@ -41,6 +42,7 @@ __all__ = ["Hint", "HintKind", "Reconciler"]
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 2000  # hints taken from the queue per transaction
+RETRY_FIRST_S, RETRY_MAX_S = 0.2, 5.0  # waiting for a catalog that cannot be written
 
 
 class HintKind(enum.Enum):
@@ -114,6 +116,8 @@ class Reconciler:
         self._hashing = 0  # batches handed to the pool whose results are not written yet
         self._thread = threading.Thread(target=self._run, name="assetd-reconciler", daemon=True)
         self._overflowed = threading.Event()
+        self._stopping = threading.Event()
+        self.catalog_error: str | None = None  # while writes fail: why (for the status)
         self.set_roots(roots)
 
     def set_roots(self, roots: Sequence[RootConfig]) -> None:
@@ -129,6 +133,7 @@ class Reconciler:
     def stop(self, timeout: float = 10.0) -> None:
         """Finish what is queued, commit, and end the thread."""
         if self._thread.is_alive():
+            self._stopping.set()
             self._queue.put(_STOP)
             self._thread.join(timeout)
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -176,16 +181,57 @@ class Reconciler:
                     break
             if len(items) < MAX_BATCH:
                 self._overflowed.clear()
-            stop = False
             try:
-                stop = self._process(items)
-            except Exception:
-                log.exception("reconciler batch failed; the next scan will catch up")
+                stop = self._process_until_written(items)
             finally:
                 for _ in items:
                     self._queue.task_done()
             if stop:
                 return
+
+    def _process_until_written(self, items: list[Any]) -> bool:
+        """Process a batch; while the catalog cannot be written, wait and try again.
+
+        Hints only say where to look, so a failed batch is retried as the hints for the
+        same paths (a hash that could not be written becomes a look-and-hash again).
+        Commands already answered with their error are not run again. A stop request
+        ends the waiting: what is left is caught up by the startup scan.
+        """
+        delay = RETRY_FIRST_S
+        while True:
+            try:
+                stop = self._process(items)
+            except CatalogUnavailableError as exc:
+                if _STOP in items or self._stopping.is_set():
+                    log.error("stopping with a batch unwritten (%s); the next start rescans", exc)
+                    return True
+                items = self._retry_items(items)
+                self.catalog_error = str(exc)
+                log.warning("%s; retrying in %.1f s", exc, delay)
+                self._stopping.wait(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+                continue
+            except Exception:
+                log.exception("reconciler batch failed; its paths are looked at again on rescan")
+                self._hashing -= sum(isinstance(item, _Hashed) for item in items)
+                return False
+            self._hashing -= sum(isinstance(item, _Hashed) for item in items)
+            if self.catalog_error is not None:
+                log.warning("the catalog is writable again")
+                self.catalog_error = None
+            return stop
+
+    def _retry_items(self, items: list[Any]) -> list[Any]:
+        out: list[Any] = []
+        for item in items:
+            if isinstance(item, Hint):
+                out.append(item)
+            elif isinstance(item, _Hashed):
+                self._hashing -= 1
+                out += [Hint(HintKind.CLOSED, o.state.path) for o in item.outcomes]
+            elif isinstance(item, _Work) and not item.future.done():
+                out.append(item)
+        return out
 
     def _next(self) -> Any:
         """The next queue item, waking up in time for the earliest settling file."""
@@ -206,7 +252,6 @@ class Reconciler:
                 hints.append(item)
             elif isinstance(item, _Hashed):
                 hashed.extend(item.outcomes)
-                self._hashing -= 1
             else:
                 self._reconcile(hints)
                 hints = []

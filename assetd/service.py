@@ -77,6 +77,10 @@ class Service:
                     "missing": missing,
                 }
             )
+        catalog_error = extra.get("catalog", {}).get("error")
+        if catalog_error:  # the live writer cannot commit: the first thing to report
+            message = f"{catalog_error}; changes wait and are retried"
+            seeder["errors"] = [{"root": None, "message": message}, *seeder["errors"]]
         return {**seeder, "seq": self.catalog.latest_seq(), "roots": roots, **extra}
 
     def list_locations(self, **kwargs: Any) -> tuple[list[dict[str, Any]], bytes | None]:

@@ -207,14 +207,9 @@ class Daemon:
     def __init__(self, tmp: Path, root: Path, name: str) -> None:
         self.db = tmp / f"{name}.db"
         self.log = open(tmp / f"{name}.log", "wb")  # noqa: SIM115
-        profile = os.environ.get("ASSETD_BENCH_PROFILE")
-        wrapper = []
-        if profile:
-            out = Path(profile) / f"{name}.txt"
-            wrapper = ["py-spy", "record", "--format", "raw", "--output", str(out), "--"]
+        started = time.perf_counter()
         self.proc = subprocess.Popen(
             [
-                *wrapper,
                 *ASSETD,
                 "run",
                 "--db",
@@ -229,20 +224,102 @@ class Daemon:
             env=env(),
         )
         self.log_path = tmp / f"{name}.log"
-        deadline = time.time() + 120
+        self.profiler: subprocess.Popen[bytes] | None = None
+        if profile := os.environ.get("ASSETD_BENCH_PROFILE"):
+            out = Path(profile) / f"{name}.txt"
+            self.profiler = subprocess.Popen(
+                [
+                    "py-spy",
+                    "record",
+                    "--format",
+                    "raw",
+                    "--output",
+                    str(out),
+                    "--pid",
+                    str(self.proc.pid),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        deadline = time.time() + 600
         while "assets.seed.completed" not in self.log_path.read_text():
             if time.time() > deadline or self.proc.poll() is not None:
                 raise RuntimeError(self.log_path.read_text())
-            time.sleep(0.05)
+            time.sleep(0.01)
+        self.ready_s = time.perf_counter() - started  # start to the startup scan's end
         self.address = json.loads(Path(f"{self.db}.daemon").read_text())["listen"]
 
     def stop(self) -> float:
-        # py-spy writes its profile on SIGINT (and stops the daemon); assetd takes either.
-        self.proc.send_signal(signal.SIGINT)
+        if self.profiler is not None:  # py-spy writes its profile on SIGINT
+            self.profiler.send_signal(signal.SIGINT)
+            self.profiler.wait(60)
+        self.proc.send_signal(signal.SIGTERM)
         _, _, usage = os.wait4(self.proc.pid, 0)
         self.log.close()
         self.cpu_s = usage.ru_utime + usage.ru_stime
         return usage.ru_maxrss / 1024
+
+
+def scale(tmp: Path, runs: int, quick: bool) -> list[Row]:
+    """A daemon over a large catalog: its memory, its restart, and a tag-filtered list."""
+    rows = []
+    for count in (2000, 10_000) if quick else (100_000, 1_000_000):
+        row = Row(f"scale {count}", "RSS <= 100 MB at 100k, <= 250 MB at 1M; "
+                  "restart <= 4x find; list 100 by tag <= 20 ms")  # fmt: skip
+        data = tmp / f"scale{count}"
+        make_small_files(data, count, max(1, count // 1000), 0, 0)
+        db = tmp / f"scale{count}.db"
+        run(scan_cmd(db, data, "r"), env=env())
+        _tag_every(db, data, count // 1000, "pick")
+        row.reference["find"] = []
+        lists: list[float] = []
+        for _ in range(runs):
+            daemon = Daemon(tmp, data, f"scale{count}")
+            row.assetd.append(daemon.ready_s)
+            lists += _time_lists(daemon.address, {"tag": "pick", "limit": 100}, 20)
+            lists += _time_lists(daemon.address, {"tag": "d0000", "limit": 100}, 20)
+            row.rss_mib = max(row.rss_mib, daemon.stop())
+            seconds, _ = run([f"find {data} -type f -printf '%s %T@\\n' > /dev/null"], shell=True)
+            row.reference["find"].append(seconds)
+        lists.sort()
+        row.note = (
+            f"restart = daemon start to startup scan done; list of 100 by tag: "
+            f"p50 {lists[len(lists) // 2] * 1000:.1f} ms, max {lists[-1] * 1000:.1f} ms"
+        )
+        rows.append(row)
+        shutil.rmtree(data)
+    return rows
+
+
+def _tag_every(db: Path, data: Path, step: int, tag: str) -> None:
+    """A user tag on every ``step``-th file, through the catalog API (no daemon runs)."""
+    sys.path.insert(0, str(REPO))
+    from assetd.db import Catalog
+
+    catalog = Catalog(f"sqlite:///{db}")
+    try:
+        for i, path in enumerate(sorted(data.rglob("*.bin"))):
+            if i % max(1, step) == 0:
+                catalog.change_tags(os.fsencode(path), [tag])
+    finally:
+        catalog.close()
+
+
+def _time_lists(address: str, args: dict[str, object], times: int) -> list[float]:
+    """Round trips of a feed ``list`` request, each asserted to return a full page."""
+    from websockets.sync.client import connect
+
+    out = []
+    with connect(f"ws://{address}/ws") as ws:
+        json.loads(ws.recv())
+        for i in range(times):
+            started = time.perf_counter()
+            ws.send(json.dumps({"id": i, "cmd": "list", **args}))
+            reply = json.loads(ws.recv(30))
+            out.append(time.perf_counter() - started)
+            if len(reply["result"]["items"]) != args["limit"]:
+                raise RuntimeError(f"list {args} returned {len(reply['result']['items'])} items")
+    return out
 
 
 def live_latency(tmp: Path, runs: int, quick: bool) -> Row:
@@ -494,13 +571,14 @@ def _fan_clients(
     results.put((seen, cpu.user + cpu.system))  # type: ignore[attr-defined]
 
 
-WORKLOADS: dict[str, Callable[[Path, int, bool], Row]] = {
+WORKLOADS: dict[str, Callable[[Path, int, bool], Row | list[Row]]] = {
     "cold": cold_index,
     "warm": warm_restart,
     "bigfile": big_file,
     "live": live_latency,
     "burst": burst,
     "fanout": fan_out,
+    "scale": scale,
 }
 
 
@@ -522,7 +600,9 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="assetd-bench-"))
     try:
         for name in args.only or WORKLOADS:
-            WORKLOADS[name](tmp, runs, args.quick).print()
+            result = WORKLOADS[name](tmp, runs, args.quick)
+            for row in result if isinstance(result, list) else [result]:
+                row.print()
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)

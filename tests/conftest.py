@@ -143,12 +143,14 @@ class Daemon:
             flags += ["--root", f"{name}={path}"]
         return flags
 
-    def start(self, env: dict[str, str] | None = None, wait: bool = True) -> Daemon:
+    def start(
+        self, env: dict[str, str] | None = None, wait: bool = True, prefix: tuple[str, ...] = ()
+    ) -> Daemon:
         full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
         full_env.pop("ASSETD_CONFIG", None)
         self.log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "assetd", "run", *self.args()],
+            [*prefix, sys.executable, "-m", "assetd", "run", *self.args()],
             stdout=subprocess.DEVNULL,
             stderr=self.log,
             env=full_env,
@@ -202,6 +204,12 @@ class Daemon:
             return item if item is not None and check(item) else None
 
         return wait_for(ready, timeout, f"{path} {what}")
+
+    def status(self) -> dict[str, Any]:
+        """The running daemon's status, asked through the command line."""
+        proc = run_cli("status", *self.args())
+        assert proc.returncode == 0, proc.stderr
+        return dict(json.loads(proc.stdout))
 
     def ops(self, since: int = 0) -> list[str]:
         return [c["op"] for c in self.catalog.changes_since(since, limit=10**6)]

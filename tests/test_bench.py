@@ -25,6 +25,13 @@ def test_quick_benchmarks_run() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = [line for line in proc.stdout.splitlines() if "| goal " in line]
     names = [row.split(" assetd ")[0].strip() for row in rows]
-    assert [n.split()[0] for n in names] == ["cold", "warm", "one", "live", "burst", "fan-out"], (
-        proc.stdout
-    )
+    assert [n.split()[0] for n in names] == [
+        "cold",
+        "warm",
+        "one",
+        "live",
+        "burst",
+        "fan-out",
+        "scale",
+        "scale",
+    ], proc.stdout
