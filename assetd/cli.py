@@ -165,10 +165,33 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DAYS",
         help="also delete assets whose every location has been missing this long",
     )
+
+    p = command("verify", cmd_verify, "re-hash files to catch changes that stat cannot see")
+    p.add_argument("roots", nargs="*", metavar="ROOT", help="root names (all by default)")
+    p.add_argument("--sample", type=_positive_int, metavar="N", help="N files at random")
+    p.add_argument(
+        "--rate",
+        type=_rate,
+        default=50.0,
+        metavar="MB/S",
+        help="read at most this many MB per second (default 50; 0: no limit)",
+    )
     return parser
 
 
-COMMANDS = ("run", "scan", "ls", "tag", "meta", "restore", "prune", "cleanup", "status", "watch")
+COMMANDS = (
+    "run",
+    "scan",
+    "ls",
+    "tag",
+    "meta",
+    "restore",
+    "prune",
+    "cleanup",
+    "verify",
+    "status",
+    "watch",
+)
 
 
 def _days(text: str) -> float:
@@ -179,6 +202,26 @@ def _days(text: str) -> float:
     if days < 0:
         raise argparse.ArgumentTypeError("days must not be negative")
     return days
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of MB/s: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("the rate must not be negative")
+    return value
 
 
 # -- helpers ------------------------------------------------------------------------
@@ -510,6 +553,30 @@ def cmd_prune(args: argparse.Namespace, config: Config) -> int:
     catalog = _open(config)
     marked = catalog.mark_missing_outside_prefixes_safely(get_all_known_prefixes(config.roots))
     _print_json({"marked": marked})
+    return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace, config: Config) -> int:
+    _need_roots(config)
+    names = args.roots or None
+    chosen = [config.root(name) for name in names] if names else list(config.roots)
+    client = _daemon(config)
+    if client is not None:
+        result = _remote(client, "verify", roots=names, sample=args.sample, rate_mb_s=args.rate)
+        _print_json(result)
+        return EXIT_OK
+    from assetd.verify import verify
+
+    catalog = _open(config)
+    summary = verify(
+        catalog,
+        [r.prefix for r in chosen],
+        write=lambda fn, *a: fn(*a),
+        sample=args.sample,
+        rate_bytes_s=args.rate * 1_000_000 or None,
+        follow_symlinks=config.follow_symlinks,
+    )
+    _print_json(summary.as_json())
     return EXIT_OK
 
 

@@ -52,6 +52,12 @@ def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
+def _prefix_ranges(prefixes: Sequence[bytes]) -> tuple[str, list[bytes]]:
+    """SQL matching a location under any of ``prefixes`` (byte ranges), and its params."""
+    ranges = " OR ".join("(l.file_path >= ? AND l.file_path < ?)" for _ in prefixes)
+    return ranges, [b for p in prefixes for b in (p, prefix_upper_bound(p))]
+
+
 def _first(exc: BaseException) -> BaseException:
     """The error that started it: SQLite rolls back by itself on a full disk, so the
     driver's own rollback then fails with a message that hides the reason."""
@@ -330,13 +336,44 @@ class Catalog:
         """Live locations under ``prefixes`` with no or a stale hash, by id after ``after``."""
         if not prefixes:
             return []
-        ranges = " OR ".join("(l.file_path >= ? AND l.file_path < ?)" for _ in prefixes)
-        bounds = [b for p in prefixes for b in (p, prefix_upper_bound(p))]
+        ranges, bounds = _prefix_ranges(prefixes)
         return self._states(
             f"WHERE l.needs_verify AND NOT l.is_missing AND l.id > ? AND ({ranges}) "
             "ORDER BY l.id LIMIT ?",
             [after, *bounds, limit],
         )
+
+    def verify_states(
+        self, prefixes: Sequence[bytes], *, after: int = 0, limit: int = CHUNK
+    ) -> list[CachedState]:
+        """Live, hashed locations under ``prefixes`` (what ``verify`` re-hashes), by id."""
+        if not prefixes:
+            return []
+        ranges, bounds = _prefix_ranges(prefixes)
+        return self._states(
+            "WHERE a.hash IS NOT NULL AND NOT l.needs_verify AND NOT l.is_missing "
+            f"AND l.id > ? AND ({ranges}) ORDER BY l.id LIMIT ?",
+            [after, *bounds, limit],
+        )
+
+    def sample_ids(self, prefixes: Sequence[bytes], count: int) -> list[int]:
+        """The ids of ``count`` live, hashed locations under ``prefixes``, at random, sorted."""
+        if not prefixes or count <= 0:
+            return []
+        ranges, bounds = _prefix_ranges(prefixes)
+        rows = self.query(
+            "SELECT l.id FROM cache_state l JOIN asset a ON a.id = l.asset_id "
+            f"WHERE a.hash IS NOT NULL AND NOT l.needs_verify AND NOT l.is_missing AND ({ranges}) "
+            "ORDER BY random() LIMIT ?",
+            [*bounds, count],
+        )
+        return sorted(r[0] for r in rows)
+
+    def states_by_id(self, ids: Sequence[int]) -> list[CachedState]:
+        found: list[CachedState] = []
+        for batch in chunks(list(ids)):
+            found += self._states(f"WHERE l.id IN ({_marks(batch)}) ORDER BY l.id", batch)
+        return found
 
     def count_pending_hash(self, prefixes: Sequence[bytes]) -> tuple[int, int]:
         """How many live locations under ``prefixes`` wait for a hash, and their bytes."""

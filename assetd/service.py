@@ -135,3 +135,21 @@ class Service:
 
     def cancel(self) -> bool:
         return self._seeder().cancel()
+
+    def verify(
+        self, roots: list[str] | None, sample: int | None, rate_bytes_s: float | None
+    ) -> dict[str, Any]:
+        """Re-hash files of these roots (all by default); writes go through the writer."""
+        from assetd.verify import verify
+
+        config = self._config()
+        chosen = [config.root(name) for name in roots] if roots else list(config.roots)
+        summary = verify(
+            self.catalog,
+            [r.prefix for r in chosen],
+            write=self._reconciler().call,
+            sample=sample,
+            rate_bytes_s=rate_bytes_s,
+            follow_symlinks=config.follow_symlinks,
+        )
+        return summary.as_json()

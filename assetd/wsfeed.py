@@ -41,6 +41,7 @@ from websockets.protocol import State
 from assetd.exceptions import AssetdError, ConfigError, InvalidRequestError, NotFoundError
 from assetd.seeder import SeederBusyError
 from assetd.service import Service
+from assetd.verify import VerifyBusyError
 
 __all__ = ["PROTOCOL_VERSION", "Feed", "FeedError", "decode_cursor", "encode_cursor"]
 
@@ -259,6 +260,7 @@ class Feed:
             "cancel": self._cmd_cancel,
             "prune": self._cmd_prune,
             "cleanup": self._cmd_cleanup,
+            "verify": self._cmd_verify,
             "restore": self._cmd_restore,
             "list": self._cmd_list,
             "tag": self._cmd_tag,
@@ -538,6 +540,23 @@ class Feed:
             raise FeedError("bad_request", "'missing_older_than_days' must be a number >= 0")
         age = days * 86400.0 if days is not None else None
         return {"deleted": await asyncio.to_thread(self.service.cleanup, dry_run, age)}
+
+    async def _cmd_verify(self, client: _Client, msg: dict[str, Any]) -> dict[str, Any]:
+        roots = _arg(msg, "roots", list, None)
+        if roots is not None and not all(isinstance(r, str) for r in roots):
+            raise FeedError("bad_request", "'roots' must be a list of root names")
+        sample = _arg(msg, "sample", int, None)
+        if sample is not None and sample < 1:
+            raise FeedError("bad_request", "'sample' must be a positive number of files")
+        rate = _arg(msg, "rate_mb_s", (int, float), 50)
+        if isinstance(rate, bool) or rate < 0:
+            raise FeedError("bad_request", "'rate_mb_s' must be a number >= 0 (0: no limit)")
+        try:
+            return await asyncio.to_thread(
+                self.service.verify, roots, sample, rate * 1_000_000 if rate else None
+            )
+        except VerifyBusyError as exc:
+            raise FeedError("already_running", str(exc)) from None
 
     async def _cmd_restore(self, client: _Client, msg: dict[str, Any]) -> dict[str, Any]:
         raw = _arg(msg, "paths", list, None)

@@ -17,15 +17,18 @@ ANALYZE = shutil.which("systemd-analyze")
 needs_analyze = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is not installed")
 
 
-def local_unit(tmp_path: Path) -> Path:
-    """The unit with ExecStart pointing at this installation's assetd."""
+UNITS = ["assetd.service", "assetd-verify.service"]
+
+
+def local_unit(tmp_path: Path, name: str = "assetd.service") -> Path:
+    """The unit with ExecStart pointing at this installation's assetd (timers beside it)."""
     exe = Path(sys.executable).parent / "assetd"
     if not exe.exists():
         pytest.skip(f"no assetd entry point beside {sys.executable}")
-    text = UNIT.read_text().replace("/usr/local/bin/assetd", str(exe))
-    path = tmp_path / "assetd.service"
-    path.write_text(text)
-    return path
+    for unit in (REPO / "systemd").glob("assetd*.[st]*"):
+        text = unit.read_text().replace("/usr/local/bin/assetd", str(exe))
+        (tmp_path / unit.name).write_text(text)
+    return tmp_path / name
 
 
 def test_unit_is_notify_with_reload_and_state_directory() -> None:
@@ -38,20 +41,25 @@ def test_unit_is_notify_with_reload_and_state_directory() -> None:
 
 
 @needs_analyze
-def test_unit_verifies(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", [*UNITS, "assetd-verify.timer"])
+def test_unit_verifies(tmp_path: Path, name: str) -> None:
     """systemd-analyze verify finds nothing wrong with the unit."""
     proc = subprocess.run(
-        [ANALYZE, "verify", str(local_unit(tmp_path))], capture_output=True, text=True, timeout=60
+        [ANALYZE, "verify", str(local_unit(tmp_path, name))],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
-    problems = [line for line in proc.stderr.splitlines() if "assetd.service" in line]
+    problems = [line for line in proc.stderr.splitlines() if "assetd" in line]
     assert proc.returncode == 0 and not problems, proc.stderr
 
 
 @needs_analyze
-def test_unit_exposure_is_low(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", UNITS)
+def test_unit_exposure_is_low(tmp_path: Path, name: str) -> None:
     """systemd-analyze security rates the unit's exposure at 2.0 or below."""
     proc = subprocess.run(
-        [ANALYZE, "security", "--offline=true", str(local_unit(tmp_path))],
+        [ANALYZE, "security", "--offline=true", str(local_unit(tmp_path, name))],
         capture_output=True,
         text=True,
         timeout=60,
