@@ -436,7 +436,7 @@ class Catalog:
         after: bytes | None = None,
     ) -> tuple[list[dict[str, Any]], bytes | None]:
         """A page of locations in path order, and the path to continue after (or None)."""
-        L, A, T = self.m.Location, self.m.Asset, self.m.Tag
+        L, A = self.m.Location, self.m.Asset
         query = L.select(L, A.id, A.hash, A.mime_type).join(A).order_by(L.file_path)
         if missing_only:
             query = query.where(L.is_missing)
@@ -445,8 +445,7 @@ class Catalog:
         if root is not None:
             query = query.where(L.root == root)
         if tag is not None:
-            has_tag = T.select(T.id).where((T.asset == L.asset) & (T.name == tag))
-            query = query.where(pw.fn.EXISTS(has_tag))
+            query = query.where(self._has_tag(tag))
         if after is not None:
             query = query.where(L.file_path > after)
         if limit is not None:
@@ -457,6 +456,22 @@ class Catalog:
         tags = self.tags_of({r.asset_id for r in rows})
         items = [self._location_json(r, tags.get(r.asset_id, [])) for r in rows]
         return items, (bytes(rows[-1].file_path) if more else None)
+
+    RARE_TAG = 5000  # assets: below this, a tag filter starts from the tag's index
+
+    def _has_tag(self, tag: str) -> Any:
+        """The condition "the location's asset has ``tag``", shaped for the planner.
+
+        A page is read in path order. A tag on many assets is met soon along that
+        order, so each location is checked (EXISTS). A rare tag may be met only far
+        along, so its few assets are fetched from the tag index first and sorted (IN):
+        either way a page costs milliseconds, at a million locations too.
+        """
+        L, T = self.m.Location, self.m.Tag
+        some = T.select(pw.SQL("1")).where(T.name == tag).limit(self.RARE_TAG)
+        if pw.Select([some.alias("t")], [pw.fn.COUNT(pw.SQL("*"))]).scalar(self.db) < self.RARE_TAG:
+            return L.asset.in_(T.select(T.asset).where(T.name == tag))
+        return pw.fn.EXISTS(T.select(T.id).where((T.asset == L.asset) & (T.name == tag)))
 
     def root_counts(self) -> dict[str, tuple[int, int]]:
         """Root name → (live locations, missing locations)."""

@@ -34,6 +34,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 ASSETD = [sys.executable, "-m", "assetd"]
+AT_REST_NS = 1_600_000_000 * 10**9  # September 2020
 
 
 @dataclass
@@ -59,7 +60,11 @@ class Row:
 def run(
     cmd: list[str], *, env: dict[str, str] | None = None, shell: bool = False
 ) -> tuple[float, float]:
-    """Run a command to completion; (seconds, peak RSS in MiB of the process itself)."""
+    """Run a command to completion; (seconds, peak RSS in MiB of the process itself).
+
+    The peak is the process's VmHWM, read every 10 ms while it runs (wait4's ru_maxrss
+    would count the size of this process at the fork).
+    """
     started = time.perf_counter()
     proc = subprocess.Popen(
         cmd if not shell else " ".join(cmd),
@@ -68,19 +73,47 @@ def run(
         stderr=subprocess.DEVNULL,
         env=env,
     )
-    _, status, usage = os.wait4(proc.pid, 0)
+    peak = 0.0
+    while proc.poll() is None:
+        peak = max(peak, vm_hwm_mib(proc.pid))
+        time.sleep(0.01)  # sampling interval of the memory reading
     elapsed = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd} exited {proc.returncode}")
-    return elapsed, usage.ru_maxrss / 1024
+    return elapsed, peak
+
+
+def vm_hwm_mib(pid: int) -> float:
+    """A process's own peak resident memory so far (0 once it is gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO)}
 
 
-def make_small_files(root: Path, count: int, folders: int, lo: int, hi: int, seed: int = 1) -> int:
+def make_small_files(
+    root: Path,
+    count: int,
+    folders: int,
+    lo: int,
+    hi: int,
+    seed: int = 1,
+    distinct: bool = False,
+) -> int:
+    """``count`` files of lo..hi random bytes; ``distinct``: each holds its own number
+    instead (a few bytes, every file its own asset, as in a real tree).
+
+    Every file gets an mtime long past, as files at rest have: a file modified within
+    the last seconds is racy, and its hash is checked again by the next pass.
+    """
     rnd = random.Random(seed)
     total = 0
     per = max(1, count // folders)
@@ -88,9 +121,11 @@ def make_small_files(root: Path, count: int, folders: int, lo: int, hi: int, see
         folder = root / f"d{i // per:04}"
         if i % per == 0:
             folder.mkdir(parents=True, exist_ok=True)
-        size = rnd.randint(lo, hi)
-        (folder / f"f{i:06}.bin").write_bytes(rnd.randbytes(size) if size else b"")
-        total += size
+        content = b"%d" % i if distinct else rnd.randbytes(rnd.randint(lo, hi))
+        path = folder / f"f{i:07}.bin"
+        path.write_bytes(content)
+        os.utime(path, ns=(AT_REST_NS, AT_REST_NS))
+        total += len(content)
     return total
 
 
@@ -253,11 +288,12 @@ class Daemon:
         if self.profiler is not None:  # py-spy writes its profile on SIGINT
             self.profiler.send_signal(signal.SIGINT)
             self.profiler.wait(60)
+        peak = vm_hwm_mib(self.proc.pid)  # not ru_maxrss: see run()
         self.proc.send_signal(signal.SIGTERM)
         _, _, usage = os.wait4(self.proc.pid, 0)
         self.log.close()
         self.cpu_s = usage.ru_utime + usage.ru_stime
-        return usage.ru_maxrss / 1024
+        return peak
 
 
 def scale(tmp: Path, runs: int, quick: bool) -> list[Row]:
@@ -267,7 +303,7 @@ def scale(tmp: Path, runs: int, quick: bool) -> list[Row]:
         row = Row(f"scale {count}", "RSS <= 100 MB at 100k, <= 250 MB at 1M; "
                   "restart <= 4x find; list 100 by tag <= 20 ms")  # fmt: skip
         data = tmp / f"scale{count}"
-        make_small_files(data, count, max(1, count // 1000), 0, 0)
+        make_small_files(data, count, max(1, count // 1000), 0, 0, distinct=True)
         db = tmp / f"scale{count}.db"
         run(scan_cmd(db, data, "r"), env=env())
         _tag_every(db, data, count // 1000, "pick")
@@ -298,9 +334,12 @@ def _tag_every(db: Path, data: Path, step: int, tag: str) -> None:
 
     catalog = Catalog(f"sqlite:///{db}")
     try:
-        for i, path in enumerate(sorted(data.rglob("*.bin"))):
-            if i % max(1, step) == 0:
-                catalog.change_tags(os.fsencode(path), [tag])
+        i = 0
+        for folder in sorted(data.iterdir()):
+            for name in sorted(os.listdir(folder)):
+                if i % max(1, step) == 0:
+                    catalog.change_tags(os.fsencode(folder / name), [tag])
+                i += 1
     finally:
         catalog.close()
 
