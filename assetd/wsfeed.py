@@ -446,6 +446,8 @@ class Feed:
                 message = json.loads(frame)
             except ValueError as exc:
                 raise FeedError("bad_request", f"not JSON: {exc}") from None
+            except RecursionError:
+                raise FeedError("bad_request", "JSON nested too deeply") from None
             if isinstance(message, dict):
                 request_id = message.get("id")
             if not isinstance(message, dict) or not isinstance(message.get("cmd"), str):
