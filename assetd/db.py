@@ -94,7 +94,8 @@ class Catalog:
 
     def __init__(self, url: str, *, now: Callable[[], float] = time.time) -> None:
         self.url = url
-        self.now = now
+        self._clock = now
+        self._floor = 0.0  # the catalog's time never goes back: see now()
         self.db = open_database(url)
         self.m: Models = define_models(self.db)
         self._write_lock = threading.RLock()
@@ -107,8 +108,23 @@ class Catalog:
         try:
             self._upgrade()
             self.catalog_id = self.m.Info.get_by_id("catalog_id").value
+            self._floor = self.m.Change.select(pw.fn.MAX(self.m.Change.ts)).scalar() or 0.0
         except (pw.DatabaseError, sqlite3.Error, OSError) as exc:
             raise CatalogError(f"cannot open catalog {url}: {exc}") from exc
+
+    def now(self) -> float:
+        """Wall-clock time for the catalog's records, never earlier than one already made.
+
+        If the clock jumps back, time stands still for the catalog until the clock has
+        caught up: change times stay in order, and a location marked missing during the
+        jump does not look a day older than it is once the clock is put right (which
+        would let ``cleanup --missing-older-than`` delete it early).
+        """
+        t = self._clock()
+        if t < self._floor:
+            return self._floor
+        self._floor = t
+        return t
 
     def close(self) -> None:
         self.db.close()
