@@ -194,34 +194,24 @@ COMMANDS = (
 )
 
 
-def _days(text: str) -> float:
-    try:
-        days = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of days: {text!r}") from None
-    if days < 0:
-        raise argparse.ArgumentTypeError("days must not be negative")
-    return days
+def _number(kind: type[int] | type[float], minimum: float, what: str) -> Callable[[str], Any]:
+    """An argparse type: a number of ``kind``, at least ``minimum``."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{what} must be at least {minimum}")
+        return value
+
+    return parse
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
-def _rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of MB/s: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("the rate must not be negative")
-    return value
+_days = _number(float, 0, "a number of days")
+_positive_int = _number(int, 1, "a whole number")
+_rate = _number(float, 0, "a number of MB/s")
 
 
 # -- helpers ------------------------------------------------------------------------

@@ -350,25 +350,25 @@ class Catalog:
         self, prefixes: Sequence[bytes], *, after: int = 0, limit: int = CHUNK
     ) -> list[CachedState]:
         """Live locations under ``prefixes`` with no or a stale hash, by id after ``after``."""
-        if not prefixes:
-            return []
-        ranges, bounds = _prefix_ranges(prefixes)
-        return self._states(
-            f"WHERE l.needs_verify AND NOT l.is_missing AND l.id > ? AND ({ranges}) "
-            "ORDER BY l.id LIMIT ?",
-            [after, *bounds, limit],
-        )
+        return self._live_states_under(prefixes, "l.needs_verify", after, limit)
 
     def verify_states(
         self, prefixes: Sequence[bytes], *, after: int = 0, limit: int = CHUNK
     ) -> list[CachedState]:
         """Live, hashed locations under ``prefixes`` (what ``verify`` re-hashes), by id."""
+        return self._live_states_under(
+            prefixes, "a.hash IS NOT NULL AND NOT l.needs_verify", after, limit
+        )
+
+    def _live_states_under(
+        self, prefixes: Sequence[bytes], condition: str, after: int, limit: int
+    ) -> list[CachedState]:
         if not prefixes:
             return []
         ranges, bounds = _prefix_ranges(prefixes)
         return self._states(
-            "WHERE a.hash IS NOT NULL AND NOT l.needs_verify AND NOT l.is_missing "
-            f"AND l.id > ? AND ({ranges}) ORDER BY l.id LIMIT ?",
+            f"WHERE {condition} AND NOT l.is_missing AND l.id > ? AND ({ranges}) "
+            "ORDER BY l.id LIMIT ?",
             [after, *bounds, limit],
         )
 
