@@ -294,11 +294,16 @@ class Catalog:
 
     _STATE_SQL = (
         "SELECT l.id, l.file_path, l.root, l.asset_id, l.size, l.mtime_ns, l.ctime_ns, l.inode, "
-        "l.device, l.needs_verify, l.is_missing, a.hash FROM cache_state l "
+        "l.device, l.needs_verify, l.is_missing, a.hash FROM cache_state l{index} "
         "JOIN asset a ON a.id = l.asset_id "
     )
 
-    def _states(self, where: str, params: Sequence[Any]) -> list[CachedState]:
+    def _pending_index(self) -> str:
+        """SQLite's planner, without statistics, prefers the path index for a root's range
+        over the small partial index of pending rows; tell it. (PostgreSQL has stats.)"""
+        return " INDEXED BY cache_state_pending" if self.db.param == "?" else ""
+
+    def _states(self, where: str, params: Sequence[Any], index: str = "") -> list[CachedState]:
         # Positional and inlined: a warm restart builds one of these per file.
         u64 = 1 << 64  # as from_i64: an unsigned number stored as a signed BIGINT
         return [
@@ -318,7 +323,7 @@ class Catalog:
                 bool(r[10]),
                 r[11],
             )
-            for r in self.query(self._STATE_SQL + where, params)
+            for r in self.query(self._STATE_SQL.format(index=index) + where, params)
         ]
 
     def get_states(self, paths: Sequence[bytes]) -> dict[bytes, CachedState]:
@@ -350,7 +355,9 @@ class Catalog:
         self, prefixes: Sequence[bytes], *, after: int = 0, limit: int = CHUNK
     ) -> list[CachedState]:
         """Live locations under ``prefixes`` with no or a stale hash, by id after ``after``."""
-        return self._live_states_under(prefixes, "l.needs_verify", after, limit)
+        return self._live_states_under(
+            prefixes, "l.needs_verify", after, limit, self._pending_index()
+        )
 
     def verify_states(
         self, prefixes: Sequence[bytes], *, after: int = 0, limit: int = CHUNK
@@ -361,7 +368,7 @@ class Catalog:
         )
 
     def _live_states_under(
-        self, prefixes: Sequence[bytes], condition: str, after: int, limit: int
+        self, prefixes: Sequence[bytes], condition: str, after: int, limit: int, index: str = ""
     ) -> list[CachedState]:
         if not prefixes:
             return []
@@ -370,6 +377,7 @@ class Catalog:
             f"WHERE {condition} AND NOT l.is_missing AND l.id > ? AND ({ranges}) "
             "ORDER BY l.id LIMIT ?",
             [after, *bounds, limit],
+            index,
         )
 
     def sample_ids(self, prefixes: Sequence[bytes], count: int) -> list[int]:
@@ -393,16 +401,37 @@ class Catalog:
 
     def count_pending_hash(self, prefixes: Sequence[bytes]) -> tuple[int, int]:
         """How many live locations under ``prefixes`` wait for a hash, and their bytes."""
-        L = self.m.Location
-        query = L.select(pw.fn.COUNT(L.id), pw.fn.COALESCE(pw.fn.SUM(L.size), 0)).where(
-            L.needs_verify & ~L.is_missing & self._under_any(prefixes)
+        if not prefixes:
+            return 0, 0
+        ranges, bounds = _prefix_ranges(prefixes)
+        index = self._pending_index()
+        ((count, size),) = self.query(
+            f"SELECT COUNT(l.id), COALESCE(SUM(l.size), 0) FROM cache_state l{index} "
+            f"WHERE l.needs_verify AND NOT l.is_missing AND ({ranges})",
+            bounds,
         )
-        count, size = query.tuples().get()
         return int(count), int(size)
 
     def _under(self, prefix: bytes) -> Any:
         L = self.m.Location
         return (L.file_path >= prefix) & (L.file_path < prefix_upper_bound(prefix))
+
+    def _outside_all(self, prefixes: Sequence[bytes]) -> Any:
+        """Paths under none of ``prefixes``, as the ranges between them: index range scans,
+        so a prune costs what lies outside the roots, not the size of the catalog."""
+        L = self.m.Location
+        cond: Any = None
+        low: bytes | None = None
+        for prefix in sorted(set(prefixes)):
+            gap = (
+                L.file_path < prefix
+                if low is None
+                else (L.file_path >= low) & (L.file_path < prefix)
+            )
+            cond = gap if cond is None else (cond | gap)
+            low = max(low or b"", prefix_upper_bound(prefix))
+        tail = L.file_path >= low
+        return tail if cond is None else (cond | tail)
 
     def _under_any(self, prefixes: Sequence[bytes]) -> Any:
         cond: Any = None
@@ -633,13 +662,13 @@ class Catalog:
         if not prefixes:
             return 0
         L = self.m.Location
-        query = L.select(L.id).where(~L.is_missing & ~self._under_any(prefixes))
+        query = L.select(L.id).where(~L.is_missing & self._outside_all(prefixes))
         return self.mark_missing([r.id for r in query])
 
     def mark_assets_missing_outside_prefixes(self, prefixes: Sequence[bytes]) -> int:
         """Like the location query above; returns the assets left with no live location."""
         L, A = self.m.Location, self.m.Asset
-        query = L.select(L.asset).where(~L.is_missing & ~self._under_any(prefixes)).distinct()
+        query = L.select(L.asset).where(~L.is_missing & self._outside_all(prefixes)).distinct()
         touched = [r.asset_id for r in query] if prefixes else []
         self.mark_cache_states_missing_outside_prefixes(prefixes)
         if not touched:

@@ -173,11 +173,20 @@ def _v2_change_ts_index(db: pw.Database, models: Models) -> None:
     migrate(SchemaMigrator.from_database(db).add_index("change", ("ts",), False))
 
 
+def _v3_pending_index(db: pw.Database, models: Models) -> None:
+    # Passes look for the locations waiting for a hash; a partial index holds only those,
+    # so the look costs what is pending, not the size of the catalog.
+    db.execute_sql(
+        "CREATE INDEX IF NOT EXISTS cache_state_pending ON cache_state (id) WHERE needs_verify"
+    )
+
+
 def migrations() -> list[tuple[int, str, Migration]]:
     """Every schema version in order: (version, what it does, how)."""
     return [
         (1, "initial tables", _v1_initial),
         (2, "index the change log by time", _v2_change_ts_index),
+        (3, "index the locations waiting for a hash", _v3_pending_index),
     ]
 
 

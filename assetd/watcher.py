@@ -8,6 +8,7 @@ cannot be added (the inotify watch limit) falls back to polling.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import logging
 import os
@@ -244,6 +245,8 @@ class WatchSet:
         True when the root fell back to polling.
         """
         root = state.root
+        if not watch_limit_reached(root.path):
+            return False  # nothing was refused for the limit: every folder has its watch
         needed = count_folders(root.path, self.follow_symlinks)
         if got >= needed:
             return False
@@ -390,6 +393,27 @@ def _unwatched(folder: bytes, watched: set[int]) -> bool:
     except OSError:
         return False  # gone again: nothing to watch
     return st.st_ino not in watched
+
+
+def watch_limit_reached(path: str) -> bool:
+    """Whether the inotify watch limit refuses one more watch right now.
+
+    Asked once after arming: if one more is granted, watchdog was refused none for the
+    limit, and counting the root's folders (a walk of the whole tree) is not needed.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.inotify_init1(os.O_CLOEXEC)
+    if fd < 0:
+        return ctypes.get_errno() in (errno.EMFILE, errno.ENFILE, errno.ENOSPC)
+    try:
+        if libc.inotify_add_watch(fd, os.fsencode(path), _IN_ONLYDIR | _IN_ATTRIB) >= 0:
+            return False
+        return ctypes.get_errno() == errno.ENOSPC
+    finally:
+        os.close(fd)
+
+
+_IN_ATTRIB, _IN_ONLYDIR = 0x00000004, 0x01000000
 
 
 def count_folders(path: str, follow_symlinks: bool = False) -> int:
