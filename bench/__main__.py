@@ -186,13 +186,18 @@ def warm_restart(tmp: Path, runs: int, quick: bool) -> Row:
     return row
 
 
+def watchman_cmd(state: Path) -> list[str]:
+    """The watchman command line for a private server whose files live in ``state``."""
+    return ["watchman", "--sockname", str(state / "sock"), "--statefile",
+            str(state / "state"), "--logfile", str(state / "log"), "--pidfile",
+            str(state / "pid"), "--no-save-state"]  # fmt: skip
+
+
 def watchman_first_query(tmp: Path, data: Path) -> float:
     """Watchman's `watch` plus its first query, from a fresh server."""
     state = tmp / "watchman-state"
     state.mkdir(exist_ok=True)
-    sock = state / "sock"
-    base = ["watchman", "--sockname", str(sock), "--statefile", str(state / "state"),
-            "--logfile", str(state / "log"), "--no-save-state"]  # fmt: skip
+    base = watchman_cmd(state)
     subprocess.run([*base, "shutdown-server"], capture_output=True)
     subprocess.run([*base, "get-sockname"], capture_output=True, check=True)  # start it
     started = time.perf_counter()
@@ -367,6 +372,7 @@ def live_latency(tmp: Path, runs: int, quick: bool) -> Row:
     root = tmp / "live"
     root.mkdir()
     daemon = Daemon(tmp, root, "live")
+    watchman = WatchmanSubscriptions(tmp, root) if shutil.which("watchman") else None
     from websockets.sync.client import connect
 
     latencies: list[float] = []
@@ -382,7 +388,7 @@ def live_latency(tmp: Path, runs: int, quick: bool) -> Row:
                 with open(path, "wb") as fh:
                     fh.write(os.urandom(2048))
                 closed_at[str(path)] = time.perf_counter()
-                time.sleep(0.01)
+                time.sleep(0.01)  # the workload's pace: 100 files a second
 
         thread = threading.Thread(target=writer)
         thread.start()
@@ -392,11 +398,88 @@ def live_latency(tmp: Path, runs: int, quick: bool) -> Row:
                 latencies.append(time.perf_counter() - closed_at[message["location"]["path"]])
         thread.join()
     row.rss_mib = daemon.stop()
-    latencies.sort()
-    p50, p99 = latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99) - 1]
+    p50, p99 = percentiles(latencies)
     row.assetd = [p50]
     row.note = f"close→hashed change: p50 {p50 * 1000:.2f} ms, p99 {p99 * 1000:.2f} ms"
+    if watchman is not None:
+        for name, seen in watchman.finish(count).items():
+            lat = [seen[p] - closed_at[p] for p in closed_at if p in seen]
+            w50, w99 = percentiles(lat)
+            row.reference[f"watchman {name}"] = [w50]
+            row.note += (
+                f"; Watchman {name} (names only): p50 {w50 * 1000:.2f} ms, "
+                f"p99 {w99 * 1000:.2f} ms, {len(lat)} of {count} files"
+            )
     return row
+
+
+def percentiles(values: list[float]) -> tuple[float, float]:
+    """(p50, p99) of ``values``; NaN when there are none."""
+    if not values:
+        return float("nan"), float("nan")
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2], ordered[max(0, int(len(ordered) * 0.99) - 1)]
+
+
+class WatchmanSubscriptions:
+    """Watchman subscriptions on ``root``: one server with the default settle (20 ms), one
+    with ``settle: 1`` (its global configuration, through WATCHMAN_CONFIG_FILE), each read
+    by a thread: when each file name was first reported, on the benchmark's clock."""
+
+    VARIANTS = (("default settle", None), ("settle 1", {"settle": 1}))
+
+    def __init__(self, tmp: Path, root: Path) -> None:
+        self.root = str(root)
+        self.seen: dict[str, dict[str, float]] = {}
+        self.servers: list[tuple[list[str], dict[str, str]]] = []
+        self.procs: list[subprocess.Popen[bytes]] = []
+        for index, (name, config) in enumerate(self.VARIANTS):
+            state = tmp / f"watchman-live-{index}"
+            state.mkdir(exist_ok=True)
+            environ = dict(os.environ)
+            if config is not None:
+                (state / "config.json").write_text(json.dumps(config))
+                environ["WATCHMAN_CONFIG_FILE"] = str(state / "config.json")
+            base = watchman_cmd(state)
+            self.servers.append((base, environ))
+            subprocess.run(
+                [*base, "watch", self.root], capture_output=True, check=True, env=environ
+            )
+            proc = subprocess.Popen(
+                [*base, "--persistent", "--json-command", "--no-pretty"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env=environ,
+            )
+            assert proc.stdin is not None and proc.stdout is not None
+            query = {"expression": ["type", "f"], "fields": ["name"]}
+            proc.stdin.write(json.dumps(["subscribe", self.root, "bench", query]).encode() + b"\n")
+            proc.stdin.flush()  # left open: the client ends when its input does
+            json.loads(proc.stdout.readline())  # subscribed
+            self.seen[name] = {}
+            self.procs.append(proc)
+            threading.Thread(target=self._read, args=(proc, self.seen[name]), daemon=True).start()
+
+    def _read(self, proc: subprocess.Popen[bytes], seen: dict[str, float]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            now = time.perf_counter()
+            message = json.loads(line)
+            if not message.get("is_fresh_instance"):
+                for name in message.get("files", []):
+                    seen.setdefault(os.path.join(self.root, name), now)
+
+    def finish(self, count: int) -> dict[str, dict[str, float]]:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(len(s) < count for s in self.seen.values()):
+            time.sleep(0.05)  # polling what the reader threads have seen
+        for proc in self.procs:
+            proc.kill()
+            proc.wait()
+        for base, environ in self.servers:
+            subprocess.run([*base, "shutdown-server"], capture_output=True, env=environ)
+        return self.seen
 
 
 def burst(tmp: Path, runs: int, quick: bool) -> Row:
@@ -506,11 +589,10 @@ def fan_out(tmp: Path, runs: int, quick: bool) -> Row:
         proc.join(30)
     row.rss_mib = daemon.stop()
     committed = _commit_times(daemon.db, start_seq)
-    latencies = sorted(t - committed[seq] for seen in received for seq, t in seen.items())
+    latencies = [t - committed[seq] for seen in received for seq, t in seen.items()]
     wanted = set(range(start_seq + 1, end_seq + 1))
     complete = sum(1 for seen in received if wanted <= set(seen))
-    p99 = latencies[int(len(latencies) * 0.99) - 1] if latencies else float("nan")
-    p50 = latencies[len(latencies) // 2] if latencies else float("nan")
+    p50, p99 = percentiles(latencies)
     row.assetd = [p99]
     row.note = (
         f"{len(wanted)} changes in {seconds} s to {clients} clients: commit to client "
