@@ -23,6 +23,7 @@ from typing import Any
 from assetd.config import Config, RootConfig, runtime_file
 from assetd.db import Catalog
 from assetd.exceptions import AssetdError, ConfigError
+from assetd.hashpool import HashPool
 from assetd.reconciler import Reconciler
 from assetd.seeder import AssetSeeder
 from assetd.service import Service
@@ -229,10 +230,13 @@ class Daemon:
 
     def _build(self, config: Config) -> None:
         roots = config.roots
+        # One set of hashing workers for the live path and the passes alike.
+        self.hash_pool = HashPool(follow_symlinks=config.follow_symlinks)
         self.reconciler = Reconciler(
             self.catalog,
             roots,
             follow_symlinks=config.follow_symlinks,
+            hash_pool=self.hash_pool,
             settle_s=self.settle_s,
             on_overflow=lambda: self.request_pass(None),
         )
@@ -242,6 +246,7 @@ class Daemon:
             follow_symlinks=config.follow_symlinks,
             on_event=self._on_seed_event,
             writer=self.reconciler.submit,
+            hash_pool=self.hash_pool,
         )
         self.watchers = self._watch_set(config)
 
@@ -260,6 +265,7 @@ class Daemon:
         self.watchers.stop()
         self.seeder.shutdown()
         self.reconciler.stop()
+        self.hash_pool.close()
 
     async def _watchdog_pings(self) -> None:
         usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)

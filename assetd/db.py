@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import peewee as pw
 from playhouse.db_url import connect as connect_url
@@ -27,12 +27,14 @@ from assetd.exceptions import (
     NotFoundError,
     SchemaError,
 )
+from assetd.jsontext import dumps
 from assetd.paths import auto_tags, path_json, prefix_upper_bound
 from assetd.schema import SCHEMA_VERSION, Models, define_models, migrations, to_i64
 
 __all__ = [
     "CHUNK",
     "Catalog",
+    "Change",
     "ChangeListener",
     "chunks",
     "location_json",
@@ -44,7 +46,23 @@ CHUNK = 2000  # rows per IN (...) list and per write batch
 BUSY_TIMEOUT_S = 30.0
 MISSING_TAG = "missing"
 
-ChangeListener = Callable[[list[dict[str, Any]]], None]
+
+class Change(NamedTuple):
+    """One committed change, as the change log keeps it and the feed sends it."""
+
+    seq: int
+    root: str
+    body: bytes  # the message as JSON, without "type" and "seq"
+
+    def json(self) -> bytes:
+        """The whole feed message as JSON, spliced rather than encoded again."""
+        return b'{"type":"change","seq":%d,%s' % (self.seq, self.body[1:])
+
+    def message(self) -> dict[str, Any]:
+        return {"type": "change", "seq": self.seq, **json.loads(self.body)}
+
+
+ChangeListener = Callable[[list[Change]], None]
 
 
 def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
@@ -80,6 +98,7 @@ def open_database(url: str) -> pw.Database:
                 "journal_mode": "wal",
                 "foreign_keys": 1,
                 "busy_timeout": int(BUSY_TIMEOUT_S * 1000),
+                "cache_size": -65536,
                 "synchronous": "full",  # a sent sequence number must survive a power cut
             },
         )
@@ -101,7 +120,7 @@ class Catalog:
         self._write_lock = threading.RLock()
         self._depth = 0
         self._pending: list[tuple[str, int, bytes | None, dict[str, Any] | None]] = []
-        self._published: list[dict[str, Any]] = []
+        self._published: list[Change] = []
         self.listeners: list[ChangeListener] = []
         # (newest changes to keep, oldest age in seconds to keep); None: keep everything.
         self.retention: tuple[int | None, float | None] = (None, None)
@@ -229,7 +248,7 @@ class Catalog:
         assert self._depth > 0, "log() outside write()"
         self._pending.append((op, location_id, old_path, location))
 
-    def _flush_log(self) -> list[dict[str, Any]]:
+    def _flush_log(self) -> list[Change]:
         # Render after every write of the transaction, so tags are the committed ones.
         pending, self._pending = self._pending, []
         rendered = self.render_locations([loc_id for _, loc_id, _, given in pending if not given])
@@ -238,7 +257,7 @@ class Catalog:
         last = Seq.get_by_id("change").value
         ts = self.now()
         rows: list[tuple[Any, ...]] = []
-        messages: list[dict[str, Any]] = []
+        changes: list[Change] = []
         for seq, (op, loc_id, old_path, given) in enumerate(pending, start=last - len(pending) + 1):
             location = given or rendered[loc_id]
             body: dict[str, Any] = {"op": op, "location": location}
@@ -247,15 +266,16 @@ class Catalog:
                 body["old_path"] = old["path"]
                 if "path_bytes_b64" in old:
                     body["old_path_bytes_b64"] = old["path_bytes_b64"]
-            rows.append((seq, ts, op, location["root"], json.dumps(body)))
-            messages.append({"type": "change", "seq": seq, **body})
+            encoded = dumps(body)
+            rows.append((seq, ts, op, location["root"], encoded.decode()))
+            changes.append(Change(seq, location["root"], encoded))
         self.execute_many(
             'INSERT INTO "change" (seq, ts, op, root, body) VALUES (?, ?, ?, ?, ?)', rows
         )
         keep, max_age = self.retention
         if keep is not None or max_age is not None:
             self.trim_changes(keep, max_age)  # two index range deletes; usually empty
-        return messages
+        return changes
 
     def latest_seq(self) -> int:
         return int(self.m.Sequence.get_by_id("change").value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import stat as stat_mod
@@ -11,14 +12,17 @@ from dataclasses import dataclass
 
 from blake3 import blake3
 
-from assetd.decide import FileStat
+from assetd.decide import CachedState, FileStat
 
 __all__ = [
+    "LARGE_FILE",
     "RACY_WINDOW_NS",
     "FileChangedError",
+    "HashOutcome",
     "HashResult",
     "NotRegularFileError",
     "hash_file",
+    "hash_one",
 ]
 
 # A file modified this close to the moment it was hashed may change again within the
@@ -28,6 +32,8 @@ RACY_WINDOW_NS = 2_000_000_000
 READ_LIMIT = 1 << 20
 # Above this, BLAKE3's tree mode spreads one file over every core.
 THREADED_LIMIT = 16 << 20
+# From this size, hashing spends its time in reads and in BLAKE3, which give up the GIL.
+LARGE_FILE = 1 << 20
 PREFIX = "blake3:"
 
 
@@ -44,6 +50,36 @@ class HashResult:
     hash: str  # "blake3:<64 hex>"
     stat: FileStat  # the stat that describes the hashed content
     racy: bool  # modified within RACY_WINDOW_NS of hashing: verify again later
+
+
+@dataclass(frozen=True, slots=True)
+class HashOutcome:
+    """What hashing one location found: a hash, the file gone, or an error to report."""
+
+    state: CachedState
+    result: HashResult | None = None
+    gone: bool = False
+    error: str | None = None
+
+
+def hash_one(
+    state: CachedState,
+    *,
+    follow_symlinks: bool = False,
+    hasher: Callable[..., HashResult] | None = None,
+) -> HashOutcome:
+    """Hash the file of one location; never raises for a bad file."""
+    try:
+        result = (hasher or hash_file)(state.path, follow_symlinks=follow_symlinks)
+        return HashOutcome(state, result)
+    except (FileNotFoundError, NotADirectoryError, NotRegularFileError):
+        return HashOutcome(state, gone=True)
+    except FileChangedError:
+        return HashOutcome(state, error="kept changing while being hashed; will retry")
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return HashOutcome(state, gone=True)
+        return HashOutcome(state, error=exc.strerror or str(exc))
 
 
 def hash_file(

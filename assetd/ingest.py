@@ -6,18 +6,17 @@ transaction; no stat or hash call ever happens inside one.
 
 from __future__ import annotations
 
-import errno
 import mimetypes
 import os
 import stat as stat_mod
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from assetd.db import Catalog, chunks, location_json, stat_params
 from assetd.decide import CachedState, Decision, FileStat, Outcome, decide
-from assetd.hashing import FileChangedError, HashResult, NotRegularFileError, hash_file
+from assetd.hashing import HashOutcome, HashResult
+from assetd.hashpool import HashPool
 
 __all__ = [
     "HashOutcome",
@@ -26,8 +25,6 @@ __all__ = [
     "apply_hashes",
     "apply_observations",
     "guess_mime",
-    "hash_one",
-    "hash_states",
     "observe",
     "restore_paths",
 ]
@@ -36,9 +33,6 @@ __all__ = [
 _MIME = mimetypes.MimeTypes(filenames=())
 _MIME.add_type("application/x-safetensors", ".safetensors", strict=False)
 _MIME.add_type("application/x-gguf", ".gguf", strict=False)
-
-
-POOL_LIMIT = 1 << 20  # files at least this large are hashed in the pool
 
 
 def guess_mime(path: bytes) -> str | None:
@@ -142,59 +136,6 @@ def _insert_new(catalog: Catalog, new: Sequence[Observation]) -> None:
         values = (o.path, o.root, a, None, st.size, st.mtime_ns, mime, False, True)
         catalog.log("added", loc, location=location_json(values, names))
     catalog.execute_many("INSERT INTO tag (asset_id, name, origin) VALUES (?, ?, 'auto')", tags)
-
-
-@dataclass(frozen=True, slots=True)
-class HashOutcome:
-    """What hashing one location found: a hash, the file gone, or an error to report."""
-
-    state: CachedState
-    result: HashResult | None = None
-    gone: bool = False
-    error: str | None = None
-
-
-def hash_one(
-    state: CachedState,
-    *,
-    follow_symlinks: bool = False,
-    hasher: Callable[..., HashResult] = hash_file,
-) -> HashOutcome:
-    """Hash the file of one location; never raises for a bad file."""
-    try:
-        return HashOutcome(state, hasher(state.path, follow_symlinks=follow_symlinks))
-    except (FileNotFoundError, NotADirectoryError, NotRegularFileError):
-        return HashOutcome(state, gone=True)
-    except FileChangedError:
-        return HashOutcome(state, error="kept changing while being hashed; will retry")
-    except OSError as exc:
-        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-            return HashOutcome(state, gone=True)
-        return HashOutcome(state, error=exc.strerror or str(exc))
-
-
-def hash_states(
-    states: Iterable[CachedState],
-    *,
-    pool: Executor,
-    follow_symlinks: bool = False,
-    hasher: Callable[..., HashResult] = hash_file,
-) -> list[HashOutcome]:
-    """Hash the files of these locations: large ones in ``pool``, small ones right here.
-
-    Small files are mostly system calls and Python, which hold the GIL: threads would
-    only take turns. Large files spend their time in reads and in BLAKE3, which let go
-    of it, so they hash side by side.
-    """
-    small: list[CachedState] = []
-    large: list[CachedState] = []
-    for state in states:
-        (large if state.stat.size >= POOL_LIMIT else small).append(state)
-    futures = [
-        pool.submit(hash_one, s, follow_symlinks=follow_symlinks, hasher=hasher) for s in large
-    ]
-    outcomes = [hash_one(s, follow_symlinks=follow_symlinks, hasher=hasher) for s in small]
-    return outcomes + [future.result() for future in futures]
 
 
 def apply_hashes(catalog: Catalog, outcomes: Sequence[HashOutcome], tally: Tally) -> None:
@@ -342,7 +283,10 @@ def restore_paths(
         s for s in catalog.get_states(list(stats)).values() if s.needs_verify and not s.is_missing
     ]
     if stale:
-        with ThreadPoolExecutor(2, thread_name_prefix="assetd-hash") as pool:
-            outcomes = hash_states(stale, pool=pool, follow_symlinks=follow_symlinks)
+        pool = HashPool(follow_symlinks=follow_symlinks)
+        try:
+            outcomes = pool.run(stale)
+        finally:
+            pool.close()
         apply_hashes(catalog, outcomes, Tally())
     return restored

@@ -17,23 +17,17 @@ import stat as stat_mod
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
 from assetd.config import RootConfig
 from assetd.db import CHUNK, Catalog, chunks
-from assetd.decide import CachedState, FileStat
+from assetd.decide import FileStat
 from assetd.exceptions import CatalogUnavailableError
-from assetd.ingest import (
-    HashOutcome,
-    Observation,
-    Tally,
-    apply_hashes,
-    apply_observations,
-    hash_one,
-    observe,
-)
+from assetd.hashing import HashOutcome
+from assetd.hashpool import HashPool
+from assetd.ingest import Observation, Tally, apply_hashes, apply_observations, observe
 from assetd.paths import ExcludeMatcher, root_for_path
 from assetd.seeder import scan_root
 
@@ -96,7 +90,7 @@ class Reconciler:
         roots: Sequence[RootConfig],
         *,
         follow_symlinks: bool = False,
-        hash_workers: int = 2,
+        hash_pool: HashPool | None = None,
         settle_s: float = 1.0,
         queue_size: int = 100_000,
         on_overflow: Callable[[], None] | None = None,
@@ -111,7 +105,8 @@ class Reconciler:
         self.hints_seen = 0
         self.overflows = 0
         self._queue: queue.Queue[Any] = queue.Queue(queue_size)
-        self._pool = ThreadPoolExecutor(hash_workers, thread_name_prefix="assetd-hash")
+        self._own_pool = hash_pool is None
+        self._pool = hash_pool or HashPool(follow_symlinks=follow_symlinks)
         self._settling: dict[bytes, tuple[FileStat, float]] = {}
         self._hashing = 0  # batches handed to the pool whose results are not written yet
         self._thread = threading.Thread(target=self._run, name="assetd-reconciler", daemon=True)
@@ -136,7 +131,8 @@ class Reconciler:
             self._stopping.set()
             self._queue.put(_STOP)
             self._thread.join(timeout)
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._own_pool:
+            self._pool.close()
 
     def put(self, hint: Hint) -> bool:
         """Queue a hint without blocking; a full queue means events were lost: rescan."""
@@ -409,13 +405,10 @@ class Reconciler:
         ]
         if not states:
             return
-        for batch in chunks(states, 64):
+        for batch in chunks(states, CHUNK):
             self._hashing += 1
-            future = self._pool.submit(self._hash, list(batch))
+            future = self._pool.submit(batch)
             future.add_done_callback(self._hashed)
-
-    def _hash(self, states: list[CachedState]) -> list[HashOutcome]:
-        return [hash_one(s, follow_symlinks=self.follow_symlinks) for s in states]
 
     def _hashed(self, future: Future[list[HashOutcome]]) -> None:
         outcomes: list[HashOutcome] = []

@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import asdict
 from typing import Any
 
@@ -22,15 +22,9 @@ from assetd.config import RootConfig
 from assetd.db import CHUNK, Catalog
 from assetd.decide import CachedState, Outcome, decide
 from assetd.exceptions import InvalidRequestError, ScanError
-from assetd.hashing import HashResult, hash_file
-from assetd.ingest import (
-    Observation,
-    Tally,
-    apply_hashes,
-    apply_observations,
-    hash_states,
-    observe,
-)
+from assetd.hashing import HashOutcome, HashResult, hash_file
+from assetd.hashpool import HashPool
+from assetd.ingest import Observation, Tally, apply_hashes, apply_observations, observe
 from assetd.paths import ExcludeMatcher, get_all_known_prefixes, path_json, prefix_upper_bound
 from assetd.walk import Entry, Problem, Unlisted, walk_root
 
@@ -67,24 +61,24 @@ class AssetSeeder:
         follow_symlinks: bool = False,
         on_event: EventSink | None = None,
         progress_interval: float = 0.25,
-        hash_workers: int = 2,
         clock: Callable[[], float] = time.monotonic,
         hasher: Callable[..., HashResult] = hash_file,
         writer: Callable[..., Future[Any]] | None = None,
+        hash_pool: HashPool | None = None,
     ) -> None:
         self.catalog = catalog
         self.roots = tuple(roots)
         self.follow_symlinks = follow_symlinks
         self.on_event = on_event or (lambda _type, _data: None)
         self.progress_interval = progress_interval
-        self.hash_workers = hash_workers
         self.clock = clock
         self.hasher = hasher
-        # Every catalog write goes through ``submit(fn, *args)`` to one writer thread: the
-        # daemon's reconciler, or the seeder's own. A pass hashes or walks the next batch
-        # while the writer commits the last one.
-        self._own_writer = writer is None
-        self.submit: Callable[..., Future[Any]] = writer or self._submit_own
+        # Every catalog write goes through ``submit(fn, *args)``: to the daemon's writer
+        # thread, or run right here. The pass waits for each write before it walks on:
+        # two threads busy in Python at once only trade the GIL back and forth (every
+        # SQLite step gives it up and must win it back) and both run slower.
+        self.submit: Callable[..., Future[Any]] = writer or _run_here
+        self.hash_pool = hash_pool  # shared with the daemon's reconciler; else one per pass
         self._lock = threading.Lock()
         self._state = SeederState.IDLE
         self._thread: threading.Thread | None = None
@@ -96,7 +90,6 @@ class AssetSeeder:
         self._phase = ""
         self._errors: list[dict[str, Any]] = []
         self._last_emit = 0.0
-        self._writes: ThreadPoolExecutor | None = None
         self._reported = 0  # tally errors already copied into the status
 
     # -- control --------------------------------------------------------------------
@@ -170,7 +163,6 @@ class AssetSeeder:
                 )
             )
         finally:
-            self._close_writes()
             with self._lock:
                 self._state = SeederState.IDLE
                 self._idle.set()
@@ -180,19 +172,6 @@ class AssetSeeder:
     def writer(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a write on the writer thread and wait for it."""
         return self.submit(fn, *args).result()
-
-    def _close_writes(self) -> None:
-        """End the seeder's own writer thread, if it started one."""
-        with self._lock:
-            writes, self._writes = self._writes, None
-        if writes is not None:
-            writes.shutdown(wait=True)
-
-    def _submit_own(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
-        with self._lock:
-            if self._writes is None:
-                self._writes = ThreadPoolExecutor(1, thread_name_prefix="assetd-writer")
-            return self._writes.submit(fn, *args)
 
     def _select(self, names: Sequence[str] | None) -> list[RootConfig]:
         if names is None:
@@ -228,7 +207,6 @@ class AssetSeeder:
             self._error(None, f"scan failed: {exc}")
             outcome = "assets.seed.error"
         finally:
-            self._close_writes()
             self._phase = "done"
             progress = self._progress()
             with self._lock:
@@ -249,49 +227,47 @@ class AssetSeeder:
     def _register(self, root: RootConfig, tally: Tally) -> None:
         """Phase one for one root: merge the walk with the catalog, in batches."""
         batch: list[Observation] = []
-        pending: Future[Any] | None = None
         for obs in scan_root(self.catalog, root, self.follow_symlinks, self._walk_problem, tally):
             batch.append(obs)
             if len(batch) >= CHUNK:
-                pending = self._write_after(pending, tally, apply_observations, batch)
+                self._write(tally, apply_observations, batch)
                 batch = []
         if batch:
-            pending = self._write_after(pending, tally, apply_observations, batch)
-        self._write_after(pending, tally)
+            self._write(tally, apply_observations, batch)
 
     def _hash(self, prefixes: list[bytes], tally: Tally) -> None:
-        """Phase two: hash every live location under ``prefixes`` whose hash is stale."""
+        """Phase two: hash every live location under ``prefixes`` whose hash is stale.
+
+        While one batch is written, the next is hashed (in worker processes when it is
+        many small files, so the two really run side by side).
+        """
         tally.to_hash, tally.to_hash_bytes = self.catalog.count_pending_hash(prefixes)
-        after = 0
-        pending: Future[Any] | None = None
-        with ThreadPoolExecutor(self.hash_workers, thread_name_prefix="assetd-hash") as pool:
+        if not tally.to_hash:
+            return
+        pool = self.hash_pool or HashPool(follow_symlinks=self.follow_symlinks, hasher=self.hasher)
+        try:
+            after = 0
+            hashing: Future[list[HashOutcome]] | None = None
             while states := self.catalog.pending_states(prefixes, after=after, limit=CHUNK):
                 after = states[-1].id
-                outcomes = hash_states(
-                    states, pool=pool, follow_symlinks=self.follow_symlinks, hasher=self.hasher
-                )
-                pending = self._write_after(pending, tally, apply_hashes, outcomes)
-            self._write_after(pending, tally)
+                offload = pool.offloads(states)
+                following = pool.submit(states) if offload else _run_here(pool.run, states)
+                if hashing is not None:
+                    self._write(tally, apply_hashes, hashing.result())
+                hashing = following
+            if hashing is not None:
+                self._write(tally, apply_hashes, hashing.result())
+        finally:
+            if pool is not self.hash_pool:
+                pool.close()
 
-    def _write_after(
-        self,
-        previous: Future[Any] | None,
-        tally: Tally,
-        fn: Callable[..., Any] | None = None,
-        batch: Sequence[Any] = (),
-    ) -> Future[Any] | None:
-        """Wait for the previous write, then queue ``fn(catalog, batch, tally)`` if given.
-
-        One write in flight: the pass works on the next batch while the writer commits
-        the last, never runs further ahead, and a cancel takes effect between batches.
-        """
-        if previous is not None:
-            previous.result()
-            for entry in tally.errors[self._reported :]:
-                self._error(None, entry["message"], entry["path"])
-            self._reported = len(tally.errors)
-            self._tick()
-        return self.submit(fn, self.catalog, batch, tally) if fn is not None else None
+    def _write(self, tally: Tally, fn: Callable[..., Any], batch: Sequence[Any]) -> None:
+        """Write ``fn(catalog, batch, tally)`` and wait; report, and honour a cancel."""
+        self.submit(fn, self.catalog, batch, tally).result()
+        for entry in tally.errors[self._reported :]:
+            self._error(None, entry["message"], entry["path"])
+        self._reported = len(tally.errors)
+        self._tick()
 
     def _tick(self) -> None:
         """Between batches: honour a cancel, and report progress a few times a second."""
@@ -320,6 +296,16 @@ class AssetSeeder:
         with self._lock:
             if len(self._errors) < MAX_ERRORS:
                 self._errors.append(entry)
+
+
+def _run_here(fn: Callable[..., Any], *args: Any) -> Future[Any]:
+    """Run ``fn`` now, in this thread; its result or error in a finished future."""
+    future: Future[Any] = Future()
+    try:
+        future.set_result(fn(*args))
+    except BaseException as exc:
+        future.set_exception(exc)
+    return future
 
 
 def scan_root(

@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from assetd.db import CHUNK, Catalog
-from assetd.hashing import hash_file
-from assetd.ingest import HashOutcome, Tally, apply_hashes, hash_one
+from assetd.hashing import HashOutcome, hash_file, hash_one
+from assetd.ingest import Tally, apply_hashes
 
 __all__ = ["VerifyBusyError", "VerifySummary", "apply_verified", "verify"]
 

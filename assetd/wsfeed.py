@@ -38,7 +38,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
+from assetd.db import Change
 from assetd.exceptions import AssetdError, ConfigError, InvalidRequestError, NotFoundError
+from assetd.jsontext import dumps
 from assetd.seeder import SeederBusyError
 from assetd.service import Service
 from assetd.verify import VerifyBusyError
@@ -99,13 +101,11 @@ class _Frame:
 
     @classmethod
     def of(cls, message: dict[str, Any]) -> _Frame:
-        if message.get("type") == "change":
-            return cls(
-                text_frame(json.dumps(message).encode()),
-                message["seq"],
-                message["location"]["root"],
-            )
-        return cls(text_frame(json.dumps(message).encode()))
+        return cls(text_frame(dumps(message)))
+
+    @classmethod
+    def of_change(cls, change: Change) -> _Frame:
+        return cls(text_frame(change.json()), change.seq, change.root)
 
 
 def text_frame(payload: bytes) -> bytes:
@@ -301,10 +301,10 @@ class Feed:
             with contextlib.suppress(RuntimeError):  # the loop is shutting down
                 self._loop.call_soon_threadsafe(fn, *args)
 
-    def publish_changes(self, messages: list[dict[str, Any]]) -> None:
+    def publish_changes(self, changes: list[Change]) -> None:
         """Send one commit's changes to every subscriber (that wants their roots)."""
         if any(c.subscribed for c in self.clients):
-            self._send([_Frame.of(m) for m in messages])
+            self._send([_Frame.of_change(c) for c in changes])
 
     def publish_event(self, message: dict[str, Any]) -> None:
         """Send an event (seed progress, a root's state) to every client."""

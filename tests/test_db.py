@@ -202,7 +202,7 @@ def test_change_log_sequence_is_gapless_and_persistent(db_url: str) -> None:
     """Seqs start at 1, rise by one per change, survive a reopen, and publish after commit."""
     catalog = Catalog(db_url)
     seen: list[int] = []
-    catalog.listeners.append(lambda msgs: seen.extend(m["seq"] for m in msgs))
+    catalog.listeners.append(lambda changes: seen.extend(c.seq for c in changes))
     add(catalog, b"/r/a", b"/r/b")
     assert seen == [1, 2] and catalog.latest_seq() == 2
     with pytest.raises(RuntimeError), catalog.write():

@@ -1,0 +1,282 @@
+"""Where files get hashed: many small ones in worker processes, large ones in threads.
+
+Hashing a small file is mostly system calls and Python, which hold the GIL; in a thread
+it would fight the catalog writer for it (every SQLite step gives the GIL up and must
+win it back), and both would run slower than one alone. So a batch of many small files
+goes to worker processes, which use the other cores without touching the writer's GIL.
+Large files spend their time in reads and in BLAKE3, which let go of the GIL: they hash
+in threads, where a 1 GiB file needs no process start and BLAKE3 spreads it over every
+core. A few small files (a file just closed) hash in a thread too: a round trip to a
+process would only add latency.
+
+The workers are started on first need and kept. When a worker dies (killed, or a
+SIGBUS from a file truncated under its mapping), its task is hashed again here and the
+next task starts a fresh worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pickle
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from assetd.decide import CachedState, FileStat
+from assetd.hashing import LARGE_FILE, HashOutcome, HashResult, hash_file, hash_one
+
+__all__ = ["PROCESS_MIN", "HashPool", "default_processes"]
+
+log = logging.getLogger(__name__)
+
+PROCESS_MIN = 256  # small files in one batch before worker processes pay for themselves
+TASK_FILES = 250  # small files per task sent to a worker
+FEW = 32  # small files that may as well be hashed in this process
+
+
+def default_processes() -> int:
+    """One worker per core but one: the writer keeps a core of its own."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+class HashPool:
+    """Hashes the files of cache states; thread-safe, and closed with :meth:`close`."""
+
+    def __init__(
+        self,
+        *,
+        follow_symlinks: bool = False,
+        hasher: Callable[..., HashResult] = hash_file,
+        threads: int = 2,
+        processes: int | None = None,
+        process_min: int = PROCESS_MIN,
+    ) -> None:
+        self.follow_symlinks = follow_symlinks
+        self.hasher = hasher
+        self.processes = default_processes() if processes is None else processes
+        self.process_min = process_min
+        # Two kinds of thread: those running submitted batches, which wait on the others,
+        # those hashing large files; one kind waiting on itself could deadlock.
+        self._batches = ThreadPoolExecutor(threads, thread_name_prefix="assetd-hash-batch")
+        self._threads = ThreadPoolExecutor(threads, thread_name_prefix="assetd-hash")
+        self._lock = threading.Lock()
+        self._procs: _Workers | None = None
+        self._closed = False
+
+    def offloads(self, states: Sequence[CachedState]) -> bool:
+        """Whether hashing these takes little of this process's GIL: each small file is
+        hashed in a worker process, or there are only a few of them."""
+        small = sum(1 for s in states if s.stat.size < LARGE_FILE)
+        return small < FEW or self._to_processes(small)
+
+    def submit(self, states: Sequence[CachedState]) -> Future[list[HashOutcome]]:
+        """Hash in the background; the future never raises for a bad file."""
+        return self._batches.submit(self.run, list(states))
+
+    def run(self, states: Sequence[CachedState]) -> list[HashOutcome]:
+        """Hash now and return one outcome per state (in no particular order)."""
+        small = [s for s in states if s.stat.size < LARGE_FILE]
+        large = [s for s in states if s.stat.size >= LARGE_FILE]
+        futures = [self._threads.submit(self._one, s) for s in large]
+        outcomes = self._small(small)
+        return outcomes + [future.result() for future in futures]
+
+    def worker_pids(self) -> list[int]:
+        """The worker processes alive now (none until a batch needed them)."""
+        with self._lock:
+            procs = self._procs
+        return procs.pids() if procs is not None else []
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            procs, self._procs = self._procs, None
+        self._batches.shutdown(wait=True, cancel_futures=True)
+        if procs is not None:
+            procs.close()
+        self._threads.shutdown(wait=True, cancel_futures=True)
+
+    # -- the two ways ---------------------------------------------------------------
+
+    def _one(self, state: CachedState) -> HashOutcome:
+        return hash_one(state, follow_symlinks=self.follow_symlinks, hasher=self.hasher)
+
+    def _small(self, states: list[CachedState]) -> list[HashOutcome]:
+        procs = self._workers() if self._to_processes(len(states)) else None
+        if procs is None:
+            return [self._one(s) for s in states]
+        tasks = [states[i : i + TASK_FILES] for i in range(0, len(states), TASK_FILES)]
+        # Threads only carry tasks to the workers and wait: the hashing is elsewhere.
+        futures = [
+            self._threads.submit(procs.hash, [s.path for s in task], self.follow_symlinks)
+            for task in tasks
+        ]
+        outcomes: list[HashOutcome] = []
+        for task, future in zip(tasks, futures, strict=True):
+            try:
+                results = future.result()
+            except _WorkerDied as exc:
+                log.warning("a hashing worker process died (%s); its files are hashed here", exc)
+                outcomes += [self._one(s) for s in task]
+                continue
+            outcomes += [_outcome(s, r) for s, r in zip(task, results, strict=True)]
+        return outcomes
+
+    def _to_processes(self, small: int) -> bool:
+        # An injected hasher (a test's seam) cannot cross into a process.
+        return (
+            small >= self.process_min
+            and self.processes > 0
+            and self.hasher is hash_file
+            and not self._closed
+        )
+
+    def _workers(self) -> _Workers | None:
+        with self._lock:
+            if self._closed:
+                return None
+            if self._procs is None:
+                self._procs = _Workers(self.processes)
+            return self._procs
+
+
+class _WorkerDied(Exception):
+    pass
+
+
+class _Workers:
+    """Worker processes (``python -m assetd.hashpool``), each used by one task at a time.
+
+    A task is one pickle down a worker's stdin and one back up its stdout. A worker
+    ends when its stdin closes, so it never outlives this process, however that ends.
+    Workers start on first use; one that died is replaced by the next task.
+    """
+
+    def __init__(self, count: int) -> None:
+        self._idle: queue.Queue[subprocess.Popen[bytes] | None] = queue.Queue()
+        self._all: list[subprocess.Popen[bytes]] = []
+        self._lock = threading.Lock()
+        for _ in range(count):
+            self._idle.put(None)  # a slot; its process starts when first taken
+
+    def hash(self, paths: list[bytes], follow_symlinks: bool) -> list[_Result]:
+        proc = self._idle.get()
+        try:
+            if proc is not None and proc.poll() is not None:
+                self._discard(proc)
+                proc = None
+            if proc is None:
+                proc = self._start()
+            assert proc.stdin is not None and proc.stdout is not None
+            try:
+                pickle.dump((paths, follow_symlinks), proc.stdin, pickle.HIGHEST_PROTOCOL)
+                proc.stdin.flush()
+                results: list[_Result] = pickle.load(proc.stdout)
+            except (OSError, EOFError, pickle.UnpicklingError) as exc:
+                status = proc.poll()
+                self._discard(proc)
+                proc = None
+                raise _WorkerDied(f"exit status {status}") from exc
+            return results
+        finally:
+            self._idle.put(proc)
+
+    def pids(self) -> list[int]:
+        with self._lock:
+            return [p.pid for p in self._all if p.poll() is None]
+
+    def close(self) -> None:
+        with self._lock:
+            procs, self._all = self._all, []
+        for proc in procs:
+            self._discard(proc, wait=5.0)
+
+    def _discard(self, proc: subprocess.Popen[bytes], wait: float = 0.0) -> None:
+        """End a worker (asking first when ``wait``), reap it, and close its pipes."""
+        assert proc.stdin is not None and proc.stdout is not None
+        with contextlib.suppress(OSError):
+            proc.stdin.close()  # the worker's cue to exit
+        try:
+            proc.wait(wait)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        with self._lock:
+            if proc in self._all:
+                self._all.remove(proc)
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        path = os.environ.get("PYTHONPATH")
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_parent, path]))}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "assetd.hashpool"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+        )
+        with self._lock:
+            self._all = [p for p in self._all if p.poll() is None] + [proc]
+        return proc
+
+
+# -- in the worker process ----------------------------------------------------------
+
+# What a worker returns for one path, compact to cross the pipe:
+# ("ok", hash, stat fields, racy) | ("gone",) | ("error", message)
+_Result = tuple[object, ...]
+
+
+def hash_paths(paths: list[bytes], follow_symlinks: bool) -> list[_Result]:
+    """Hash each path, as :func:`hash_one` would; runs in a worker process."""
+    out: list[_Result] = []
+    for path in paths:
+        outcome = hash_one(_bare(path), follow_symlinks=follow_symlinks)
+        if outcome.result is not None:
+            r = outcome.result
+            out.append(("ok", r.hash, tuple(r.stat), r.racy))
+        elif outcome.gone:
+            out.append(("gone",))
+        else:
+            out.append(("error", outcome.error))
+    return out
+
+
+def _bare(path: bytes) -> CachedState:
+    return CachedState(0, path, "", 0, FileStat(0, 0, 0, 0, 0), True, False)
+
+
+def _outcome(state: CachedState, result: _Result) -> HashOutcome:
+    if result[0] == "ok":
+        _, digest, stat, racy = result
+        assert isinstance(digest, str) and isinstance(stat, tuple)
+        return HashOutcome(state, HashResult(digest, FileStat(*stat), bool(racy)))
+    if result[0] == "gone":
+        return HashOutcome(state, gone=True)
+    return HashOutcome(state, error=str(result[1]))
+
+
+def _serve() -> None:
+    """A worker's life: tasks from stdin, results to stdout, until stdin closes."""
+    # Ctrl-C reaches the whole process group: the parent decides what happens.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    tasks, results = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # nothing else may write into the results pipe
+    while True:
+        try:
+            paths, follow_symlinks = pickle.load(tasks)
+        except EOFError:
+            return
+        pickle.dump(hash_paths(paths, follow_symlinks), results, pickle.HIGHEST_PROTOCOL)
+        results.flush()
+
+
+if __name__ == "__main__":
+    _serve()

@@ -1,0 +1,145 @@
+"""The hash pool: worker processes give the hashes hash_file gives, and never get lost."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from assetd.decide import CachedState, FileStat
+from assetd.hashing import hash_file
+from assetd.hashpool import HashPool
+from tests.conftest import OLD_NS, REPO, wait_for, write
+
+
+def states_of(paths: list[Path]) -> list[CachedState]:
+    out = []
+    for i, path in enumerate(paths):
+        try:
+            st = FileStat.from_os(os.lstat(path))
+        except FileNotFoundError:
+            st = FileStat(1, 0, 0, 0, 0)
+        out.append(CachedState(i + 1, os.fsencode(path), "r", i + 1, st, True, False))
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purpose: it only waits to be reaped.
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split(") ")[-1][0] != "Z"
+
+
+@pytest.fixture
+def pool() -> Iterator[HashPool]:
+    p = HashPool(processes=1, process_min=8)
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> list[Path]:
+    return [write(tmp_path / f"f{i:03}", os.urandom(i * 37), OLD_NS) for i in range(40)]
+
+
+def test_many_small_files_are_hashed_in_a_worker_process(pool: HashPool, files: list[Path]) -> None:
+    """A batch of many small files goes to a worker process, with hash_file's results."""
+    outcomes = pool.run(states_of(files))
+    assert pool.worker_pids(), "no worker process was started"
+    got = {o.state.path: o.result for o in outcomes}
+    for path in files:
+        assert got[os.fsencode(path)] == hash_file(os.fsencode(path))
+
+
+def test_few_files_stay_in_this_process(files: list[Path]) -> None:
+    """Below the threshold no process is started: a round trip would only add latency."""
+    p = HashPool(processes=1, process_min=100)
+    try:
+        outcomes = p.run(states_of(files[:5]))
+        assert p.worker_pids() == []
+        assert all(o.result is not None for o in outcomes)
+        assert p.offloads(states_of(files[:5]))  # so few that the GIL hardly notices
+    finally:
+        p.close()
+
+
+def test_bad_files_in_a_worker_are_reported_as_in_this_process(
+    pool: HashPool, files: list[Path], tmp_path: Path
+) -> None:
+    """A vanished file, a FIFO and a symlink come back as gone, not as a worker failure."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    link = tmp_path / "link"
+    link.symlink_to(files[0])
+    vanished = tmp_path / "vanished"
+    outcomes = pool.run(states_of([*files, fifo, link, vanished]))
+    by_path = {o.state.path: o for o in outcomes}
+    assert pool.worker_pids()
+    for bad in (fifo, link, vanished):
+        assert by_path[os.fsencode(bad)].gone
+    assert all(by_path[os.fsencode(f)].result is not None for f in files)
+
+
+def test_a_killed_worker_loses_no_file(pool: HashPool, files: list[Path]) -> None:
+    """When a worker dies, its files are hashed here, and the next batch gets a new one."""
+    pool.run(states_of(files))
+    (first,) = pool.worker_pids()
+    os.kill(first, signal.SIGKILL)
+    wait_for(lambda: not alive(first), what="the worker to die")
+    outcomes = pool.run(states_of(files))
+    assert all(o.result is not None for o in outcomes)
+    assert len(outcomes) == len(files)
+    outcomes = pool.run(states_of(files))
+    assert all(o.result is not None for o in outcomes)
+    (second,) = pool.worker_pids()
+    assert second != first
+
+
+def test_close_ends_every_worker(files: list[Path]) -> None:
+    """After close no worker process is left, and nothing more is sent to one."""
+    p = HashPool(processes=2, process_min=8)
+    p.run(states_of(files))
+    pids = p.worker_pids()
+    assert pids
+    p.close()
+    for pid in pids:
+        assert not alive(pid)
+    assert p.worker_pids() == []
+
+
+def test_workers_end_when_their_parent_is_killed(files: list[Path]) -> None:
+    """A parent killed with SIGKILL leaves no worker behind: each sees its stdin close."""
+    script = (
+        "import os, sys\n"
+        "from assetd.hashpool import HashPool\n"
+        "from tests.test_hashpool import states_of\n"
+        "from pathlib import Path\n"
+        "pool = HashPool(processes=1, process_min=8)\n"
+        "pool.run(states_of([Path(p) for p in sys.argv[1:]]))\n"
+        "print(*pool.worker_pids(), flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script, *map(str, files)],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert parent.stdout is not None and parent.stdin is not None
+    workers = [int(pid) for pid in parent.stdout.readline().split()]
+    assert workers
+    parent.kill()
+    parent.wait()
+    parent.stdin.close()
+    parent.stdout.close()
+    for pid in workers:
+        wait_for(lambda pid=pid: not alive(pid), what=f"worker {pid} to exit")
