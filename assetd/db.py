@@ -98,7 +98,6 @@ def open_database(url: str) -> pw.Database:
                 "journal_mode": "wal",
                 "foreign_keys": 1,
                 "busy_timeout": int(BUSY_TIMEOUT_S * 1000),
-                "cache_size": -65536,
                 "synchronous": "full",  # a sent sequence number must survive a power cut
             },
         )
