@@ -478,6 +478,7 @@ def cmd_tag(args: argparse.Namespace, config: Config) -> int:
         _print_json(result["tags"])
         return EXIT_OK
     catalog = _open(config)
+    _look_again(catalog, config, path)
     if args.action == "add":
         tags = catalog.change_tags(path, add=args.tags)
     else:
@@ -502,16 +503,25 @@ def cmd_meta(args: argparse.Namespace, config: Config) -> int:
             raise UsageError(f"{pair!r}: expected KEY=VALUE or KEY:=JSON")
         if not key:
             raise UsageError(f"{pair!r}: the key is empty")
+    path = _cli_path(args.path)
     client = _daemon(config)
     if client is not None:
         from assetd.client import path_argument
 
-        path = path_argument(_cli_path(args.path))
-        _print_json(_remote(client, "meta", **path, set=updates, unset=args.unset)["metadata"])
+        argument = path_argument(path)
+        _print_json(_remote(client, "meta", **argument, set=updates, unset=args.unset)["metadata"])
         return EXIT_OK
     catalog = _open(config)
-    _print_json(catalog.change_metadata(_cli_path(args.path), updates, args.unset))
+    _look_again(catalog, config, path)
+    _print_json(catalog.change_metadata(path, updates, args.unset))
     return EXIT_OK
+
+
+def _look_again(catalog: Catalog, config: Config, path: bytes) -> None:
+    """Catch the catalog up with the file at ``path`` before saying something about it."""
+    from assetd.ingest import look_again
+
+    look_again(catalog, config.roots, path, follow_symlinks=config.follow_symlinks)
 
 
 def cmd_restore(args: argparse.Namespace, config: Config) -> int:

@@ -13,10 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from assetd.config import RootConfig
 from assetd.db import Catalog, chunks, location_json, stat_params
 from assetd.decide import CachedState, Decision, FileStat, Outcome, decide
-from assetd.hashing import HashOutcome, HashResult
+from assetd.hashing import HashOutcome, HashResult, hash_one
 from assetd.hashpool import HashPool
+from assetd.paths import ExcludeMatcher, root_for_path
 
 __all__ = [
     "HashOutcome",
@@ -25,7 +27,9 @@ __all__ = [
     "apply_hashes",
     "apply_observations",
     "guess_mime",
+    "look_again",
     "observe",
+    "regular_stat",
     "restore_paths",
 ]
 
@@ -272,12 +276,8 @@ def restore_paths(
     """
     stats: dict[bytes, FileStat] = {}
     for path in paths:
-        try:
-            st = os.stat(path, follow_symlinks=follow_symlinks)
-        except OSError:
-            continue
-        if stat_mod.S_ISREG(st.st_mode):
-            stats[path] = FileStat.from_os(st)
+        if (stat := regular_stat(path, follow_symlinks)) is not None:
+            stats[path] = stat
     restored = catalog.restore_cache_states_by_paths(list(stats), stats)
     stale = [
         s for s in catalog.get_states(list(stats)).values() if s.needs_verify and not s.is_missing
@@ -290,3 +290,36 @@ def restore_paths(
             pool.close()
         apply_hashes(catalog, outcomes, Tally())
     return restored
+
+
+def look_again(
+    catalog: Catalog, roots: Sequence[RootConfig], path: bytes, *, follow_symlinks: bool = False
+) -> None:
+    """Bring the catalog's entry for ``path`` up to the disk now, its hash included.
+
+    Someone who tags or describes the file at a path means the content there now. If it
+    changed since the catalog last looked (no daemon is running, or the write is still
+    settling), the tag would land on the earlier content and stay with it. A path
+    outside the roots, or excluded, is left as it is.
+    """
+    root = root_for_path(path, roots)
+    if root is None or ExcludeMatcher(root.exclude).excludes(
+        path[len(root.prefix) :], is_dir=False
+    ):
+        return
+    seen = observe(path, root.name, regular_stat(path, follow_symlinks), catalog.get_state(path))
+    if seen.decision.outcome in (Outcome.UNCHANGED, Outcome.NOTHING):
+        return
+    apply_observations(catalog, [seen], Tally())
+    state = catalog.get_state(path)
+    if state is not None and state.needs_verify and not state.is_missing:
+        apply_hashes(catalog, [hash_one(state, follow_symlinks=follow_symlinks)], Tally())
+
+
+def regular_stat(path: bytes, follow_symlinks: bool) -> FileStat | None:
+    """The stat of the regular file at ``path``; None for anything else, or nothing."""
+    try:
+        st = os.stat(path, follow_symlinks=follow_symlinks)
+    except OSError:
+        return None
+    return FileStat.from_os(st) if stat_mod.S_ISREG(st.st_mode) else None

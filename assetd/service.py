@@ -13,7 +13,7 @@ from typing import Any
 from assetd.config import Config
 from assetd.db import Catalog
 from assetd.exceptions import InvalidRequestError
-from assetd.ingest import restore_paths
+from assetd.ingest import look_again, restore_paths
 from assetd.paths import root_for_path
 from assetd.reconciler import Reconciler
 from assetd.seeder import AssetSeeder
@@ -95,11 +95,21 @@ class Service:
 
     def tag(self, path: bytes, add: Sequence[str], remove: Sequence[str]) -> list[str]:
         path = self._inside_roots(path)
-        return list(self._reconciler().call(self.catalog.change_tags, path, add, remove))
+        return list(self._after_look(path, self.catalog.change_tags, path, add, remove))
 
     def meta(self, path: bytes, set_: dict[str, Any], unset: Sequence[str]) -> dict[str, Any]:
         path = self._inside_roots(path)
-        return dict(self._reconciler().call(self.catalog.change_metadata, path, set_, unset))
+        return dict(self._after_look(path, self.catalog.change_metadata, path, set_, unset))
+
+    def _after_look(self, path: bytes, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn`` on the writer once the catalog has caught up with the file at ``path``."""
+        config = self._config()
+
+        def work() -> Any:
+            look_again(self.catalog, config.roots, path, follow_symlinks=config.follow_symlinks)
+            return fn(*args)
+
+        return self._reconciler().call(work)
 
     def restore(self, paths: Sequence[bytes]) -> int:
         checked = [self._inside_roots(p) for p in paths]

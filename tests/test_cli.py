@@ -239,6 +239,37 @@ def test_usage_errors_exit_2_with_one_line(tmp_path: Path) -> None:
         assert proc.stderr.startswith("assetd")
 
 
+def test_tag_lands_on_the_content_there_now(cli: Cli) -> None:
+    """A file changed since the last scan is looked at first: the tag goes to its new content."""
+    cli("scan")
+    img = cli.output / "img1.png"
+    old = cli.ls()[str(img)]
+    write(img, "repainted", OLD_NS + 10**9)
+    assert "kept" in cli.json("tag", "add", str(img), "kept")
+    now = cli.ls()[str(img)]
+    assert now["hash"] != old["hash"] and now["size"] == len("repainted")
+    cli("scan")
+    assert "kept" in cli.ls()[str(img)]["tags"]  # and stays with it
+    write(img, "repainted again", OLD_NS + 2 * 10**9)
+    assert cli.json("meta", str(img), "k=v") == {"k": "v"}
+    assert "kept" not in cli.ls()[str(img)]["tags"]  # other content: the tag stayed behind
+    cli("scan")
+    assert cli.json("meta", str(img)) == {"k": "v"}
+
+
+def test_tag_catalogs_a_file_not_scanned_yet(cli: Cli, tmp_path: Path) -> None:
+    """A new file under a root is cataloged and hashed when tagged; an excluded one is not."""
+    new = write(cli.output / "new.png", "fresh", OLD_NS)
+    assert cli.json("tag", "add", str(new), "x") == ["output", "x"]
+    item = cli.ls()[str(new)]
+    assert item["hash"] is not None and item["tags"] == ["output", "x"]
+    config = tmp_path / "assetd.toml"
+    config.write_text(f'[[roots]]\nname = "output"\npath = "{cli.output}"\nexclude = ["*.tmp"]\n')
+    skipped = write(cli.output / "draft.tmp", "tmp", OLD_NS)
+    proc = cli("tag", "add", str(skipped), "x", "--config", str(config), roots=[], ok=False)
+    assert proc.returncode == 1 and "draft.tmp is not in the catalog" in proc.stderr
+
+
 def test_tag_on_unknown_path_exits_1(cli: Cli) -> None:
     """Tagging a path the catalog does not know exits 1 with the path in the message."""
     cli("scan")

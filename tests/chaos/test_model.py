@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from assetd.config import RootConfig
 from assetd.db import Catalog
+from assetd.ingest import look_again
 from assetd.seeder import AssetSeeder
 from tests.chaos import checker
 from tests.conftest import Daemon, wait_for
@@ -158,10 +159,11 @@ def test_scans_follow_any_sequence(ops: list[tuple[Any, ...]], middle: int) -> N
                 assert seeder.start(None) and seeder.wait(60)
 
             def tagger(path: bytes) -> bool:
-                try:
+                try:  # as `assetd tag add` does: look at the file, then tag what is there
+                    look_again(catalog, roots, path)
                     catalog.change_tags(path, ["t"])
                     return True
-                except Exception:  # not cataloged yet (created since the last scan)
+                except Exception:  # not a file there (a folder took its name)
                     return False
 
             for index, op in enumerate(ops):
