@@ -23,6 +23,7 @@ __all__ = [
     "NotRegularFileError",
     "hash_file",
     "hash_one",
+    "hash_path",
 ]
 
 # A file modified this close to the moment it was hashed may change again within the
@@ -61,6 +62,10 @@ class HashOutcome:
     gone: bool = False
     error: str | None = None
 
+    def for_state(self, state: CachedState) -> HashOutcome:
+        """The same outcome, attached to ``state`` (see :func:`hash_path`)."""
+        return HashOutcome(state, self.result, self.gone, self.error)
+
 
 def hash_one(
     state: CachedState,
@@ -80,6 +85,13 @@ def hash_one(
         if exc.errno in (errno.ENOENT, errno.ENOTDIR):
             return HashOutcome(state, gone=True)
         return HashOutcome(state, error=exc.strerror or str(exc))
+
+
+def hash_path(path: bytes, *, follow_symlinks: bool = False) -> HashOutcome:
+    """:func:`hash_one` by path alone, for a file whose location may not exist yet; the
+    outcome's state is a stand-in until :meth:`HashOutcome.for_state` names the real one."""
+    stand_in = CachedState(0, path, "", 0, FileStat(0, 0, 0, 0, 0), True, False)
+    return hash_one(stand_in, follow_symlinks=follow_symlinks)
 
 
 def hash_file(

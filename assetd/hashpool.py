@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from assetd.decide import CachedState, FileStat
-from assetd.hashing import LARGE_FILE, HashOutcome, HashResult, hash_file, hash_one
+from assetd.hashing import LARGE_FILE, HashOutcome, HashResult, hash_file, hash_one, hash_path
 
 __all__ = ["PROCESS_MIN", "HashPool", "default_processes"]
 
@@ -238,7 +238,7 @@ def hash_paths(paths: list[bytes], follow_symlinks: bool) -> list[_Result]:
     """Hash each path, as :func:`hash_one` would; runs in a worker process."""
     out: list[_Result] = []
     for path in paths:
-        outcome = hash_one(_bare(path), follow_symlinks=follow_symlinks)
+        outcome = hash_path(path, follow_symlinks=follow_symlinks)
         if outcome.result is not None:
             r = outcome.result
             out.append(("ok", r.hash, tuple(r.stat), r.racy))
@@ -247,10 +247,6 @@ def hash_paths(paths: list[bytes], follow_symlinks: bool) -> list[_Result]:
         else:
             out.append(("error", outcome.error))
     return out
-
-
-def _bare(path: bytes) -> CachedState:
-    return CachedState(0, path, "", 0, FileStat(0, 0, 0, 0, 0), True, False)
 
 
 def _outcome(state: CachedState, result: _Result) -> HashOutcome:

@@ -23,10 +23,10 @@ from typing import Any
 
 from assetd.config import RootConfig
 from assetd.db import CHUNK, Catalog, chunks
-from assetd.decide import FileStat
+from assetd.decide import CachedState, FileStat
 from assetd.exceptions import CatalogUnavailableError
-from assetd.hashing import HashOutcome
-from assetd.hashpool import HashPool
+from assetd.hashing import LARGE_FILE, HashOutcome, hash_path
+from assetd.hashpool import FEW, HashPool
 from assetd.ingest import Observation, Tally, apply_hashes, apply_observations, observe
 from assetd.paths import ExcludeMatcher, root_for_path
 from assetd.seeder import scan_root
@@ -241,7 +241,7 @@ class Reconciler:
 
     def _process(self, items: list[Any]) -> bool:
         hints: list[Hint] = []
-        hashed: list[HashOutcome] = []  # results of many pool batches: one transaction
+        hashed: list[HashOutcome] = []  # results of many pool batches
         stop = False
         for item in items:
             if isinstance(item, Hint):
@@ -249,17 +249,46 @@ class Reconciler:
             elif isinstance(item, _Hashed):
                 hashed.extend(item.outcomes)
             else:
-                self._reconcile(hints)
-                hints = []
+                # A command runs in a transaction of its own: its caller is told the
+                # result, which must not be rolled back with somebody else's batch.
+                self._write(hints, hashed)
+                hints, hashed = [], []
                 if item is _STOP:
                     stop = True
                 elif isinstance(item, _Work):
                     self._do_work(item)
-        self._reconcile(hints)
-        for batch in chunks(hashed, CHUNK):
-            apply_hashes(self.catalog, batch, self.tally)
+        self._write(hints, hashed)
         self._check_settled()
         return stop
+
+    def _write(self, hints: list[Hint], hashed: list[HashOutcome]) -> None:
+        """Reconcile hints and write what hashing found: one commit for the lot.
+
+        Renames are written first (the looks that follow must see them). Then, outside
+        any transaction, the walks and stats, and the hashes of a few small files that
+        are ready now; then one transaction registers what was seen with those hashes
+        and the pool's results. A file just closed thus costs one commit, not two.
+        """
+        if not hints and not hashed:
+            return
+        self.hints_seen += len(hints)
+        plan = self._plan(hints)
+        if plan.moves or plan.tree_moves:
+            self._move(plan)
+        observations = self._observe(plan)
+        ready = self._ready(observations, plan.look)
+        now = ready if len(ready) < FEW and _all_small(observations, ready) else []
+        found = {path: hash_path(path, follow_symlinks=self.follow_symlinks) for path in now}
+        with self.catalog.write():
+            for batch in chunks(observations, CHUNK):
+                apply_observations(self.catalog, batch, self.tally)
+            if found:
+                outcomes = [found[s.path].for_state(s) for s in self._stale(list(found))]
+                apply_hashes(self.catalog, outcomes, self.tally)
+
+            for batch in chunks(hashed, CHUNK):
+                apply_hashes(self.catalog, batch, self.tally)
+        self._submit([path for path in ready if path not in found])
 
     @staticmethod
     def _do_work(work: _Work) -> None:
@@ -272,20 +301,20 @@ class Reconciler:
 
     # -- reconciling a batch --------------------------------------------------------
 
-    def _reconcile(self, hints: list[Hint]) -> None:
-        if not hints:
-            return
-        self.hints_seen += len(hints)
-        plan = self._plan(hints)
-        for src, dst, dst_root in plan.tree_moves:
-            # A renamed folder moves all its locations in one transaction, tags and all.
-            src_prefix, dst_prefix = src + b"/", dst + b"/"
-            paths = self.catalog.live_paths_under(src_prefix)
-            self.catalog.move_locations(
-                [(p, dst_prefix + p[len(src_prefix) :], dst_root) for p in paths]
-            )
-        if plan.moves:
-            self.catalog.move_locations(plan.moves)
+    def _move(self, plan: _Plan) -> None:
+        with self.catalog.write():
+            for src, dst, dst_root in plan.tree_moves:
+                # A renamed folder moves all its locations in one transaction, tags and all.
+                src_prefix, dst_prefix = src + b"/", dst + b"/"
+                paths = self.catalog.live_paths_under(src_prefix)
+                self.catalog.move_locations(
+                    [(p, dst_prefix + p[len(src_prefix) :], dst_root) for p in paths]
+                )
+            if plan.moves:
+                self.catalog.move_locations(plan.moves)
+
+    def _observe(self, plan: _Plan) -> list[Observation]:
+        """Walk the folders and stat the paths the plan names, against the catalog."""
         observations: list[Observation] = []
         trees = _outermost(plan.trees)
         for tree in sorted(trees):
@@ -295,13 +324,9 @@ class Reconciler:
                     scan_root(self.catalog, root, self.follow_symlinks, _warn, Tally(), top=tree)
                 )
         # A path inside a folder being scanned is looked at by that scan: once is enough.
-        singles = {
-            p: c for p, c in plan.look.items() if not any(p.startswith(t + b"/") for t in trees)
-        }
+        singles = {p: c for p, c in plan.look.items() if not _inside_any(p, trees)}
         observations.extend(self._look(singles))
-        for batch in chunks(observations, CHUNK):
-            apply_observations(self.catalog, batch, self.tally)
-        self._hash_or_settle(observations, plan.look)
+        return observations
 
     def _plan(self, hints: Iterable[Hint]) -> _Plan:
         plan = _Plan()
@@ -364,7 +389,9 @@ class Reconciler:
 
     # -- hashing, now or once settled -----------------------------------------------
 
-    def _hash_or_settle(self, observations: list[Observation], closed: dict[bytes, bool]) -> None:
+    def _ready(self, observations: list[Observation], closed: dict[bytes, bool]) -> list[bytes]:
+        """The paths to hash now (closed after writing, or still long enough); the others
+        wait among the settling files."""
         now_wall = time.time_ns()
         ready: list[bytes] = []
         for obs in observations:
@@ -379,12 +406,13 @@ class Reconciler:
                 ready.append(obs.path)
             else:
                 self._settling[obs.path] = (obs.stat, self.clock() + self.settle_s)
-        self._submit(ready)
+        return ready
 
     def _check_settled(self) -> None:
         now = self.clock()
         due = [p for p, (_, when) in self._settling.items() if when <= now]
-        ready = []
+        ready: list[bytes] = []
+        changed: list[Hint] = []
         for path in due:
             before, _ = self._settling.pop(path)
             current = self._stat(path)
@@ -394,15 +422,20 @@ class Reconciler:
                 ready.append(path)
             else:
                 self._settling[path] = (current, now + self.settle_s)
-                self._reconcile([Hint(HintKind.CHANGED, path)])
+                changed.append(Hint(HintKind.CHANGED, path))
+        self._write(changed, [])
         self._submit(ready)
 
-    def _submit(self, paths: list[bytes]) -> None:
-        states = [
+    def _stale(self, paths: list[bytes]) -> list[CachedState]:
+        """The live locations among ``paths`` that wait for a hash."""
+        return [
             s
             for s in self.catalog.get_states(paths).values()
             if s.needs_verify and not s.is_missing
         ]
+
+    def _submit(self, paths: list[bytes]) -> None:
+        states = self._stale(paths)
         if not states:
             return
         for batch in chunks(states, CHUNK):
@@ -422,6 +455,15 @@ class Reconciler:
 
 def _warn(root: str, path: bytes, message: str) -> None:
     log.warning("%s: %s", os.fsdecode(path), message)
+
+
+def _all_small(observations: list[Observation], paths: list[bytes]) -> bool:
+    sizes = {o.path: o.stat.size for o in observations if o.stat is not None}
+    return all(sizes.get(p, LARGE_FILE) < LARGE_FILE for p in paths)
+
+
+def _inside_any(path: bytes, folders: set[bytes]) -> bool:
+    return any(path.startswith(folder + b"/") for folder in folders)
 
 
 def _outermost(folders: set[bytes]) -> set[bytes]:

@@ -434,16 +434,17 @@ def percentiles(values: list[float]) -> tuple[float, float]:
 
 class WatchmanSubscriptions:
     """Watchman subscriptions on ``root``: one server with the default settle (20 ms), one
-    with ``settle: 1`` (its global configuration, through WATCHMAN_CONFIG_FILE), each read
-    by a thread: when each file name was first reported, on the benchmark's clock."""
+    with ``settle: 1`` (its global configuration, through WATCHMAN_CONFIG_FILE). Each is
+    read by a process of its own (see :func:`watchman_reader`), so that parsing Watchman's
+    output never holds the GIL of the process timing assetd: when each file name was first
+    reported, on the system's monotonic clock (the benchmark's ``perf_counter``)."""
 
     VARIANTS = (("default settle", None), ("settle 1", {"settle": 1}))
 
     def __init__(self, tmp: Path, root: Path) -> None:
         self.root = str(root)
-        self.seen: dict[str, dict[str, float]] = {}
         self.servers: list[tuple[list[str], dict[str, str]]] = []
-        self.procs: list[subprocess.Popen[bytes]] = []
+        self.readers: dict[str, subprocess.Popen[bytes]] = {}
         for index, (name, config) in enumerate(self.VARIANTS):
             state = tmp / f"watchman-live-{index}"
             state.mkdir(exist_ok=True)
@@ -456,41 +457,64 @@ class WatchmanSubscriptions:
             subprocess.run(
                 [*base, "watch", self.root], capture_output=True, check=True, env=environ
             )
-            proc = subprocess.Popen(
-                [*base, "--persistent", "--json-command", "--no-pretty"],
+            reader = subprocess.Popen(
+                [sys.executable, "-m", "bench", "--watchman-reader", json.dumps([base, self.root])],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                env=environ,
+                env={**environ, "PYTHONPATH": str(REPO)},
+                cwd=REPO,
             )
-            assert proc.stdin is not None and proc.stdout is not None
-            query = {"expression": ["type", "f"], "fields": ["name"]}
-            proc.stdin.write(json.dumps(["subscribe", self.root, "bench", query]).encode() + b"\n")
-            proc.stdin.flush()  # left open: the client ends when its input does
-            json.loads(proc.stdout.readline())  # subscribed
-            self.seen[name] = {}
-            self.procs.append(proc)
-            threading.Thread(target=self._read, args=(proc, self.seen[name]), daemon=True).start()
+            assert reader.stdout is not None
+            reader.stdout.readline()  # subscribed
+            self.readers[name] = reader
 
-    def _read(self, proc: subprocess.Popen[bytes], seen: dict[str, float]) -> None:
+    def finish(self, count: int) -> dict[str, dict[str, float]]:
+        seen: dict[str, dict[str, float]] = {}
+        for name, reader in self.readers.items():
+            out, _ = reader.communicate(json.dumps(count).encode(), timeout=60)
+            seen[name] = json.loads(out)
+        for base, environ in self.servers:
+            subprocess.run([*base, "shutdown-server"], capture_output=True, env=environ)
+        return seen
+
+
+def watchman_reader(base: list[str], root: str) -> None:
+    """A Watchman subscription's reader, in a process of its own.
+
+    Prints one line once subscribed; reads, from stdin, how many files to wait for (up
+    to 10 s); then prints {path: first seen} as JSON.
+    """
+    proc = subprocess.Popen(
+        [*base, "--persistent", "--json-command", "--no-pretty"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    query = {"expression": ["type", "f"], "fields": ["name"]}
+    proc.stdin.write(json.dumps(["subscribe", root, "bench", query]).encode() + b"\n")
+    proc.stdin.flush()  # left open: the client ends when its input does
+    json.loads(proc.stdout.readline())  # subscribed
+    seen: dict[str, float] = {}
+
+    def read() -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
             now = time.perf_counter()
             message = json.loads(line)
             if not message.get("is_fresh_instance"):
                 for name in message.get("files", []):
-                    seen.setdefault(os.path.join(self.root, name), now)
+                    seen.setdefault(os.path.join(root, name), now)
 
-    def finish(self, count: int) -> dict[str, dict[str, float]]:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and any(len(s) < count for s in self.seen.values()):
-            time.sleep(0.05)  # polling what the reader threads have seen
-        for proc in self.procs:
-            proc.kill()
-            proc.wait()
-        for base, environ in self.servers:
-            subprocess.run([*base, "shutdown-server"], capture_output=True, env=environ)
-        return self.seen
+    threading.Thread(target=read, daemon=True).start()
+    print("subscribed", flush=True)
+    count = json.loads(sys.stdin.read())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and len(seen) < count:
+        time.sleep(0.05)  # polling what the reader thread has seen
+    proc.kill()
+    proc.wait()
+    print(json.dumps(dict(seen)), flush=True)
 
 
 def burst(tmp: Path, runs: int, quick: bool) -> Row:
@@ -648,7 +672,7 @@ def _fan_clients(
     import re
     import selectors
 
-    pattern = re.compile(rb'"type": "change", "seq": (\d+)')
+    pattern = re.compile(rb'"type": ?"change", ?"seq": ?(\d+)')
     sel = selectors.DefaultSelector()
     seen: list[dict[int, float]] = []
     tails: list[bytes] = []
@@ -721,7 +745,11 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=None, help="alternating runs (default 3)")
     parser.add_argument("--only", nargs="*", choices=sorted(WORKLOADS), help="some workloads")
     parser.add_argument("--keep", action="store_true", help="keep the generated data")
+    parser.add_argument("--watchman-reader", help=argparse.SUPPRESS)  # internal
     args = parser.parse_args()
+    if args.watchman_reader:
+        watchman_reader(*json.loads(args.watchman_reader))
+        return 0
     runs = args.runs or (1 if args.quick else 3)
     print(f"# assetd benchmarks on {machine()} ({'quick' if args.quick else 'full'})", flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="assetd-bench-"))
