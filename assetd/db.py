@@ -110,7 +110,9 @@ def open_database(url: str) -> pw.Database:
 class Catalog:
     """One catalog database. Readers may use it from any thread; writes serialise."""
 
-    def __init__(self, url: str, *, now: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, url: str, *, now: Callable[[], float] = time.time, upgrade: bool = True
+    ) -> None:
         self.url = url
         self._clock = now
         self._floor = 0.0  # the catalog's time never goes back: see now()
@@ -124,7 +126,10 @@ class Catalog:
         # (newest changes to keep, oldest age in seconds to keep); None: keep everything.
         self.retention: tuple[int | None, float | None] = (None, None)
         try:
-            self._upgrade()
+            if upgrade:
+                self._upgrade()
+            elif self.schema_version() != SCHEMA_VERSION:
+                raise SchemaError(f"catalog {url} is not at schema version {SCHEMA_VERSION}")
             self.catalog_id = self.m.Info.get_by_id("catalog_id").value
             self._floor = self.m.Change.select(pw.fn.MAX(self.m.Change.ts)).scalar() or 0.0
         except (pw.DatabaseError, sqlite3.Error, OSError) as exc:
@@ -357,9 +362,20 @@ class Catalog:
     def get_state(self, path: bytes) -> CachedState | None:
         return self.get_states([path]).get(path)
 
-    def iter_states(self, prefix: bytes, *, page: int = 2000) -> Iterator[CachedState]:
-        """Every location under ``prefix`` (missing ones too), in path order, streamed."""
+    def iter_states(
+        self,
+        prefix: bytes,
+        *,
+        page: int = 2000,
+        span: tuple[bytes | None, bytes | None] = (None, None),
+    ) -> Iterator[CachedState]:
+        """Every location under ``prefix`` (missing ones too), in path order, streamed;
+        only those in ``span`` (``[low, high)``, None: unbounded) when given."""
         low, high, op = prefix, prefix_upper_bound(prefix), ">="
+        if span[0] is not None and span[0] > low:
+            low = span[0]
+        if span[1] is not None and span[1] < high:
+            high = span[1]
         while True:
             rows = self._states(
                 f"WHERE l.file_path {op} ? AND l.file_path < ? ORDER BY l.file_path LIMIT ?",
@@ -369,6 +385,23 @@ class Catalog:
             if len(rows) < page:
                 return
             low, op = rows[-1].path, ">"
+
+    def quantiles(self, prefix: bytes, parts: int, least: int) -> list[bytes]:
+        """Paths that cut the locations under ``prefix`` into ``parts`` runs of about
+        the same length; none when there are fewer than ``least`` of them."""
+        where = "WHERE file_path >= ? AND file_path < ?"
+        bounds = [prefix, prefix_upper_bound(prefix)]
+        (count,) = self.query(f"SELECT COUNT(*) FROM cache_state {where}", bounds)[0]
+        if count < max(least, parts):
+            return []
+        cuts = []
+        for i in range(1, parts):
+            rows = self.query(
+                f"SELECT file_path FROM cache_state {where} ORDER BY file_path LIMIT 1 OFFSET ?",
+                [*bounds, count * i // parts],
+            )
+            cuts.append(bytes(rows[0][0]))
+        return sorted(set(cuts))
 
     def pending_states(
         self, prefixes: Sequence[bytes], *, after: int = 0, limit: int = CHUNK

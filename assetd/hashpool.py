@@ -9,40 +9,29 @@ in threads, where a 1 GiB file needs no process start and BLAKE3 spreads it over
 core. A few small files (a file just closed) hash in a thread too: a round trip to a
 process would only add latency.
 
-The workers are started on first need and kept. When a worker dies (killed, or a
-SIGBUS from a file truncated under its mapping), its task is hashed again here and the
-next task starts a fresh worker.
+The worker processes (:mod:`assetd.procs`) are started on first need and kept. When a
+worker dies (killed, or a SIGBUS from a file truncated under its mapping), its task is
+hashed again here and the next task starts a fresh worker.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import pickle
-import queue
-import signal
-import subprocess
-import sys
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from assetd.decide import CachedState, FileStat
 from assetd.hashing import LARGE_FILE, HashOutcome, HashResult, hash_file, hash_one, hash_path
+from assetd.procs import Processes, TaskError, WorkerDied, default_count
 
-__all__ = ["PROCESS_MIN", "HashPool", "default_processes"]
+__all__ = ["FEW", "PROCESS_MIN", "HashPool"]
 
 log = logging.getLogger(__name__)
 
 PROCESS_MIN = 256  # small files in one batch before worker processes pay for themselves
 TASK_FILES = 250  # small files per task sent to a worker
 FEW = 32  # small files that may as well be hashed in this process
-
-
-def default_processes() -> int:
-    """One worker per core but one: the writer keeps a core of its own."""
-    return max(1, (os.cpu_count() or 2) - 1)
 
 
 class HashPool:
@@ -59,14 +48,14 @@ class HashPool:
     ) -> None:
         self.follow_symlinks = follow_symlinks
         self.hasher = hasher
-        self.processes = default_processes() if processes is None else processes
+        self.processes = default_count() if processes is None else processes
         self.process_min = process_min
         # Two kinds of thread: those running submitted batches, which wait on the others,
         # those hashing large files; one kind waiting on itself could deadlock.
         self._batches = ThreadPoolExecutor(threads, thread_name_prefix="assetd-hash-batch")
         self._threads = ThreadPoolExecutor(threads, thread_name_prefix="assetd-hash")
         self._lock = threading.Lock()
-        self._procs: _Workers | None = None
+        self._procs: Processes | None = None
         self._closed = False
 
     def offloads(self, states: Sequence[CachedState]) -> bool:
@@ -93,6 +82,16 @@ class HashPool:
             procs = self._procs
         return procs.pids() if procs is not None else []
 
+    def workers(self) -> Processes | None:
+        """The worker processes, for other work that should keep off this GIL (None when
+        this pool has none, or is closed)."""
+        with self._lock:
+            if self._closed or self.processes < 1:
+                return None
+            if self._procs is None:
+                self._procs = Processes(self.processes)
+            return self._procs
+
     def close(self) -> None:
         with self._lock:
             self._closed = True
@@ -108,21 +107,20 @@ class HashPool:
         return hash_one(state, follow_symlinks=self.follow_symlinks, hasher=self.hasher)
 
     def _small(self, states: list[CachedState]) -> list[HashOutcome]:
-        procs = self._workers() if self._to_processes(len(states)) else None
+        procs = self.workers() if self._to_processes(len(states)) else None
         if procs is None:
             return [self._one(s) for s in states]
         tasks = [states[i : i + TASK_FILES] for i in range(0, len(states), TASK_FILES)]
-        # Threads only carry tasks to the workers and wait: the hashing is elsewhere.
         futures = [
-            self._threads.submit(procs.hash, [s.path for s in task], self.follow_symlinks)
+            procs.submit("assetd.hashpool:hash_paths", [s.path for s in task], self.follow_symlinks)
             for task in tasks
         ]
         outcomes: list[HashOutcome] = []
         for task, future in zip(tasks, futures, strict=True):
             try:
                 results = future.result()
-            except _WorkerDied as exc:
-                log.warning("a hashing worker process died (%s); its files are hashed here", exc)
+            except (WorkerDied, TaskError) as exc:
+                log.warning("a hashing worker process failed (%s); its files are hashed here", exc)
                 outcomes += [self._one(s) for s in task]
                 continue
             outcomes += [_outcome(s, r) for s, r in zip(task, results, strict=True)]
@@ -136,95 +134,6 @@ class HashPool:
             and self.hasher is hash_file
             and not self._closed
         )
-
-    def _workers(self) -> _Workers | None:
-        with self._lock:
-            if self._closed:
-                return None
-            if self._procs is None:
-                self._procs = _Workers(self.processes)
-            return self._procs
-
-
-class _WorkerDied(Exception):
-    pass
-
-
-class _Workers:
-    """Worker processes (``python -m assetd.hashpool``), each used by one task at a time.
-
-    A task is one pickle down a worker's stdin and one back up its stdout. A worker
-    ends when its stdin closes, so it never outlives this process, however that ends.
-    Workers start on first use; one that died is replaced by the next task.
-    """
-
-    def __init__(self, count: int) -> None:
-        self._idle: queue.Queue[subprocess.Popen[bytes] | None] = queue.Queue()
-        self._all: list[subprocess.Popen[bytes]] = []
-        self._lock = threading.Lock()
-        for _ in range(count):
-            self._idle.put(None)  # a slot; its process starts when first taken
-
-    def hash(self, paths: list[bytes], follow_symlinks: bool) -> list[_Result]:
-        proc = self._idle.get()
-        try:
-            if proc is not None and proc.poll() is not None:
-                self._discard(proc)
-                proc = None
-            if proc is None:
-                proc = self._start()
-            assert proc.stdin is not None and proc.stdout is not None
-            try:
-                pickle.dump((paths, follow_symlinks), proc.stdin, pickle.HIGHEST_PROTOCOL)
-                proc.stdin.flush()
-                results: list[_Result] = pickle.load(proc.stdout)
-            except (OSError, EOFError, pickle.UnpicklingError) as exc:
-                status = proc.poll()
-                self._discard(proc)
-                proc = None
-                raise _WorkerDied(f"exit status {status}") from exc
-            return results
-        finally:
-            self._idle.put(proc)
-
-    def pids(self) -> list[int]:
-        with self._lock:
-            return [p.pid for p in self._all if p.poll() is None]
-
-    def close(self) -> None:
-        with self._lock:
-            procs, self._all = self._all, []
-        for proc in procs:
-            self._discard(proc, wait=5.0)
-
-    def _discard(self, proc: subprocess.Popen[bytes], wait: float = 0.0) -> None:
-        """End a worker (asking first when ``wait``), reap it, and close its pipes."""
-        assert proc.stdin is not None and proc.stdout is not None
-        with contextlib.suppress(OSError):
-            proc.stdin.close()  # the worker's cue to exit
-        try:
-            proc.wait(wait)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-        with self._lock:
-            if proc in self._all:
-                self._all.remove(proc)
-
-    def _start(self) -> subprocess.Popen[bytes]:
-        package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        path = os.environ.get("PYTHONPATH")
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_parent, path]))}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "assetd.hashpool"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-        )
-        with self._lock:
-            self._all = [p for p in self._all if p.poll() is None] + [proc]
-        return proc
 
 
 # -- in the worker process ----------------------------------------------------------
@@ -257,22 +166,3 @@ def _outcome(state: CachedState, result: _Result) -> HashOutcome:
     if result[0] == "gone":
         return HashOutcome(state, gone=True)
     return HashOutcome(state, error=str(result[1]))
-
-
-def _serve() -> None:
-    """A worker's life: tasks from stdin, results to stdout, until stdin closes."""
-    # Ctrl-C reaches the whole process group: the parent decides what happens.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    tasks, results = sys.stdin.buffer, sys.stdout.buffer
-    sys.stdout = sys.stderr  # nothing else may write into the results pipe
-    while True:
-        try:
-            paths, follow_symlinks = pickle.load(tasks)
-        except EOFError:
-            return
-        pickle.dump(hash_paths(paths, follow_symlinks), results, pickle.HIGHEST_PROTOCOL)
-        results.flush()
-
-
-if __name__ == "__main__":
-    _serve()

@@ -26,7 +26,8 @@ from assetd.hashing import HashOutcome, HashResult, hash_file
 from assetd.hashpool import HashPool
 from assetd.ingest import Observation, Tally, apply_hashes, apply_observations, observe
 from assetd.paths import ExcludeMatcher, get_all_known_prefixes, path_json, prefix_upper_bound
-from assetd.walk import Entry, Problem, Unlisted, walk_root
+from assetd.procs import TaskError, WorkerDied
+from assetd.walk import Entry, Problem, Span, Unlisted, walk_root
 
 __all__ = ["AssetSeeder", "SeederBusyError", "SeederState", "scan_root"]
 
@@ -34,6 +35,11 @@ log = logging.getLogger(__name__)
 
 EventSink = Callable[[str, dict[str, Any]], None]
 MAX_ERRORS = 200  # kept in the status; the log has them all
+# Locations a root must have in the catalog before its walk is shared among processes:
+# a restart over many files. (A first scan has nothing to cut by, and its observations
+# would all have to travel back from the workers.)
+PARALLEL_MIN = 20_000
+SCAN_SPAN = "assetd.seeder:scan_span"
 
 
 class SeederState(enum.Enum):
@@ -65,6 +71,7 @@ class AssetSeeder:
         hasher: Callable[..., HashResult] = hash_file,
         writer: Callable[..., Future[Any]] | None = None,
         hash_pool: HashPool | None = None,
+        parallel_min: int = PARALLEL_MIN,
     ) -> None:
         self.catalog = catalog
         self.roots = tuple(roots)
@@ -79,6 +86,7 @@ class AssetSeeder:
         # SQLite step gives it up and must win it back) and both run slower.
         self.submit: Callable[..., Future[Any]] = writer or _run_here
         self.hash_pool = hash_pool  # shared with the daemon's reconciler; else one per pass
+        self.parallel_min = parallel_min
         self._lock = threading.Lock()
         self._state = SeederState.IDLE
         self._thread: threading.Thread | None = None
@@ -187,6 +195,7 @@ class AssetSeeder:
         assert tally is not None
         outcome = "assets.seed.completed"
         self.on_event("assets.seed.started", {"roots": [r.name for r in roots]})
+        pool = self.hash_pool or HashPool(follow_symlinks=self.follow_symlinks, hasher=self.hasher)
         try:
             if prune_first:
                 tally.marked_missing += self.writer(
@@ -196,10 +205,10 @@ class AssetSeeder:
             self.writer(self.catalog.register_roots, [(r.name, r.prefix) for r in self.roots])
             online = [root for root in roots if self._online(root)]
             for root in online:
-                self._register(root, tally)
+                self._register(root, tally, pool)
             if compute_hashes:
                 self._phase = "hashing"
-                self._hash([root.prefix for root in online], tally)
+                self._hash([root.prefix for root in online], tally, pool)
         except _Cancelled:
             outcome = "assets.seed.cancelled"
         except Exception as exc:  # a pass must end in IDLE whatever happens
@@ -207,6 +216,8 @@ class AssetSeeder:
             self._error(None, f"scan failed: {exc}")
             outcome = "assets.seed.error"
         finally:
+            if pool is not self.hash_pool:
+                pool.close()
             self._phase = "done"
             progress = self._progress()
             with self._lock:
@@ -224,10 +235,55 @@ class AssetSeeder:
         self._error(root.name, f"root {root.name!r} is offline: {root.path} is not a folder")
         return False
 
-    def _register(self, root: RootConfig, tally: Tally) -> None:
-        """Phase one for one root: merge the walk with the catalog, in batches."""
+    def _register(self, root: RootConfig, tally: Tally, pool: HashPool) -> None:
+        """Phase one for one root: merge the walk with the catalog, in batches.
+
+        A root the catalog already knows well (a restart) is cut into spans of about as
+        many locations each; worker processes walk all spans but the first, which is
+        walked here meanwhile, so every core walks. A span whose worker failed is walked
+        here afterwards.
+        """
+        spans = self._spans(root, pool)
+        procs = pool.workers() if len(spans) > 1 else None
+        remote = [
+            (span, procs.submit(SCAN_SPAN, self.catalog.url, root, self.follow_symlinks, span))
+            for span in spans[1:]
+            if procs is not None
+        ]
+        self._write_all(tally, self._scan(root, tally, spans[0]))
+        for span, future in remote:
+            try:
+                observations, counts, problems = future.result()
+            except (WorkerDied, TaskError) as exc:
+                log.warning("a walking worker failed (%s); walking its part here", exc)
+                self._write_all(tally, self._scan(root, tally, span))
+                continue
+            for name, value in counts.items():
+                setattr(tally, name, getattr(tally, name) + value)
+            for problem in problems:
+                self._walk_problem(*problem)
+            self._write_all(tally, iter(observations))
+
+    def _scan(self, root: RootConfig, tally: Tally, span: Span) -> Iterator[Observation]:
+        return scan_root(
+            self.catalog, root, self.follow_symlinks, self._walk_problem, tally, span=span
+        )
+
+    def _spans(self, root: RootConfig, pool: HashPool) -> list[Span]:
+        procs = pool.workers()
+        if (
+            procs is None
+            or not self.catalog.url.startswith("sqlite:///")
+            or ":memory:" in (self.catalog.url)
+        ):
+            return [(None, None)]  # (a catalog in memory cannot be read from elsewhere)
+        cuts = self.catalog.quantiles(root.prefix, procs.count + 1, self.parallel_min)
+        bounds: list[bytes | None] = [None, *cuts, None]
+        return [(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
+
+    def _write_all(self, tally: Tally, observations: Iterator[Observation]) -> None:
         batch: list[Observation] = []
-        for obs in scan_root(self.catalog, root, self.follow_symlinks, self._walk_problem, tally):
+        for obs in observations:
             batch.append(obs)
             if len(batch) >= CHUNK:
                 self._write(tally, apply_observations, batch)
@@ -235,7 +291,7 @@ class AssetSeeder:
         if batch:
             self._write(tally, apply_observations, batch)
 
-    def _hash(self, prefixes: list[bytes], tally: Tally) -> None:
+    def _hash(self, prefixes: list[bytes], tally: Tally, pool: HashPool) -> None:
         """Phase two: hash every live location under ``prefixes`` whose hash is stale.
 
         While one batch is written, the next is hashed (in worker processes when it is
@@ -244,22 +300,17 @@ class AssetSeeder:
         tally.to_hash, tally.to_hash_bytes = self.catalog.count_pending_hash(prefixes)
         if not tally.to_hash:
             return
-        pool = self.hash_pool or HashPool(follow_symlinks=self.follow_symlinks, hasher=self.hasher)
-        try:
-            after = 0
-            hashing: Future[list[HashOutcome]] | None = None
-            while states := self.catalog.pending_states(prefixes, after=after, limit=CHUNK):
-                after = states[-1].id
-                offload = pool.offloads(states)
-                following = pool.submit(states) if offload else _run_here(pool.run, states)
-                if hashing is not None:
-                    self._write(tally, apply_hashes, hashing.result())
-                hashing = following
+        after = 0
+        hashing: Future[list[HashOutcome]] | None = None
+        while states := self.catalog.pending_states(prefixes, after=after, limit=CHUNK):
+            after = states[-1].id
+            offload = pool.offloads(states)
+            following = pool.submit(states) if offload else _run_here(pool.run, states)
             if hashing is not None:
                 self._write(tally, apply_hashes, hashing.result())
-        finally:
-            if pool is not self.hash_pool:
-                pool.close()
+            hashing = following
+        if hashing is not None:
+            self._write(tally, apply_hashes, hashing.result())
 
     def _write(self, tally: Tally, fn: Callable[..., Any], batch: Sequence[Any]) -> None:
         """Write ``fn(catalog, batch, tally)`` and wait; report, and honour a cancel."""
@@ -298,6 +349,26 @@ class AssetSeeder:
                 self._errors.append(entry)
 
 
+def scan_span(
+    url: str, root: RootConfig, follow_symlinks: bool, span: Span
+) -> tuple[list[Observation], dict[str, int], list[tuple[str, bytes, str]]]:
+    """:func:`scan_root` over one span, in a worker process: what it saw, its counts, and
+    the problems to report."""
+    catalog = Catalog(url, upgrade=False)
+    try:
+        tally = Tally()
+        problems: list[tuple[str, bytes, str]] = []
+
+        def problem(name: str, path: bytes, message: str) -> None:
+            problems.append((name, path, message))
+
+        observations = list(scan_root(catalog, root, follow_symlinks, problem, tally, span=span))
+        counts = {"scanned": tally.scanned, "total": tally.total, "skipped": tally.skipped}
+        return observations, counts, problems
+    finally:
+        catalog.close()
+
+
 def _run_here(fn: Callable[..., Any], *args: Any) -> Future[Any]:
     """Run ``fn`` now, in this thread; its result or error in a finished future."""
     future: Future[Any] = Future()
@@ -315,13 +386,15 @@ def scan_root(
     on_problem: Callable[[str, bytes, str], None],
     tally: Tally,
     top: bytes | None = None,
+    span: Span = (None, None),
 ) -> Iterator[Observation]:
     """Merge the walk of ``root`` (or of its folder ``top``) with the catalog's rows.
 
     Both streams are in byte order, so the merge holds one row and one file at a time.
     Unchanged files are only counted (``tally.skipped``), not yielded.
     Rows under a folder that could not be listed are left exactly as they are; rows
-    under a ``top`` that no longer exists are all missing.
+    under a ``top`` that no longer exists are all missing. With ``span``, only the
+    paths in that byte range, on disk and in the catalog.
     """
     top = top if top is not None else os.fsencode(root.path)
     walk = walk_root(
@@ -329,8 +402,9 @@ def scan_root(
         exclude=ExcludeMatcher(root.exclude),
         follow_symlinks=follow_symlinks,
         root_prefix=root.prefix,
+        span=span if span != (None, None) else None,
     )
-    rows = catalog.iter_states(top.rstrip(b"/") + b"/")
+    rows = catalog.iter_states(top.rstrip(b"/") + b"/", span=span)
     row: CachedState | None = next(rows, None)
     for item in walk:
         if isinstance(item, Problem):

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import NamedTuple
 
 from assetd.decide import FileStat
-from assetd.paths import ExcludeMatcher
+from assetd.paths import ExcludeMatcher, prefix_upper_bound
 
-__all__ = ["Entry", "Problem", "Unlisted", "walk_root"]
+__all__ = ["Entry", "Problem", "Span", "Unlisted", "walk_root"]
 
 
 class Entry(NamedTuple):
@@ -55,6 +55,7 @@ def walk_root(
     exclude: ExcludeMatcher | None = None,
     follow_symlinks: bool = False,
     root_prefix: bytes | None = None,
+    span: Span | None = None,
 ) -> Iterator[WalkItem]:
     """Yield every regular file under ``top`` (a folder, without trailing slash).
 
@@ -62,8 +63,11 @@ def walk_root(
     unless ``follow_symlinks``, and then folders already on the current branch are
     reported as loops instead of being entered again. Exclude patterns are relative to
     ``root_prefix`` (default: ``top``). A ``top`` that does not exist yields nothing.
+    With ``span``, only the paths in that byte range are walked: folders wholly outside
+    it are not entered, so walks of adjacent spans split the work between them.
     """
     exclude = exclude or None  # an empty matcher excludes nothing: skip asking it
+    keep = _in_span(span) if span is not None else None
     base = len(root_prefix) if root_prefix is not None else len(top) + 1
     try:
         root_stat = os.stat(top)
@@ -73,7 +77,7 @@ def walk_root(
         return
     # Each frame: the folder's (device, inode) and its sorted children still to visit.
     stack: list[tuple[tuple[int, int], Iterator[Child]]] = []
-    listed = _list(top, base, exclude, follow_symlinks)
+    listed = _list(top, base, exclude, follow_symlinks, keep)
     if isinstance(listed, Unlisted):
         yield listed
         return
@@ -85,10 +89,24 @@ def walk_root(
         elif not isinstance(child, bytes):
             yield child
         else:
-            yield from _enter(child, stack, base, exclude, follow_symlinks)
+            yield from _enter(child, stack, base, exclude, follow_symlinks, keep)
 
 
 Child = Entry | Unlisted | bytes  # bytes: a folder still to enter
+Span = tuple[bytes | None, bytes | None]  # [low, high) of full paths; None: unbounded
+Keep = Callable[[bytes, bool], bool]  # (path, is a folder) -> in the span, or under it
+
+
+def _in_span(span: Span) -> Keep:
+    low, high = span
+
+    def keep(path: bytes, is_dir: bool) -> bool:
+        if not is_dir:
+            return (low is None or path >= low) and (high is None or path < high)
+        below = path + b"/"  # the folder's subtree: [below, upper bound of below)
+        return (high is None or below < high) and (low is None or prefix_upper_bound(below) > low)
+
+    return keep
 
 
 def _enter(
@@ -97,6 +115,7 @@ def _enter(
     base: int,
     exclude: ExcludeMatcher | None,
     follow_symlinks: bool,
+    keep: Keep | None,
 ) -> Iterator[WalkItem]:
     try:
         dir_stat = os.stat(path, follow_symlinks=follow_symlinks)
@@ -108,7 +127,7 @@ def _enter(
     if any(frame_ident == ident for frame_ident, _ in stack):
         yield Problem(path, "symlink loop: this folder is already being walked above")
         return
-    listed = _list(path, base, exclude, follow_symlinks)
+    listed = _list(path, base, exclude, follow_symlinks, keep)
     if isinstance(listed, Unlisted):
         yield listed
     else:
@@ -116,9 +135,14 @@ def _enter(
 
 
 def _list(
-    folder: bytes, base: int, exclude: ExcludeMatcher | None, follow_symlinks: bool
+    folder: bytes,
+    base: int,
+    exclude: ExcludeMatcher | None,
+    follow_symlinks: bool,
+    keep: Keep | None = None,
 ) -> list[Child] | Unlisted:
-    """The folder's subfolders and regular files, sorted as the catalog sorts paths."""
+    """The folder's subfolders and regular files (those ``keep`` keeps), sorted as the
+    catalog sorts paths."""
     children: list[tuple[bytes, Child]] = []
     try:
         with os.scandir(folder) as it:
@@ -131,7 +155,15 @@ def _list(
             return []
         return Unlisted(folder, True, _reason(exc))
     children.sort(key=itemgetter(0))
-    return [child for _, child in children]
+    if keep is None:
+        return [child for _, child in children]
+    return [child for _, child in children if keep(*_span_key(child))]
+
+
+def _span_key(child: Child) -> tuple[bytes, bool]:
+    if isinstance(child, bytes):
+        return child, True
+    return child.path, isinstance(child, Unlisted) and child.is_dir
 
 
 def _classify(

@@ -16,6 +16,7 @@ for speedscope or flamegraph.pl).
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import random
@@ -198,7 +199,7 @@ def watchman_first_query(tmp: Path, data: Path) -> float:
     state = tmp / "watchman-state"
     state.mkdir(exist_ok=True)
     base = watchman_cmd(state)
-    subprocess.run([*base, "shutdown-server"], capture_output=True)
+    _watchman_stop(base, state)
     subprocess.run([*base, "get-sockname"], capture_output=True, check=True)  # start it
     started = time.perf_counter()
     subprocess.run([*base, "watch", str(data)], capture_output=True, check=True)
@@ -207,8 +208,22 @@ def watchman_first_query(tmp: Path, data: Path) -> float:
     )
     subprocess.run([*base, "-j"], input=query.encode(), capture_output=True, check=True)
     elapsed = time.perf_counter() - started
-    subprocess.run([*base, "shutdown-server"], capture_output=True)
+    _watchman_stop(base, state)
     return elapsed
+
+
+def _watchman_stop(base: list[str], state: Path) -> None:
+    """Shut the server down and wait until it is gone: one started at once would find the
+    old one still holding its pidfile, and refuse to start."""
+    subprocess.run([*base, "shutdown-server"], capture_output=True)
+    pidfile = state / "pid"
+    deadline = time.monotonic() + 10
+    while pidfile.exists() and time.monotonic() < deadline:
+        try:
+            os.kill(int(pidfile.read_text().strip() or 0), 0)
+        except (ProcessLookupError, ValueError):
+            break
+        time.sleep(0.01)
 
 
 def big_file(tmp: Path, runs: int, quick: bool) -> Row:
@@ -751,6 +766,10 @@ def main() -> int:
         watchman_reader(*json.loads(args.watchman_reader))
         return 0
     runs = args.runs or (1 if args.quick else 3)
+    # The daemon and the command line run from this checkout (PYTHONPATH); compile them as
+    # `pip install` would, or every start pays for compiling every module again
+    # (PYTHONDONTWRITEBYTECODE is set on some machines, this one included).
+    compileall.compile_dir(REPO / "assetd", quiet=1)
     print(f"# assetd benchmarks on {machine()} ({'quick' if args.quick else 'full'})", flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="assetd-bench-"))
     try:

@@ -412,3 +412,52 @@ def test_wait_times_out_while_running(tmp_path: Path, catalog: Catalog, seeders:
     assert seeder.wait(0.05) is False
     release.set()
     assert wait_for(lambda: seeder.wait(0.1), what="seeder idle")
+
+
+def _spread_tree(root: Path) -> dict[Path, bytes]:
+    """Files in many folders and at the top, so that any cut falls somewhere real."""
+    files = {}
+    for i in range(240):
+        where = root / f"d{i % 7}" / f"e{i % 3}" if i % 5 else root
+        files[write(where / f"f{i:03}.bin", b"%d" % i, OLD_NS)] = b"%d" % i
+    return files
+
+
+@pytest.mark.parametrize("worker_fails", [False, True], ids=["worker", "worker fails"])
+def test_a_restart_walks_in_worker_processes_with_the_same_result(
+    tmp_path: Path, catalog: Catalog, seeders: Any, worker_fails: bool, monkeypatch: Any
+) -> None:
+    """A root the catalog knows well is cut into spans walked side by side; the pass sees
+    every change in every span, counts as a serial pass does, and falls back to walking
+    a span itself when its worker fails."""
+    from assetd import seeder as seeder_module
+    from assetd.hashpool import HashPool
+
+    root = make_root(tmp_path, "r")
+    files = _spread_tree(Path(root.path))
+    run(seeders(catalog, [root]))
+    ordered = sorted(files)
+    for path in ordered[::10]:  # modified, everywhere
+        write(path, b"changed " + files[path], OLD_NS + 10**9)
+    for path in ordered[5::20]:  # deleted
+        path.unlink()
+    added = [write(Path(root.path) / f"d{i}" / "new.bin", b"new %d" % i, OLD_NS) for i in range(7)]
+    if worker_fails:
+        monkeypatch.setattr(seeder_module, "SCAN_SPAN", "assetd.seeder:no_such_function")
+    pool = HashPool(processes=1)
+    try:
+        status = run(seeders(catalog, [root], hash_pool=pool, parallel_min=50))
+        assert pool.worker_pids(), "no worker process walked a span"
+    finally:
+        pool.close()
+    progress = status["progress"]
+    on_disk = [p for p in ordered if p.exists()] + added
+    assert progress["scanned"] == progress["total"] == len(on_disk)
+    assert progress["modified"] == len(ordered[::10])
+    assert progress["created"] == len(added)
+    assert progress["marked_missing"] == len(ordered[5::20])
+    assert progress["skipped"] == len(on_disk) - len(ordered[::10]) - len(added)
+    live = rows(catalog, missing=False)
+    assert sorted(live) == sorted(str(p) for p in on_disk)
+    for path in on_disk:
+        assert live[str(path)]["hash"] == hash_file(os.fsencode(path)).hash

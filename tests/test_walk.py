@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import tempfile
@@ -44,5 +45,28 @@ def test_walk_is_complete_and_in_byte_order(tree: dict[str, object]) -> None:
         paths = [item.path for item in walk_root(os.fsencode(base)) if isinstance(item, Entry)]
         assert paths == sorted(expected)
         assert len(set(paths)) == len(paths)
+    finally:
+        shutil.rmtree(base)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(NAME, TREE, min_size=1, max_size=5), st.data())
+def test_spans_walk_exactly_their_part(tree: dict[str, object], data: st.DataObject) -> None:
+    """Walks of adjacent spans, cut anywhere (inside folders too), are the whole walk."""
+    base = Path(tempfile.mkdtemp(prefix="assetd-walk-"))
+    try:
+        expected = sorted(build(base, tree))
+        top = os.fsencode(base)
+        # Cut points: paths of files, folders and names between them.
+        candidates = [*expected, *(p[: p.rindex(b"/")] + b"/" for p in expected)]
+        candidates += [p + b"\0" for p in expected]
+        cuts = sorted(set(data.draw(st.lists(st.sampled_from(candidates), max_size=3))))
+        bounds: list[bytes | None] = [None, *cuts, None]
+        walked: list[bytes] = []
+        for low, high in itertools.pairwise(bounds):
+            part = [i.path for i in walk_root(top, span=(low, high)) if isinstance(i, Entry)]
+            assert all((low is None or p >= low) and (high is None or p < high) for p in part)
+            walked += part
+        assert walked == expected
     finally:
         shutil.rmtree(base)

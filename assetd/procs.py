@@ -1,0 +1,159 @@
+"""Worker processes that run assetd's own functions by name, for work that would fight
+the writer for the GIL: hashing many small files, walking half of a large root.
+
+A task is one pickle down a worker's stdin, ``(function, args)`` with ``function`` as
+``"module:name"`` inside assetd, and one pickle back up its stdout. Only this process
+writes to a worker, so pickles are trusted. A worker ends when its stdin closes, so it
+never outlives this process, however that ends (a SIGKILL included). Workers start on
+first use; one that died is replaced by the next task.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import pickle
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+__all__ = ["Processes", "TaskError", "WorkerDied", "default_count"]
+
+
+class WorkerDied(Exception):
+    """The worker running a task ended before it answered."""
+
+
+class TaskError(Exception):
+    """The task raised in the worker (a bug: tasks report bad files as results)."""
+
+
+def default_count() -> int:
+    """One worker per core but one: the writer keeps a core of its own."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+class Processes:
+    """``count`` worker processes; thread-safe, each busy with one task at a time."""
+
+    def __init__(self, count: int | None = None) -> None:
+        self.count = default_count() if count is None else count
+        self._idle: queue.Queue[subprocess.Popen[bytes] | None] = queue.Queue()
+        self._all: list[subprocess.Popen[bytes]] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        for _ in range(self.count):
+            self._idle.put(None)  # a slot; its process starts when first taken
+        # Threads that carry tasks to the workers and wait: the work is elsewhere.
+        self._carriers = ThreadPoolExecutor(max(1, self.count), thread_name_prefix="assetd-proc")
+
+    def call(self, function: str, *args: Any) -> Any:
+        """Run ``function(*args)`` in a worker and return its result."""
+        proc = self._idle.get()
+        try:
+            if proc is not None and proc.poll() is not None:
+                self._discard(proc)
+                proc = None
+            if proc is None:
+                proc = self._start()
+            assert proc.stdin is not None and proc.stdout is not None
+            try:
+                pickle.dump((function, args), proc.stdin, pickle.HIGHEST_PROTOCOL)
+                proc.stdin.flush()
+                ok, value = pickle.load(proc.stdout)
+            except (OSError, EOFError, pickle.UnpicklingError) as exc:
+                status = proc.poll()
+                self._discard(proc)
+                proc = None
+                raise WorkerDied(f"exit status {status}") from exc
+        finally:
+            self._idle.put(proc)
+        if not ok:
+            raise TaskError(value)
+        return value
+
+    def submit(self, function: str, *args: Any) -> Future[Any]:
+        return self._carriers.submit(self.call, function, *args)
+
+    def pids(self) -> list[int]:
+        with self._lock:
+            return [p.pid for p in self._all if p.poll() is None]
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            procs, self._all = self._all, []
+        self._carriers.shutdown(wait=True, cancel_futures=True)
+        for proc in procs:
+            self._discard(proc, wait=5.0)
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        path = os.environ.get("PYTHONPATH")
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_parent, path]))}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "assetd.procs"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+        )
+        with self._lock:
+            self._all = [p for p in self._all if p.poll() is None] + [proc]
+        return proc
+
+    def _discard(self, proc: subprocess.Popen[bytes], wait: float = 0.0) -> None:
+        """End a worker (asking first when ``wait``), reap it, and close its pipes."""
+        assert proc.stdin is not None and proc.stdout is not None
+        with contextlib.suppress(OSError):
+            proc.stdin.close()  # the worker's cue to exit
+        try:
+            proc.wait(wait)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        with self._lock:
+            if proc in self._all:
+                self._all.remove(proc)
+
+
+# -- in the worker process ----------------------------------------------------------
+
+
+def _resolve(function: str, cache: dict[str, Callable[..., Any]]) -> Callable[..., Any]:
+    if function not in cache:
+        module, _, name = function.partition(":")
+        if not module.startswith("assetd."):
+            raise ValueError(f"not an assetd function: {function!r}")
+        cache[function] = getattr(importlib.import_module(module), name)
+    return cache[function]
+
+
+def _serve() -> None:
+    """A worker's life: tasks from stdin, results to stdout, until stdin closes."""
+    # Ctrl-C reaches the whole process group: the parent decides what happens.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    tasks, results = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # nothing else may write into the results pipe
+    functions: dict[str, Callable[..., Any]] = {}
+    while True:
+        try:
+            function, args = pickle.load(tasks)
+        except EOFError:
+            return
+        try:
+            answer: tuple[bool, Any] = (True, _resolve(function, functions)(*args))
+        except Exception as exc:  # reported to the parent, which logs it
+            answer = (False, f"{function}: {type(exc).__name__}: {exc}")
+        pickle.dump(answer, results, pickle.HIGHEST_PROTOCOL)
+        results.flush()
+
+
+if __name__ == "__main__":
+    _serve()
