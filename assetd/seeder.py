@@ -271,11 +271,7 @@ class AssetSeeder:
 
     def _spans(self, root: RootConfig, pool: HashPool) -> list[Span]:
         procs = pool.workers()
-        if (
-            procs is None
-            or not self.catalog.url.startswith("sqlite:///")
-            or ":memory:" in (self.catalog.url)
-        ):
+        if procs is None or ":memory:" in self.catalog.url:
             return [(None, None)]  # (a catalog in memory cannot be read from elsewhere)
         cuts = self.catalog.quantiles(root.prefix, procs.count + 1, self.parallel_min)
         bounds: list[bytes | None] = [None, *cuts, None]
