@@ -220,7 +220,7 @@ _rate = _number(float, 0, "a number of MB/s")
 def _open(config: Config) -> Catalog:
     from assetd.db import Catalog
 
-    return Catalog(config.database)
+    return Catalog(config.database, node=config.node)
 
 
 def _cli_path(text: str) -> bytes:
@@ -374,6 +374,7 @@ def cmd_scan(args: argparse.Namespace, config: Config) -> int:
         _print_json(_summary(result["progress"], errors=None))
         return EXIT_OK
     catalog = _open(config)
+    catalog.register_roots([(r.name, r.prefix) for r in config.roots])  # refused: exit 2
     bar = ProgressBar.for_stream(sys.stderr)
     seeder = AssetSeeder(
         catalog, config.roots, follow_symlinks=config.follow_symlinks, on_event=bar.on_event

@@ -40,7 +40,7 @@ def find_daemon(config: Config) -> str | None:
         with DaemonClient(address, config.feed.token(), timeout=2) as client:
             from assetd.db import Catalog
 
-            catalog = Catalog(config.database)
+            catalog = Catalog(config.database, node=config.node)
             try:
                 same = client.hello.get("catalog") == catalog.catalog_id
             finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -29,7 +30,8 @@ SYSTEM_CONFIG = "/etc/assetd/assetd.toml"
 WATCH_MODES = ("auto", "inotify", "polling")
 _ROOT_NAME = re.compile(r"[a-z0-9_.-]+")
 
-_DAEMON_KEYS = {"database", "follow_symlinks"}
+_DAEMON_KEYS = {"database", "follow_symlinks", "node"}
+_NODE_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _ROOT_KEYS = {"name", "path", "exclude", "watch"}
 _FEED_KEYS = {
     "listen",
@@ -93,6 +95,9 @@ class Config:
     follow_symlinks: bool = False
     feed: FeedConfig = field(default_factory=FeedConfig)
     source: str | None = None  # the file it was read from, if any
+    # This daemon's name among the nodes sharing a catalog (PostgreSQL): the owner of its
+    # roots. The host's name unless configured.
+    node: str = field(default_factory=socket.gethostname)
 
     def root(self, name: str) -> RootConfig:
         for root in self.roots:
@@ -190,7 +195,11 @@ def _from_document(doc: dict[str, Any], env: Mapping[str, str], source: str | No
         label = f"{where}: roots[{index}]"
         _table(entry, f"roots[{index}]", _ROOT_KEYS, where)
         roots.append(_root(entry, label))
+    node = _typed(daemon, "node", str, where)
+    if node is not None and not _NODE_NAME.fullmatch(node):
+        raise ConfigError(f"{where}: node name {node!r} is invalid (use [A-Za-z0-9_.-]+)")
     return Config(
+        node=node or socket.gethostname(),
         database=_typed(daemon, "database", str, where) or default_database_url(env),
         follow_symlinks=_typed(daemon, "follow_symlinks", bool, where) or False,
         roots=tuple(roots),

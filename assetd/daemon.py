@@ -25,6 +25,7 @@ from assetd.db import Catalog
 from assetd.exceptions import AssetdError, ConfigError
 from assetd.hashpool import HashPool
 from assetd.reconciler import Reconciler
+from assetd.relay import Relay
 from assetd.seeder import AssetSeeder
 from assetd.service import Service
 from assetd.watcher import WatchSet
@@ -33,6 +34,8 @@ from assetd.wsfeed import Feed
 __all__ = ["AlreadyRunningError", "Daemon", "RuntimeLock", "sd_notify"]
 
 log = logging.getLogger(__name__)
+
+RETRY_PASS_FIRST_S, RETRY_PASS_MAX_S = 1.0, 30.0  # a pass stopped by an unreachable catalog
 
 
 class AlreadyRunningError(AssetdError):
@@ -122,6 +125,8 @@ class Daemon:
         self._runtime: RuntimeLock | None = None
         self._token: str | None = None
         self.passes = 0  # passes asked for: startup, SIGHUP, lost events, roots back
+        self._retry_s = RETRY_PASS_FIRST_S
+        self.relay: Relay | None = None
         self._lock = threading.RLock()
         self._stop: asyncio.Event | None = None
 
@@ -135,7 +140,9 @@ class Daemon:
             lock.acquire({"pid": os.getpid(), "listen": self.config.feed.listen})
         self._runtime = lock
         try:
-            self.catalog = Catalog(self.config.database)
+            self.catalog = Catalog(self.config.database, node=self.config.node)
+            # Another node's root, or one overlapping it, stops us here (exit 2).
+            self.catalog.register_roots([(r.name, r.prefix) for r in self.config.roots])
             feed = self.config.feed
             self.catalog.retention = (feed.keep_changes, feed.keep_days * 86400.0)
             try:
@@ -201,9 +208,14 @@ class Daemon:
             queue_limit=self.config.feed.client_queue,
         )
         await self.feed.start()
-        self.catalog.listeners.append(
-            lambda msgs: self.feed.threadsafe(self.feed.publish_changes, msgs)
-        )
+        publish = lambda changes: self.feed.threadsafe(self.feed.publish_changes, changes)  # noqa: E731
+        if self.catalog.shared:
+            # Several nodes write: every change, this node's too, reaches the feed from
+            # the shared log in sequence order.
+            self.relay = Relay(self.catalog, publish, since=self.catalog.latest_seq())
+            self.relay.start()
+        else:
+            self.catalog.listeners.append(publish)
         if self._runtime is not None:
             self._runtime.update({"pid": os.getpid(), "listen": self.feed.address})
 
@@ -218,6 +230,9 @@ class Daemon:
             "catalog": {
                 "writable": self.reconciler.catalog_error is None,
                 "error": self.reconciler.catalog_error,
+                "node": self.config.node,
+                "shared": self.catalog.shared,
+                **({"relay_connected": self.relay.connected} if self.relay else {}),
             },
         }
 
@@ -262,6 +277,8 @@ class Daemon:
         )
 
     def _teardown(self) -> None:
+        if self.relay is not None:
+            self.relay.stop()
         self.watchers.stop()
         self.seeder.shutdown()
         self.reconciler.stop()
@@ -344,7 +361,20 @@ class Daemon:
             summary = {k: data.get(k) for k in ("total", "created", "hashed", "marked_missing")}
             log.info("%s %s", kind, json.dumps(summary))
             sd_notify(f"STATUS=idle, {data.get('total', 0)} files in the last pass")
+            if data.get("catalog_unavailable"):
+                self._retry_pass_later()
+            elif kind == "assets.seed.completed":
+                self._retry_s = RETRY_PASS_FIRST_S
             threading.Thread(target=self._after_pass, name="assetd-next-pass", daemon=True).start()
+
+    def _retry_pass_later(self) -> None:
+        """A pass stopped because the catalog could not be reached (a database restarting,
+        a network gone): resync in full once it is back, trying again with backoff."""
+        delay, self._retry_s = self._retry_s, min(self._retry_s * 2, RETRY_PASS_MAX_S)
+        log.warning("the catalog cannot be reached; a full pass again in %.0f s", delay)
+        timer = threading.Timer(delay, lambda: self.request_pass(None, prune_first=True))
+        timer.daemon = True
+        timer.start()
 
     def _after_pass(self) -> None:
         self.seeder.wait(30)  # the end event comes just before the seeder is IDLE

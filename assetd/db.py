@@ -6,8 +6,11 @@ exact and case-sensitive on SQLite and PostgreSQL alike, and answered from the i
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
+import socket
 import sqlite3
 import threading
 import time
@@ -25,6 +28,7 @@ from assetd.exceptions import (
     CatalogUnavailableError,
     InvalidRequestError,
     NotFoundError,
+    RootOwnedError,
     SchemaError,
 )
 from assetd.jsontext import dumps
@@ -43,6 +47,8 @@ __all__ = [
 ]
 
 CHUNK = 2000  # rows per IN (...) list and per write batch
+WRITE_LOCK = 0x61737364  # the advisory lock of a shared catalog's writers ("assd")
+CHANGE_CHANNEL = "assetd_change"  # NOTIFY channel: a transaction committed changes
 BUSY_TIMEOUT_S = 30.0
 MISSING_TAG = "missing"
 
@@ -64,6 +70,8 @@ class Change(NamedTuple):
 
 ChangeListener = Callable[[list[Change]], None]
 
+log = logging.getLogger(__name__)
+
 
 def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
@@ -84,6 +92,16 @@ def _first(exc: BaseException) -> BaseException:
     return exc
 
 
+@contextmanager
+def _unavailable() -> Iterator[None]:
+    """The database could not be reached or is busy: an error that passes (the callers
+    retry), not a bug."""
+    try:
+        yield
+    except (pw.OperationalError, pw.InterfaceError) as exc:
+        raise CatalogUnavailableError(f"the catalog cannot be reached: {_first(exc)}") from exc
+
+
 def open_database(url: str) -> pw.Database:
     """A peewee database for ``url``; SQLite gets WAL, a busy timeout and foreign keys."""
     if url.startswith("sqlite:"):
@@ -101,19 +119,108 @@ def open_database(url: str) -> pw.Database:
                 "synchronous": "full",  # a sent sequence number must survive a power cut
             },
         )
+    if url.startswith(("postgres:", "postgresql:")):
+        try:
+            import psycopg  # noqa: F401  (the driver: peewee would fall back to psycopg2)
+        except ImportError as exc:
+            raise CatalogError(
+                "PostgreSQL needs the psycopg driver: pip install 'assetd[postgres]'"
+            ) from exc
+        return _postgres(url)
     try:
         return connect_url(url)
     except (RuntimeError, ValueError, ImportError) as exc:
         raise CatalogError(f"cannot use database {url!r}: {exc}") from exc
 
 
+class _Postgres(pw.PostgresqlDatabase):
+    """peewee's PostgreSQL through psycopg 3, dropping a connection the server broke, and
+    closing those of threads that have ended.
+
+    After the server went away (restarted, failed over), the old connection is dead; it
+    is closed on the first error, outside a transaction at once and otherwise when the
+    transaction has unwound, so that the next statement connects again.
+
+    peewee gives each thread a connection of its own and never closes it when the thread
+    ends; a daemon that starts a thread per pass would pile up server connections. So
+    each connection is remembered with its thread, and those of ended threads are closed
+    whenever another is opened, and all of them by :meth:`close_all`.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._owners: list[tuple[threading.Thread, Any]] = []
+        self._owners_lock = threading.Lock()
+
+    def _connect(self) -> Any:
+        conn = super()._connect()  # type: ignore[misc]  # (peewee has no stubs for it)
+        with self._owners_lock:
+            ended = [(t, c) for t, c in self._owners if not t.is_alive()]
+            self._owners = [(t, c) for t, c in self._owners if t.is_alive() and not c.closed]
+            self._owners.append((threading.current_thread(), conn))
+        for _, old in ended:
+            with contextlib.suppress(Exception):
+                old.close()
+        return conn
+
+    def close_all(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+        with self._owners_lock:
+            owners, self._owners = self._owners, []
+        for _, conn in owners:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def execute_sql(self, sql: str, params: Any = None, commit: Any = None) -> Any:
+        try:
+            return super().execute_sql(sql, params)
+        except (pw.OperationalError, pw.InterfaceError):
+            if not self.in_transaction():
+                self.drop_if_broken()
+            raise
+
+    def drop_if_broken(self) -> None:
+        state = getattr(self, "_state")  # noqa: B009 (peewee's per-thread connection state)
+        conn = state.conn
+        if conn is not None and (conn.closed or conn.broken):
+            with contextlib.suppress(Exception):
+                conn.close()
+            state.reset()
+
+
+def _postgres(url: str) -> pw.Database:
+    """``postgresql://user:password@host:port/database?option=value`` (libpq's options,
+    such as ``sslmode``, pass through)."""
+    from urllib.parse import parse_qsl, unquote, urlsplit
+
+    parts = urlsplit(url)
+    params: dict[str, Any] = dict(parse_qsl(parts.query))
+    for key, value in (("user", parts.username), ("password", parts.password)):
+        if value:
+            params[key] = unquote(value)
+    if parts.hostname:
+        params["host"] = parts.hostname
+    if parts.port:
+        params["port"] = parts.port
+    params.setdefault("connect_timeout", 10)
+    return _Postgres(unquote(parts.path.lstrip("/")) or None, prefer_psycopg3=True, **params)
+
+
 class Catalog:
     """One catalog database. Readers may use it from any thread; writes serialise."""
 
     def __init__(
-        self, url: str, *, now: Callable[[], float] = time.time, upgrade: bool = True
+        self,
+        url: str,
+        *,
+        now: Callable[[], float] = time.time,
+        upgrade: bool = True,
+        node: str | None = None,
     ) -> None:
         self.url = url
+        self.node = node or socket.gethostname()  # the owner of the roots it registers
+        self.shared = url.startswith(("postgres:", "postgresql:"))  # several nodes may write
         self._clock = now
         self._floor = 0.0  # the catalog's time never goes back: see now()
         self.db = open_database(url)
@@ -150,7 +257,10 @@ class Catalog:
         return t
 
     def close(self) -> None:
-        self.db.close()
+        if isinstance(self.db, _Postgres):
+            self.db.close_all()
+        else:
+            self.db.close()
 
     # -- raw SQL for the hot paths --------------------------------------------------
     # Building SQL through peewee costs ~100 µs a statement; the per-file paths of a pass
@@ -161,12 +271,14 @@ class Catalog:
 
     def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
-            cursor = self.db.cursor()
-            for batch in chunks(rows, 2000):
-                cursor.executemany(self._sql(sql), batch)
+            with _unavailable():
+                cursor = self.db.cursor()
+                for batch in chunks(rows, 2000):
+                    cursor.executemany(self._sql(sql), batch)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return list(self.db.execute_sql(self._sql(sql), tuple(params)).fetchall())
+        with _unavailable():
+            return list(self.db.execute_sql(self._sql(sql), tuple(params)).fetchall())
 
     def allocate_ids(self, table: str, count: int) -> list[int]:
         """``count`` fresh ids for ``table``; insert them before allocating again.
@@ -193,6 +305,7 @@ class Catalog:
 
     def _upgrade(self) -> None:
         with self.db.atomic():
+            self._lock_writers()  # nodes starting together: one creates, the others wait
             version = self.schema_version()
             if version > SCHEMA_VERSION:
                 raise SchemaError(
@@ -203,9 +316,27 @@ class Catalog:
                 if number > version:
                     step(self.db, self.m)
             if version < SCHEMA_VERSION:
-                self.m.Info.replace(key="schema_version", value=str(SCHEMA_VERSION)).execute()
+                self._upsert(self.m.Info, self.m.Info.key, key="schema_version",
+                             value=str(SCHEMA_VERSION))  # fmt: skip
             if version == 0:
                 self.m.Info.create(key="catalog_id", value=uuid.uuid4().hex)
+
+    def _upsert(self, model: Any, conflict: Any, **values: Any) -> None:
+        """Insert a row, or update the one with the same ``conflict`` column (SQLite and
+        PostgreSQL alike; peewee's replace() is SQLite's and MySQL's only)."""
+        update = {getattr(model, k): v for k, v in values.items() if k != conflict.name}
+        model.insert(**values).on_conflict(conflict_target=[conflict], update=update).execute()
+
+    def _lock_writers(self) -> None:
+        """On a shared catalog, one writing transaction at a time across all the nodes.
+
+        SQLite has one writer by nature (the write lock, taken at BEGIN). On PostgreSQL
+        the same rule keeps every check-then-write of a batch sound when two nodes hash
+        the same content at once, and keeps sequence numbers in commit order; the lock
+        is the transaction's and goes with its commit or rollback.
+        """
+        if self.shared:
+            self.db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
 
     # -- transactions and the change log --------------------------------------------
 
@@ -218,12 +349,18 @@ class Catalog:
                 if self._depth == 1:
                     self._pending = []
                 with self.db.atomic():
+                    if self._depth == 1:
+                        self._lock_writers()
                     yield
                     if self._depth == 1 and self._pending:
                         self._published = self._flush_log()
-            except pw.OperationalError as exc:
+            except (pw.OperationalError, pw.InterfaceError, CatalogUnavailableError) as exc:
                 self._published = []  # rolled back: nothing of it may be sent
                 if self._depth > 1:
+                    raise
+                if isinstance(self.db, _Postgres):
+                    self.db.drop_if_broken()
+                if isinstance(exc, CatalogUnavailableError):
                     raise
                 raise CatalogUnavailableError(f"cannot write the catalog: {_first(exc)}") from exc
             except BaseException:
@@ -276,6 +413,8 @@ class Catalog:
         self.execute_many(
             'INSERT INTO "change" (seq, ts, op, root, body) VALUES (?, ?, ?, ?, ?)', rows
         )
+        if self.shared:  # every node's feed relays it, once this transaction commits
+            self.query("SELECT pg_notify(?, ?)", [CHANGE_CHANNEL, str(last)])
         keep, max_age = self.retention
         if keep is not None or max_age is not None:
             self.trim_changes(keep, max_age)  # two index range deletes; usually empty
@@ -307,6 +446,15 @@ class Catalog:
             return 0
         with self.write():
             return int(C.delete().where(cond).execute())
+
+    def change_rows_since(self, seq: int, limit: int = 1000) -> list[Change]:
+        """Logged changes after ``seq``, oldest first, as the feed sends them."""
+        rows = self.query(
+            'SELECT seq, root, body FROM "change" WHERE seq > ? ORDER BY seq LIMIT ?', [seq, limit]
+        )
+        return [
+            Change(int(q), r or "", b.encode() if isinstance(b, str) else b) for q, r, b in rows
+        ]
 
     def changes_since(self, seq: int, limit: int = 1000) -> list[dict[str, Any]]:
         """Logged changes after ``seq``, oldest first, as feed messages."""
@@ -676,10 +824,53 @@ class Catalog:
         return {r.name: bytes(r.prefix) for r in self.m.Root.select()}
 
     def register_roots(self, roots: Iterable[tuple[str, bytes]]) -> None:
-        """Remember each root's prefix, so automatic tags can be derived from paths."""
+        """Remember each root's prefix (automatic tags come from it) and claim the root
+        for this node.
+
+        On a catalog shared by several nodes, a root name belongs to one node: a name
+        another node holds under another path is refused, and so is a path that overlaps
+        another node's root (a path is one location in the whole catalog), with
+        :class:`RootOwnedError`. The same name at the same path passes to this node (a
+        host renamed, or a root moved between hosts).
+        """
+        Root = self.m.Root
+        wanted = list(roots)
         with self.write():
-            for name, prefix in roots:
-                self.m.Root.replace(name=name, prefix=prefix).execute()
+            others = {
+                r.name: (bytes(r.prefix), r.node)
+                for r in Root.select()
+                if r.node is not None and r.node != self.node
+            }
+            for name, prefix in wanted:
+                self._check_claim(name, prefix, others)
+            for name, prefix in wanted:
+                if name in others:
+                    log.warning(
+                        "root %r at %s passes from node %r to this node, %r",
+                        name, os.fsdecode(prefix), others[name][1], self.node,
+                    )  # fmt: skip
+                self._upsert(Root, Root.name, name=name, prefix=prefix, node=self.node)
+
+    def _check_claim(self, name: str, prefix: bytes, others: dict[str, tuple[bytes, str]]) -> None:
+        if name in others and others[name][0] != prefix:
+            held, node = others[name]
+            raise RootOwnedError(
+                f"root {name!r} belongs to node {node!r} (at {os.fsdecode(held)}); "
+                f"node {self.node!r} cannot have it at {os.fsdecode(prefix)}: "
+                "give this root another name"
+            )
+        for other, (held, node) in others.items():
+            if other != name and (prefix.startswith(held) or held.startswith(prefix)):
+                raise RootOwnedError(
+                    f"root {name!r} ({os.fsdecode(prefix)}) overlaps root {other!r} of node "
+                    f"{node!r} ({os.fsdecode(held)}): on a shared catalog a path is one "
+                    "location, so the roots of different nodes must not overlap"
+                )
+
+    def _others_roots(self) -> Any:
+        """The names of the roots other nodes own (a subquery)."""
+        Root = self.m.Root
+        return Root.select(Root.name).where(Root.node.is_null(False) & (Root.node != self.node))
 
     # -- the named queries: missing, restore, prune, cleanup ------------------------
 
@@ -714,13 +905,16 @@ class Catalog:
         if not prefixes:
             return 0
         L = self.m.Location
-        query = L.select(L.id).where(~L.is_missing & self._outside_all(prefixes))
+        mine = ~L.root.in_(self._others_roots())  # another node's locations are its own
+        query = L.select(L.id).where(~L.is_missing & self._outside_all(prefixes) & mine)
         return self.mark_missing([r.id for r in query])
 
     def mark_assets_missing_outside_prefixes(self, prefixes: Sequence[bytes]) -> int:
         """Like the location query above; returns the assets left with no live location."""
         L, A = self.m.Location, self.m.Asset
-        query = L.select(L.asset).where(~L.is_missing & self._outside_all(prefixes)).distinct()
+        mine = ~L.root.in_(self._others_roots())
+        query = L.select(L.asset).where(~L.is_missing & self._outside_all(prefixes) & mine)
+        query = query.distinct()
         touched = [r.asset_id for r in query] if prefixes else []
         self.mark_cache_states_missing_outside_prefixes(prefixes)
         if not touched:
@@ -846,14 +1040,23 @@ class Catalog:
         return [bytes(r.file_path) for r in query]
 
     def get_unreferenced_unhashed_asset_ids(self) -> list[int]:
-        """Assets with no hash and no live location."""
+        """Assets with no hash and no live location (and none on another node's roots)."""
         A = self.m.Asset
-        query = A.select(A.id).where(A.hash.is_null() & ~pw.fn.EXISTS(self._live_location_of(A)))
+        query = A.select(A.id).where(
+            A.hash.is_null()
+            & ~pw.fn.EXISTS(self._live_location_of(A))
+            & ~pw.fn.EXISTS(self._others_location_of(A))
+        )
         return [r.id for r in query.order_by(A.id)]
 
     def _live_location_of(self, A: Any) -> Any:
         L = self.m.Location
         return L.select(L.id).where((L.asset == A.id) & ~L.is_missing)
+
+    def _others_location_of(self, A: Any) -> Any:
+        """A location of the asset on another node's root: that node decides about it."""
+        L = self.m.Location
+        return L.select(L.id).where((L.asset == A.id) & L.root.in_(self._others_roots()))
 
     def cleanup_unreferenced_assets(
         self, missing_older_than: float | None = None, *, dry_run: bool = False
@@ -870,7 +1073,9 @@ class Catalog:
             if missing_older_than is not None:
                 cutoff = self.now() - missing_older_than
                 old = A.select(A.id).where(
-                    (A.missing_since < cutoff) & ~pw.fn.EXISTS(self._live_location_of(A))
+                    (A.missing_since < cutoff)
+                    & ~pw.fn.EXISTS(self._live_location_of(A))
+                    & ~pw.fn.EXISTS(self._others_location_of(A))
                 )
                 doomed.update(r.id for r in old)
             if dry_run or not doomed:
@@ -950,6 +1155,10 @@ class Catalog:
             A.update(user_metadata=json.dumps(merged, sort_keys=True)).where(
                 A.id == target
             ).execute()
+
+
+def _utf8(text: str | bytes) -> bytes:
+    return text.encode() if isinstance(text, str) else bytes(text)
 
 
 def _marks(items: Sequence[Any]) -> str:

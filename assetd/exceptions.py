@@ -4,6 +4,7 @@
 
     AssetdError
      ├── ConfigError          the configuration or the command line is invalid (exit 2)
+     │    └── RootOwnedError  a root is another node's on a shared catalog
      ├── CatalogError         the catalog cannot be opened, read or written
      │    ├── CatalogUnavailableError  a write failed for now (disk full, locked, gone)
      │    └── SchemaError     the catalog's schema is newer than this assetd, or broken
@@ -24,6 +25,7 @@ __all__ = [
     "ConfigError",
     "InvalidRequestError",
     "NotFoundError",
+    "RootOwnedError",
     "ScanError",
     "SchemaError",
 ]
@@ -35,6 +37,10 @@ class AssetdError(Exception):
 
 class ConfigError(AssetdError):
     """The configuration file or the command line is invalid."""
+
+
+class RootOwnedError(ConfigError):
+    """A configured root belongs to another node of a shared catalog, or overlaps one."""
 
 
 class CatalogError(AssetdError):

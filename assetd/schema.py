@@ -90,10 +90,12 @@ def define_models(database: pw.Database) -> Models:
             table_name = "catalog_info"
 
     class Root(Base):
-        """A root as last scanned: its prefix turns location paths into folder tags."""
+        """A root as last scanned: its prefix turns location paths into folder tags; on a
+        shared catalog, ``node`` names the daemon that owns it (NULL: not yet claimed)."""
 
         name = pw.TextField(primary_key=True)
         prefix = pw.BlobField()
+        node = pw.TextField(null=True)
 
         class Meta:
             table_name = "root_info"
@@ -162,8 +164,8 @@ Migration = Callable[[pw.Database, Models], None]
 
 
 def _v1_initial(db: pw.Database, models: Models) -> None:
-    # Later migrations that add columns must replace this with frozen copies of the
-    # version-1 models, so that version 1 always creates the version-1 shape.
+    # Creates the current shape; the migrations after it that add columns therefore
+    # add each only where it is missing (a catalog made by an older assetd).
     db.create_tables(models.all())
     models.Sequence.create(name="change", value=0)
 
@@ -181,12 +183,19 @@ def _v3_pending_index(db: pw.Database, models: Models) -> None:
     )
 
 
+def _v4_root_node(db: pw.Database, models: Models) -> None:
+    # Several daemons may share one catalog: each root is owned by one of them.
+    if "node" not in {c.name for c in db.get_columns("root_info")}:
+        migrate(SchemaMigrator.from_database(db).add_column("root_info", "node", models.Root.node))
+
+
 def migrations() -> list[tuple[int, str, Migration]]:
     """Every schema version in order: (version, what it does, how)."""
     return [
         (1, "initial tables", _v1_initial),
         (2, "index the change log by time", _v2_change_ts_index),
         (3, "index the locations waiting for a hash", _v3_pending_index),
+        (4, "the node that owns each root", _v4_root_node),
     ]
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from assetd.config import RootConfig
 from assetd.db import CHUNK, Catalog
 from assetd.decide import CachedState, Outcome, decide
-from assetd.exceptions import InvalidRequestError, ScanError
+from assetd.exceptions import CatalogUnavailableError, InvalidRequestError, ScanError
 from assetd.hashing import HashOutcome, HashResult, hash_file
 from assetd.hashpool import HashPool
 from assetd.ingest import Observation, Tally, apply_hashes, apply_observations, observe
@@ -193,7 +193,7 @@ class AssetSeeder:
     def _run(self, roots: list[RootConfig], prune_first: bool, compute_hashes: bool) -> None:
         tally = self._tally
         assert tally is not None
-        outcome = "assets.seed.completed"
+        outcome, unavailable = "assets.seed.completed", False
         self.on_event("assets.seed.started", {"roots": [r.name for r in roots]})
         pool = self.hash_pool or HashPool(follow_symlinks=self.follow_symlinks, hasher=self.hasher)
         try:
@@ -211,6 +211,10 @@ class AssetSeeder:
                 self._hash([root.prefix for root in online], tally, pool)
         except _Cancelled:
             outcome = "assets.seed.cancelled"
+        except CatalogUnavailableError as exc:  # the daemon tries again later
+            log.warning("scan stopped: %s", exc)
+            self._error(None, f"scan failed: {exc}")
+            outcome, unavailable = "assets.seed.error", True
         except Exception as exc:  # a pass must end in IDLE whatever happens
             log.exception("scan failed")
             self._error(None, f"scan failed: {exc}")
@@ -226,6 +230,7 @@ class AssetSeeder:
             data = dict(progress)
             if outcome == "assets.seed.error":
                 data["errors"] = self.get_status()["errors"]
+                data["catalog_unavailable"] = unavailable
             self.on_event(outcome, data)
             self._idle.set()
 

@@ -47,14 +47,35 @@ def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str = "c
         time.sleep(0.005)
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """A real PostgreSQL server for the session (skips where none can run)."""
+    from tests.postgres import PostgresServer, why_no_postgres
+
+    reason = why_no_postgres()
+    if reason is not None:
+        pytest.skip(f"PostgreSQL mode not tested: {reason}")
+    server = PostgresServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def pg_url(postgres: Any) -> str:
+    """The URL of a fresh, empty PostgreSQL database."""
+    return str(postgres.create_database())
+
+
 @pytest.fixture
 def db_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'state' / 'catalog.db'}"
 
 
-@pytest.fixture
-def catalog(db_url: str) -> Iterator[Catalog]:
-    cat = Catalog(db_url)
+@pytest.fixture(params=["sqlite", "postgres"])
+def catalog(request: pytest.FixtureRequest, db_url: str) -> Iterator[Catalog]:
+    """A real catalog: a SQLite file, and the same tests again on a PostgreSQL server."""
+    url = db_url if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    cat = Catalog(url)
     yield cat
     cat.close()
 

@@ -80,7 +80,8 @@ def test_catalog_disk_full_reported_then_caught_up(tmp_path: Path, make_daemon: 
         filler.unlink()
         for path in later:
             daemon.until(path, "cataloged and hashed after space returned", hashed, timeout=60)
-        assert daemon.status()["catalog"] == {"writable": True, "error": None}
+        catalog = daemon.status()["catalog"]
+        assert (catalog["writable"], catalog["error"]) == (True, None)
         db = db_file(daemon)
         assert checker.integrity(db) == "ok"
         assert checker.sequence_problems(db) == []
