@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from assetd.config import Config, RootConfig, runtime_file
-from assetd.db import Catalog
+from assetd.db import Catalog, shown_url
 from assetd.exceptions import AssetdError, ConfigError
 from assetd.hashpool import HashPool
 from assetd.reconciler import Reconciler
@@ -168,7 +168,7 @@ class Daemon:
         log.info(
             "assetd serving %d roots on %s; feed on ws://%s/ws",
             len(self.config.roots),
-            self.config.database,
+            shown_url(self.config.database),
             self.feed.address,
         )
         watchdog = asyncio.create_task(self._watchdog_pings())

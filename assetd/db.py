@@ -43,6 +43,7 @@ __all__ = [
     "chunks",
     "location_json",
     "open_database",
+    "shown_url",
     "stat_params",
 ]
 
@@ -92,6 +93,22 @@ def _first(exc: BaseException) -> BaseException:
     return exc
 
 
+def shown_url(url: str) -> str:
+    """A database URL fit for a log or a message: without its password."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _said(exc: BaseException) -> str:
+    """An error's message on one line (libpq's run over several)."""
+    return " ".join(str(exc).split())
+
+
 @contextmanager
 def _unavailable() -> Iterator[None]:
     """The database could not be reached or is busy: an error that passes (the callers
@@ -99,7 +116,9 @@ def _unavailable() -> Iterator[None]:
     try:
         yield
     except (pw.OperationalError, pw.InterfaceError) as exc:
-        raise CatalogUnavailableError(f"the catalog cannot be reached: {_first(exc)}") from exc
+        raise CatalogUnavailableError(
+            f"the catalog cannot be reached: {_said(_first(exc))}"
+        ) from exc
 
 
 def open_database(url: str) -> pw.Database:
@@ -130,7 +149,7 @@ def open_database(url: str) -> pw.Database:
     try:
         return connect_url(url)
     except (RuntimeError, ValueError, ImportError) as exc:
-        raise CatalogError(f"cannot use database {url!r}: {exc}") from exc
+        raise CatalogError(f"cannot use database {shown_url(url)!r}: {exc}") from exc
 
 
 class _Postgres(pw.PostgresqlDatabase):
@@ -236,11 +255,13 @@ class Catalog:
             if upgrade:
                 self._upgrade()
             elif self.schema_version() != SCHEMA_VERSION:
-                raise SchemaError(f"catalog {url} is not at schema version {SCHEMA_VERSION}")
+                raise SchemaError(
+                    f"catalog {shown_url(url)} is not at schema version {SCHEMA_VERSION}"
+                )
             self.catalog_id = self.m.Info.get_by_id("catalog_id").value
             self._floor = self.m.Change.select(pw.fn.MAX(self.m.Change.ts)).scalar() or 0.0
         except (pw.DatabaseError, sqlite3.Error, OSError) as exc:
-            raise CatalogError(f"cannot open catalog {url}: {exc}") from exc
+            raise CatalogError(f"cannot open catalog {shown_url(url)}: {_said(exc)}") from exc
 
     def now(self) -> float:
         """Wall-clock time for the catalog's records, never earlier than one already made.
@@ -309,7 +330,7 @@ class Catalog:
             version = self.schema_version()
             if version > SCHEMA_VERSION:
                 raise SchemaError(
-                    f"catalog {self.url} has schema version {version}, newer than the "
+                    f"catalog {shown_url(self.url)} has schema version {version}, newer than the "
                     f"{SCHEMA_VERSION} this assetd knows; upgrade assetd to open it"
                 )
             for number, _what, step in migrations():
@@ -362,7 +383,9 @@ class Catalog:
                     self.db.drop_if_broken()
                 if isinstance(exc, CatalogUnavailableError):
                     raise
-                raise CatalogUnavailableError(f"cannot write the catalog: {_first(exc)}") from exc
+                raise CatalogUnavailableError(
+                    f"cannot write the catalog: {_said(_first(exc))}"
+                ) from exc
             except BaseException:
                 self._published = []
                 raise

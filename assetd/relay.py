@@ -64,7 +64,8 @@ class Relay:
                             self._catch_up()
             except (psycopg.Error, CatalogError) as exc:
                 if self.connected:
-                    log.warning("the change relay lost the catalog (%s); reconnecting", exc)
+                    said = " ".join(str(exc).split())
+                    log.warning("the change relay lost the catalog (%s); reconnecting", said)
                 self.connected = False
                 self._stop.wait(delay)
                 delay = min(delay * 2, RETRY_MAX_S)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -134,25 +135,31 @@ class Daemon:
         roots: dict[str, Path],
         config: Path | None = None,
         feed: dict[str, Any] | None = None,
+        database: str | None = None,
+        node: str | None = None,
+        name: str = "daemon",
     ) -> None:
         self.tmp_path = tmp_path
-        self.db = f"sqlite:///{tmp_path / 'state' / 'assetd.db'}"
+        self.db = database or f"sqlite:///{tmp_path / 'state' / 'assetd.db'}"
         self.roots = roots
         self.config = config
         self.feed_listen = "127.0.0.1:0"
-        if feed is not None:  # feed settings exist only in the file: write one
-            self.config = tmp_path / "assetd.toml"
+        if feed is not None or node is not None:  # settings only the file has: write one
+            feed = feed or {}
+            self.config = tmp_path / f"{name}.toml"
             lines = ["[daemon]", f"database = {json.dumps(self.db)}"]
-            for name, path in roots.items():
+            if node is not None:
+                lines.append(f"node = {json.dumps(node)}")
+            for root_name, path in roots.items():
                 lines += [
                     "[[roots]]",
-                    f"name = {json.dumps(name)}",
+                    f"name = {json.dumps(root_name)}",
                     f"path = {json.dumps(str(path))}",
                 ]
             lines += ["[feed]", 'listen = "127.0.0.1:0"']
             lines += [f"{key} = {json.dumps(value)}" for key, value in feed.items()]
             self.config.write_text("\n".join(lines) + "\n")
-        self.log_path = tmp_path / "daemon.log"
+        self.log_path = tmp_path / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self._catalog: Catalog | None = None
 
@@ -170,6 +177,7 @@ class Daemon:
         full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
         full_env.pop("ASSETD_CONFIG", None)
         self.log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop)
+        passes = self.log_text().count("assets.seed.completed")  # a restart appends
         self.proc = subprocess.Popen(
             [*prefix, sys.executable, "-m", "assetd", "run", *self.args()],
             stdout=subprocess.DEVNULL,
@@ -177,14 +185,26 @@ class Daemon:
             env=full_env,
         )
         if wait:
-            self.wait_log("assets.seed.completed")
+            self.wait_log("assets.seed.completed", passes + 1)
         return self
 
     @property
     def address(self) -> str:
-        """The feed's HOST:PORT, from the runtime file beside the catalog."""
-        runtime = Path(self.db.removeprefix("sqlite:///") + ".daemon")
-        return str(json.loads(runtime.read_text())["listen"])
+        """The feed's HOST:PORT: from the runtime file beside a SQLite catalog, else from
+        the daemon's log (a shared catalog has no runtime file)."""
+        if self.db.startswith("sqlite:"):
+            runtime = Path(self.db.removeprefix("sqlite:///") + ".daemon")
+            return str(json.loads(runtime.read_text())["listen"])
+        found = re.findall(r"feed on ws://(\S+)/ws", self.log_text())
+        assert found, "the daemon has not said where its feed listens"
+        return str(found[-1])
+
+    def cli_args(self) -> list[str]:
+        """Flags for the command line to reach this daemon: a shared catalog's daemon is
+        found at the listen address in effect, so name the one it listens on."""
+        if self.db.startswith("sqlite:"):
+            return self.args()
+        return [*self.args(), "--listen", self.address]
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -228,7 +248,7 @@ class Daemon:
 
     def status(self) -> dict[str, Any]:
         """The running daemon's status, asked through the command line."""
-        proc = run_cli("status", *self.args())
+        proc = run_cli("status", *self.cli_args())
         assert proc.returncode == 0, proc.stderr
         return dict(json.loads(proc.stdout))
 
@@ -238,6 +258,9 @@ class Daemon:
     def close(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.stop(signal.SIGKILL)
+        if self.proc is not None and not self.log.closed:
+            self.proc.wait()
+            self.log.close()
         if self._catalog is not None:
             self._catalog.close()
 

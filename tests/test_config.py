@@ -65,6 +65,15 @@ def test_flags_override_the_file(tmp_path: Path) -> None:
     assert config.feed.listen == "127.0.0.1:1"
 
 
+def test_node_name_is_the_hosts_unless_configured(tmp_path: Path) -> None:
+    """[daemon] node names this daemon among those sharing a catalog; else the host name."""
+    import socket
+
+    assert load_config(env={}).node == socket.gethostname()
+    path = write_toml(tmp_path, '[daemon]\nnode = "render-01.farm"\n')
+    assert load_config(config_file=path, env={}).node == "render-01.farm"
+
+
 def test_no_file_at_all_uses_defaults(tmp_path: Path) -> None:
     """With no file, flags and defaults are enough."""
     config = load_config(roots=[("pics", str(tmp_path))], env={"HOME": str(tmp_path)})
@@ -116,6 +125,8 @@ def test_default_database_location(env: dict[str, str], expected: str) -> None:
         ('[feed]\nlisten = "nowhere"\n', "must be HOST:PORT"),
         ('[daemon]\ndatabase = "mysql://x"\n', "unsupported database URL"),
         ('[daemon]\nfollow_symlinks = "yes"\n', "must be a bool"),
+        ('[daemon]\nnode = "render 01"\n', "node name 'render 01' is invalid"),
+        ("[daemon]\nnode = 7\n", "'node' must be a str"),
         ("roots = 3\n", "array of tables"),
         ("[daemon\n", "invalid TOML"),
         ("a = 1\na = 2\n", "invalid TOML"),

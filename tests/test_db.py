@@ -279,3 +279,54 @@ def test_asset_level_and_safe_prune(catalog: Catalog) -> None:
     assert live(catalog) == {b"/keep/a"}
     assert catalog.mark_assets_missing_outside_prefixes([b"/keep/"]) == 0
     assert catalog.mark_missing_outside_prefixes_safely([b"/keep/"]) == 0
+
+
+def test_a_catalog_at_schema_3_gains_root_owners(tmp_path: Path) -> None:
+    """A catalog made before roots had owners (schema 3) is upgraded; its roots are unowned
+    until a node claims them."""
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path / 'v3.db'}"
+    catalog = Catalog(url)
+    catalog.register_roots([("r", b"/r/")])
+    catalog.close()
+    with sqlite3.connect(tmp_path / "v3.db") as conn:
+        conn.execute("ALTER TABLE root_info DROP COLUMN node")
+        conn.execute("UPDATE catalog_info SET value = '3' WHERE key = 'schema_version'")
+    upgraded = Catalog(url, node="n1")
+    assert upgraded.schema_version() == SCHEMA_VERSION
+    assert [(r.name, r.node) for r in upgraded.m.Root.select()] == [("r", None)]
+    upgraded.register_roots([("r", b"/r/")])
+    assert [(r.name, r.node) for r in upgraded.m.Root.select()] == [("r", "n1")]
+    upgraded.close()
+
+
+def test_roots_belong_to_one_node(catalog: Catalog) -> None:
+    """A root name another node holds at another path is refused; so is a path overlapping
+    another node's root; the same name at the same path passes to the new node."""
+    from assetd.exceptions import RootOwnedError
+
+    mine = Catalog(catalog.url, node="a")
+    other = Catalog(catalog.url, node="b")
+    try:
+        mine.register_roots([("a.models", b"/srv/a/models/")])
+        with pytest.raises(RootOwnedError, match="belongs to node 'a'"):
+            other.register_roots([("a.models", b"/srv/b/models/")])
+        with pytest.raises(RootOwnedError, match=r"overlaps root 'a\.models' of node 'a'"):
+            other.register_roots([("b.models", b"/srv/a/models/sub/")])
+        other.register_roots([("b.models", b"/srv/b/models/")])
+        other.register_roots([("a.models", b"/srv/a/models/")])  # a host renamed
+        owners = {r.name: r.node for r in other.m.Root.select()}
+        assert owners == {"a.models": "b", "b.models": "b"}
+    finally:
+        mine.close()
+        other.close()
+
+
+def test_passwords_stay_out_of_what_is_shown() -> None:
+    """A database URL is shown without its password (logs, error messages)."""
+    from assetd.db import shown_url
+
+    assert shown_url("postgresql://u:s3cret@db:5432/cat") == "postgresql://u:***@db:5432/cat"
+    assert shown_url("postgresql://u@db/cat") == "postgresql://u@db/cat"
+    assert shown_url("sqlite:////var/lib/assetd/assetd.db") == "sqlite:////var/lib/assetd/assetd.db"
