@@ -20,6 +20,7 @@ import compileall
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -259,51 +260,61 @@ def big_file(tmp: Path, runs: int, quick: bool) -> Row:
 
 
 class Daemon:
-    def __init__(self, tmp: Path, root: Path, name: str) -> None:
+    """``assetd run`` over one root: on a SQLite catalog of its own, or on ``database``
+    as node ``node`` (a shared catalog). Waits for the startup pass unless told not to."""
+
+    def __init__(
+        self,
+        tmp: Path,
+        root: Path,
+        name: str,
+        *,
+        database: str | None = None,
+        node: str | None = None,
+        wait: bool = True,
+    ) -> None:
         self.db = tmp / f"{name}.db"
-        self.log = open(tmp / f"{name}.log", "wb")  # noqa: SIM115
-        started = time.perf_counter()
-        self.proc = subprocess.Popen(
-            [
-                *ASSETD,
-                "run",
-                "--db",
-                f"sqlite:///{self.db}",
-                "--root",
-                f"r={root}",
-                "--listen",
-                "127.0.0.1:0",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=self.log,
-            env=env(),
-        )
+        self.url = database or f"sqlite:///{self.db}"
         self.log_path = tmp / f"{name}.log"
+        self.log = open(self.log_path, "wb")  # noqa: SIM115
+        if node is None:
+            args = ["--db", self.url, "--root", f"r={root}", "--listen", "127.0.0.1:0"]
+        else:  # a node name is set in the file only
+            config = tmp / f"{name}.toml"
+            config.write_text(
+                f"[daemon]\ndatabase = {json.dumps(self.url)}\nnode = {json.dumps(node)}\n"
+                f"[[roots]]\nname = {json.dumps(node + '.r')}\npath = {json.dumps(str(root))}\n"
+                '[feed]\nlisten = "127.0.0.1:0"\n'
+            )
+            args = ["--config", str(config)]
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [*ASSETD, "run", *args], stdout=subprocess.DEVNULL, stderr=self.log, env=env()
+        )
         self.profiler: subprocess.Popen[bytes] | None = None
         if profile := os.environ.get("ASSETD_BENCH_PROFILE"):
             out = Path(profile) / f"{name}.txt"
             self.profiler = subprocess.Popen(
-                [
-                    "py-spy",
-                    "record",
-                    "--format",
-                    "raw",
-                    "--output",
-                    str(out),
-                    "--threads",
-                    "--pid",
-                    str(self.proc.pid),
-                ],
+                ["py-spy", "record", "--format", "raw", "--output", str(out), "--threads",
+                 "--pid", str(self.proc.pid)],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
-            )
+            )  # fmt: skip
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self) -> None:
         deadline = time.time() + 600
         while "assets.seed.completed" not in self.log_path.read_text():
             if time.time() > deadline or self.proc.poll() is not None:
                 raise RuntimeError(self.log_path.read_text())
             time.sleep(0.01)
-        self.ready_s = time.perf_counter() - started  # start to the startup scan's end
-        self.address = json.loads(Path(f"{self.db}.daemon").read_text())["listen"]
+        self.ready_s = time.perf_counter() - self.started  # start to the startup scan's end
+        if self.url.startswith("sqlite:"):
+            self.address = json.loads(Path(f"{self.db}.daemon").read_text())["listen"]
+        else:  # no runtime file beside a server database: the log says where it listens
+            found = re.findall(r"feed on ws://(\S+)/ws", self.log_path.read_text())
+            self.address = found[-1]
 
     def status(self) -> dict[str, object]:
         from websockets.sync.client import connect
@@ -399,30 +410,7 @@ def live_latency(tmp: Path, runs: int, quick: bool) -> Row:
     root.mkdir()
     daemon = Daemon(tmp, root, "live")
     watchman = WatchmanSubscriptions(tmp, root) if shutil.which("watchman") else None
-    from websockets.sync.client import connect
-
-    latencies: list[float] = []
-    closed_at: dict[str, float] = {}
-    with connect(f"ws://{daemon.address}/ws") as ws:
-        json.loads(ws.recv())
-        ws.send(json.dumps({"id": 1, "cmd": "subscribe"}))
-        json.loads(ws.recv())
-
-        def writer() -> None:
-            for i in range(count):
-                path = root / f"f{i:05}.png"
-                with open(path, "wb") as fh:
-                    fh.write(os.urandom(2048))
-                closed_at[str(path)] = time.perf_counter()
-                time.sleep(0.01)  # the workload's pace: 100 files a second
-
-        thread = threading.Thread(target=writer)
-        thread.start()
-        while len(latencies) < count:
-            message = json.loads(ws.recv(30))
-            if message.get("type") == "change" and message["op"] == "hashed":
-                latencies.append(time.perf_counter() - closed_at[message["location"]["path"]])
-        thread.join()
+    latencies, closed_at = _close_to_hashed(root, daemon.address, count)
     row.rss_mib = daemon.stop()
     p50, p99 = percentiles(latencies)
     row.assetd = [p50]
@@ -550,7 +538,8 @@ def burst(tmp: Path, runs: int, quick: bool) -> Row:
             time.sleep(0.01)
         row.assetd = [time.perf_counter() - started]
         hashed = _hashed_locations(daemon.db)
-        overflows = daemon.status()["watch"]["overflows"]
+        watch = daemon.status()["watch"]
+        overflows = watch["overflows"] if isinstance(watch, dict) else "?"
         row.rss_mib = daemon.stop()
         shutil.rmtree(root)
         root.mkdir()
@@ -717,13 +706,14 @@ def _fan_clients(
         # ever adds to the measured latency.
         time.sleep(0.004)
         for key, _ in ready:
-            sock = key.fileobj
+            conn = key.fileobj
+            assert isinstance(conn, socket.socket)
             try:
-                chunk = sock.recv(1 << 20)  # type: ignore[union-attr]
+                chunk = conn.recv(1 << 20)
             except BlockingIOError:
                 continue
             if not chunk:
-                sel.unregister(sock)
+                sel.unregister(conn)
                 continue
             now = time.time()  # wall clock, as the change log's commit times
             quiet_since = time.monotonic()
@@ -737,6 +727,104 @@ def _fan_clients(
     results.put((seen, cpu.user + cpu.system))  # type: ignore[attr-defined]
 
 
+def scale_out(tmp: Path, runs: int, quick: bool) -> list[Row]:
+    """Two nodes on one PostgreSQL catalog beside one node on SQLite: the startup pass
+    over the same files, and a change's way from one node's disk to the other's feed."""
+    count = 2000 if quick else 20_000  # files per node
+    files = 100 if quick else 500
+    cold = Row(f"scale-out 2x{count}", "two nodes on PostgreSQL vs one on SQLite (no goal)")
+    live = Row(f"scale-out relay {files}@100/s", "a's disk -> b's feed (no goal)")
+    sys.path.insert(0, str(REPO))
+    from tests.postgres import PostgresServer, why_no_postgres
+
+    reason = why_no_postgres()
+    if reason is not None:
+        cold.note = live.note = f"not run: {reason}"
+        return [cold, live]
+    server = PostgresServer()
+    try:
+        data = tmp / "scaleout"
+        for name in ("a", "b"):  # one root per node; the single node has both as one root
+            make_small_files(data / name, count, max(1, count // 100), 512, 4096, seed=ord(name))
+        warm_page_cache(data)
+        cold.reference = {"1 node SQLite": [], "1 node PostgreSQL": []}
+        for i in range(runs):
+            url = server.create_database()
+            started = time.perf_counter()
+            pair = [
+                Daemon(tmp, data / name, f"so{i}{name}", database=url, node=name, wait=False)
+                for name in ("a", "b")
+            ]
+            for daemon in pair:
+                daemon.wait_ready()
+            cold.assetd.append(time.perf_counter() - started)
+            cold.rss_mib = max([cold.rss_mib] + [d.stop() for d in pair])
+            single = Daemon(tmp, data, f"so{i}sqlite")
+            cold.reference["1 node SQLite"].append(single.ready_s)
+            single.stop()
+            one = Daemon(tmp, data, f"so{i}pg", database=server.create_database(), node="one")
+            cold.reference["1 node PostgreSQL"].append(one.ready_s)
+            one.stop()
+        cold.note = f"start to every startup pass done (registered and hashed), {2 * count} files"
+
+        url = server.create_database()
+        roots = {name: tmp / f"relay-{name}" for name in ("a", "b")}
+        for folder in roots.values():
+            folder.mkdir()
+        pair = [
+            Daemon(tmp, roots[name], f"relay{name}", database=url, node=name) for name in ("a", "b")
+        ]
+        relayed, _ = _close_to_hashed(roots["a"], pair[1].address, files)
+        for daemon in pair:
+            live.rss_mib = max(live.rss_mib, daemon.stop())
+        (tmp / "relay-one").mkdir()
+        single = Daemon(tmp, tmp / "relay-one", "relay-one")
+        local, _ = _close_to_hashed(tmp / "relay-one", single.address, files)
+        single.stop()
+        p50, p99 = percentiles(relayed)
+        l50, l99 = percentiles(local)
+        live.assetd = [p50]
+        live.reference["1 node SQLite"] = [l50]
+        live.note = (
+            f"file closed on node a -> its hashed change at a client of node b: p50 "
+            f"{p50 * 1000:.2f} ms, p99 {p99 * 1000:.2f} ms; one node on SQLite, its own "
+            f"client: p50 {l50 * 1000:.2f} ms, p99 {l99 * 1000:.2f} ms"
+        )
+    finally:
+        server.close()
+    return [cold, live]
+
+
+def _close_to_hashed(root: Path, address: str, count: int) -> tuple[list[float], dict[str, float]]:
+    """Write ``count`` files into ``root`` at 100 a second; for each, the time from its
+    close to its ``hashed`` change at a feed client of ``address`` (and when it closed)."""
+    from websockets.sync.client import connect
+
+    latencies: list[float] = []
+    closed_at: dict[str, float] = {}
+    with connect(f"ws://{address}/ws") as ws:
+        json.loads(ws.recv())
+        ws.send(json.dumps({"id": 1, "cmd": "subscribe"}))
+        json.loads(ws.recv())
+
+        def writer() -> None:
+            for i in range(count):
+                path = root / f"f{i:05}.png"
+                with open(path, "wb") as fh:
+                    fh.write(os.urandom(2048))
+                closed_at[str(path)] = time.perf_counter()
+                time.sleep(0.01)  # the workload's pace: 100 files a second
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        while len(latencies) < count:
+            message = json.loads(ws.recv(30))
+            if message.get("type") == "change" and message["op"] == "hashed":
+                latencies.append(time.perf_counter() - closed_at[message["location"]["path"]])
+        thread.join()
+    return latencies, closed_at
+
+
 WORKLOADS: dict[str, Callable[[Path, int, bool], Row | list[Row]]] = {
     "cold": cold_index,
     "warm": warm_restart,
@@ -745,6 +833,7 @@ WORKLOADS: dict[str, Callable[[Path, int, bool], Row | list[Row]]] = {
     "burst": burst,
     "fanout": fan_out,
     "scale": scale,
+    "scaleout": scale_out,
 }
 
 

@@ -34,4 +34,6 @@ def test_quick_benchmarks_run() -> None:
         "fan-out",
         "scale",
         "scale",
+        "scale-out",
+        "scale-out",
     ], proc.stdout
