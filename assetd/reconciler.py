@@ -262,12 +262,14 @@ class Reconciler:
         return stop
 
     def _write(self, hints: list[Hint], hashed: list[HashOutcome]) -> None:
-        """Reconcile hints and write what hashing found: one commit for the lot.
+        """Reconcile hints, and write what hashing found.
 
         Renames are written first (the looks that follow must see them). Then, outside
         any transaction, the walks and stats, and the hashes of a few small files that
-        are ready now; then one transaction registers what was seen with those hashes
-        and the pool's results. A file just closed thus costs one commit, not two.
+        are ready now; their observations and those hashes commit together, so a file
+        just closed costs one transaction, not two. Every transaction holds at most a
+        batch of files: a burst's thousands of results would otherwise sit in memory,
+        rendered, until one huge commit.
         """
         if not hints and not hashed:
             return
@@ -279,15 +281,18 @@ class Reconciler:
         ready = self._ready(observations, plan.look)
         now = ready if len(ready) < FEW and _all_small(observations, ready) else []
         found = {path: hash_path(path, follow_symlinks=self.follow_symlinks) for path in now}
-        with self.catalog.write():
-            for batch in chunks(observations, CHUNK):
-                apply_observations(self.catalog, batch, self.tally)
-            if found:
-                outcomes = [found[s.path].for_state(s) for s in self._stale(list(found))]
-                apply_hashes(self.catalog, outcomes, self.tally)
-
-            for batch in chunks(hashed, CHUNK):
-                apply_hashes(self.catalog, batch, self.tally)
+        batches = list(chunks(observations, CHUNK))
+        for batch in batches[:-1]:
+            apply_observations(self.catalog, batch, self.tally)
+        if batches or found:
+            with self.catalog.write():
+                if batches:
+                    apply_observations(self.catalog, batches[-1], self.tally)
+                if found:
+                    outcomes = [found[s.path].for_state(s) for s in self._stale(list(found))]
+                    apply_hashes(self.catalog, outcomes, self.tally)
+        for batch in chunks(hashed, CHUNK):
+            apply_hashes(self.catalog, batch, self.tally)
         self._submit([path for path in ready if path not in found])
 
     @staticmethod
