@@ -22,7 +22,7 @@ from typing import Any
 
 from assetd.config import Config, RootConfig, runtime_file
 from assetd.db import Catalog, shown_url
-from assetd.exceptions import AssetdError, ConfigError
+from assetd.exceptions import AssetdError, CatalogError, ConfigError
 from assetd.hashpool import HashPool
 from assetd.reconciler import Reconciler
 from assetd.relay import Relay
@@ -36,6 +36,7 @@ __all__ = ["AlreadyRunningError", "Daemon", "RuntimeLock", "sd_notify"]
 log = logging.getLogger(__name__)
 
 RETRY_PASS_FIRST_S, RETRY_PASS_MAX_S = 1.0, 30.0  # a pass stopped by an unreachable catalog
+NODE_LOCKS = 0x6E6F6465  # the advisory lock class of node names ("node")
 
 
 class AlreadyRunningError(AssetdError):
@@ -57,6 +58,38 @@ def sd_notify(message: str, env: Mapping[str, str] | None = None) -> bool:
         log.debug("sd_notify failed: %s", exc)
         return False
     return True
+
+
+class NodeLock:
+    """On a shared catalog, one daemon per node name, held for the daemon's life.
+
+    Two daemons under one node name (cloned machines keep their host name) would each
+    take the other's roots for their own, and a prune by one would mark the other's
+    files missing. A session advisory lock on a connection of its own keeps the second
+    out; it goes with the connection, so a daemon that dies frees it.
+    """
+
+    def __init__(self, url: str, node: str) -> None:
+        import psycopg
+
+        try:
+            self._conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+            row = self._conn.execute(
+                "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (NODE_LOCKS, node)
+            ).fetchone()
+        except psycopg.Error as exc:
+            said = " ".join(str(exc).split())
+            raise CatalogError(f"cannot reach the catalog to claim node {node!r}: {said}") from exc
+        if not row or not row[0]:
+            self._conn.close()
+            raise AlreadyRunningError(
+                f"another daemon serves node {node!r} on this catalog; give this one another "
+                "name ([daemon] node)"
+            )
+
+    def release(self) -> None:
+        with contextlib.suppress(Exception):
+            self._conn.close()
 
 
 class RuntimeLock:
@@ -139,17 +172,22 @@ class Daemon:
         if lock is not None:
             lock.acquire({"pid": os.getpid(), "listen": self.config.feed.listen})
         self._runtime = lock
+        node_lock: NodeLock | None = None
         try:
             self.catalog = Catalog(self.config.database, node=self.config.node)
-            # Another node's root, or one overlapping it, stops us here (exit 2).
-            self.catalog.register_roots([(r.name, r.prefix) for r in self.config.roots])
-            feed = self.config.feed
-            self.catalog.retention = (feed.keep_changes, feed.keep_days * 86400.0)
             try:
+                if self.catalog.shared:
+                    node_lock = NodeLock(self.catalog.url, self.config.node)
+                # Another node's root, or one overlapping it, stops us here (exit 2).
+                self.catalog.register_roots([(r.name, r.prefix) for r in self.config.roots])
+                feed = self.config.feed
+                self.catalog.retention = (feed.keep_changes, feed.keep_days * 86400.0)
                 return asyncio.run(self._main())
             finally:
                 self.catalog.close()
         finally:
+            if node_lock is not None:
+                node_lock.release()
             if lock is not None:
                 lock.release()
 

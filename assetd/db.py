@@ -127,8 +127,8 @@ def open_database(url: str) -> pw.Database:
         path = url.split(":///", 1)[-1]
         if path and path != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        return connect_url(
-            url,
+        return _Sqlite(
+            path,
             timeout=BUSY_TIMEOUT_S,
             lock_type="IMMEDIATE",  # take the write lock at BEGIN: no deadlocked upgrades
             pragmas={
@@ -150,6 +150,15 @@ def open_database(url: str) -> pw.Database:
         return connect_url(url)
     except (RuntimeError, ValueError, ImportError) as exc:
         raise CatalogError(f"cannot use database {shown_url(url)!r}: {exc}") from exc
+
+
+class _Sqlite(pw.SqliteDatabase):
+    """peewee's SQLite; a statement that cannot run now (locked past the busy timeout,
+    disk full, I/O) raises :class:`CatalogUnavailableError`: callers retry it."""
+
+    def execute_sql(self, sql: str, params: Any = None, commit: Any = None) -> Any:
+        with _unavailable():
+            return super().execute_sql(sql, params)
 
 
 class _Postgres(pw.PostgresqlDatabase):
@@ -193,8 +202,9 @@ class _Postgres(pw.PostgresqlDatabase):
 
     def execute_sql(self, sql: str, params: Any = None, commit: Any = None) -> Any:
         try:
-            return super().execute_sql(sql, params)
-        except (pw.OperationalError, pw.InterfaceError):
+            with _unavailable():
+                return super().execute_sql(sql, params)
+        except CatalogUnavailableError:
             if not self.in_transaction():
                 self.drop_if_broken()
             raise
@@ -381,10 +391,9 @@ class Catalog:
                     raise
                 if isinstance(self.db, _Postgres):
                     self.db.drop_if_broken()
-                if isinstance(exc, CatalogUnavailableError):
-                    raise
+                cause = exc.__cause__ if isinstance(exc, CatalogUnavailableError) else exc
                 raise CatalogUnavailableError(
-                    f"cannot write the catalog: {_said(_first(exc))}"
+                    f"cannot write the catalog: {_said(_first(cause or exc))}"
                 ) from exc
             except BaseException:
                 self._published = []

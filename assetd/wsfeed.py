@@ -39,7 +39,13 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 from assetd.db import Change
-from assetd.exceptions import AssetdError, ConfigError, InvalidRequestError, NotFoundError
+from assetd.exceptions import (
+    AssetdError,
+    CatalogUnavailableError,
+    ConfigError,
+    InvalidRequestError,
+    NotFoundError,
+)
 from assetd.jsontext import dumps
 from assetd.seeder import SeederBusyError
 from assetd.service import Service
@@ -56,6 +62,7 @@ REPLAY_PAGE = 1000
 LIST_DEFAULT, LIST_MAX = 100, 1000
 TOO_SLOW = 4000  # close code for a client that fell behind
 SOCKET_BUFFER = 256 << 10  # kernel send buffer per client
+REPLAY_RETRY_FIRST_S, REPLAY_RETRY_MAX_S = 0.2, 5.0  # a replay the catalog cannot serve now
 FLUSH_PACING = 1  # the pause after a flush to all clients, in multiples of its duration
 
 
@@ -409,7 +416,7 @@ class Feed:
                 item = await client.queue.get()
                 client.busy = True
                 if isinstance(item, _Replay):
-                    await self._replay(client, item.since)
+                    await self._replay_until_done(client, item.since)
                 elif isinstance(item, _Frame):
                     if not item.seq or item.seq > client.cursor:  # else the replay sent it
                         client.cursor = max(client.cursor, item.seq)
@@ -419,6 +426,20 @@ class Feed:
                 client.busy = False
         except ConnectionClosed:
             pass
+
+    async def _replay_until_done(self, client: _Client, since: int) -> None:
+        """Replay, and while the catalog cannot be read (a database restarting), wait and
+        go on from where it stopped; live changes queue behind, so the order holds."""
+        delay = REPLAY_RETRY_FIRST_S
+        while True:
+            try:
+                await self._replay(client, since)
+                return
+            except CatalogUnavailableError as exc:
+                log.warning("replay to a client paused: %s; retrying in %.1f s", exc, delay)
+                since = client.cursor if client.cursor >= since else since
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, REPLAY_RETRY_MAX_S)
 
     async def _replay(self, client: _Client, since: int) -> None:
         oldest = await asyncio.to_thread(self.service.oldest_seq)

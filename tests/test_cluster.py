@@ -237,3 +237,23 @@ def test_two_nodes_write_at_once_and_the_log_stays_one_order(nodes: Any) -> None
     for path in made:
         by_content.setdefault(path.read_text(), set()).add(items[str(path)]["asset_id"])
     assert all(len(ids) == 1 for ids in by_content.values())
+
+
+def test_a_second_daemon_under_the_same_node_name_is_refused(nodes: Any, tmp_path: Path) -> None:
+    """Two daemons under one node name (cloned hosts keep their name) would take each
+    other's roots for their own: the second exits 1 with one line; the first carries on."""
+    a = nodes("a").start()
+    (tmp_path / "twin").mkdir()
+    (tmp_path / "twin-models").mkdir()
+    twin = Daemon(
+        tmp_path / "twin", {"twin.models": tmp_path / "twin-models"}, database=a.db, node="a",
+        name="twin",
+    )  # fmt: skip
+    twin.start(wait=False)
+    try:
+        assert twin.proc is not None and twin.proc.wait(60) == 1
+        lines = [line for line in twin.log_text().splitlines() if line.strip()]
+        assert len(lines) == 1 and "another daemon serves node 'a'" in lines[0], lines
+    finally:
+        twin.close()
+    assert a.status()["catalog"]["node"] == "a"
