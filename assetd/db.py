@@ -881,7 +881,7 @@ class Catalog:
             others = {
                 r.name: (bytes(r.prefix), r.node)
                 for r in Root.select()
-                if r.node is not None and r.node != self.node
+                if self.shared and r.node is not None and r.node != self.node
             }
             for name, prefix in wanted:
                 self._check_claim(name, prefix, others)
@@ -910,8 +910,14 @@ class Catalog:
                 )
 
     def _others_roots(self) -> Any:
-        """The names of the roots other nodes own (a subquery)."""
+        """The names of the roots other nodes own (a subquery).
+
+        None on a catalog of one machine: there every root is this daemon's, even when
+        the host was renamed since it was registered.
+        """
         Root = self.m.Root
+        if not self.shared:
+            return Root.select(Root.name).where(pw.SQL("1 = 0"))
         return Root.select(Root.name).where(Root.node.is_null(False) & (Root.node != self.node))
 
     # -- the named queries: missing, restore, prune, cleanup ------------------------

@@ -301,13 +301,14 @@ def test_a_catalog_at_schema_3_gains_root_owners(tmp_path: Path) -> None:
     upgraded.close()
 
 
-def test_roots_belong_to_one_node(catalog: Catalog) -> None:
-    """A root name another node holds at another path is refused; so is a path overlapping
-    another node's root; the same name at the same path passes to the new node."""
+def test_roots_belong_to_one_node(pg_url: str) -> None:
+    """On a shared catalog, a root name another node holds at another path is refused; so
+    is a path overlapping another node's root; the same name at the same path passes to
+    the new node."""
     from assetd.exceptions import RootOwnedError
 
-    mine = Catalog(catalog.url, node="a")
-    other = Catalog(catalog.url, node="b")
+    mine = Catalog(pg_url, node="a")
+    other = Catalog(pg_url, node="b")
     try:
         mine.register_roots([("a.models", b"/srv/a/models/")])
         with pytest.raises(RootOwnedError, match="belongs to node 'a'"):
@@ -321,6 +322,25 @@ def test_roots_belong_to_one_node(catalog: Catalog) -> None:
     finally:
         mine.close()
         other.close()
+
+
+def test_a_renamed_host_keeps_its_roots_on_a_catalog_of_one_machine(db_url: str) -> None:
+    """SQLite is one machine's catalog: roots registered under the old host name are still
+    this daemon's, so a root may move and a removed root's locations are pruned."""
+    before = Catalog(db_url, node="old-name")
+    before.register_roots([("models", b"/srv/models/"), ("outputs", b"/srv/out/")])
+    add(before, b"/srv/models/a", root="models")
+    add(before, b"/srv/out/b", root="outputs")
+    before.close()
+    after = Catalog(db_url, node="new-name")
+    try:
+        after.register_roots([("models", b"/mnt/models/")])  # moved, and outputs dropped
+        assert {r.name: r.node for r in after.m.Root.select()}["models"] == "new-name"
+        assert after.mark_cache_states_missing_outside_prefixes([b"/mnt/models/"]) == 2
+        assert live(after) == set()
+        assert after.cleanup_unreferenced_assets() == 2
+    finally:
+        after.close()
 
 
 def test_passwords_stay_out_of_what_is_shown() -> None:
