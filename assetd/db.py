@@ -538,13 +538,15 @@ class Catalog:
             for r in self.query(sql.format(index=index) + where, params)
         ]
 
-    def get_states(self, paths: Sequence[bytes]) -> dict[bytes, CachedState]:
+    def get_states(
+        self, paths: Sequence[bytes], *, with_hash: bool = True
+    ) -> dict[bytes, CachedState]:
+        """The cache states at these paths (``hash`` None unless ``with_hash``)."""
+        sql = self._STATE_SQL if with_hash else self._BARE_STATE_SQL
         found: dict[bytes, CachedState] = {}
         for batch in chunks(list(paths)):
-            marks = _marks(batch)
-            found.update(
-                (s.path, s) for s in self._states(f"WHERE l.file_path IN ({marks})", batch)
-            )
+            where = f"WHERE l.file_path IN ({_marks(batch)})"
+            found.update((s.path, s) for s in self._states(where, batch, sql=sql))
         return found
 
     def get_state(self, path: bytes) -> CachedState | None:

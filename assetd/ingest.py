@@ -28,6 +28,7 @@ __all__ = [
     "apply_observations",
     "guess_mime",
     "look_again",
+    "look_again_at",
     "observe",
     "regular_stat",
     "restore_paths",
@@ -77,14 +78,28 @@ class Tally:
     errors: list[dict[str, Any]] = field(default_factory=list)
 
 
-def apply_observations(catalog: Catalog, observations: Sequence[Observation], tally: Tally) -> None:
-    """Write one batch of observations in one transaction, logging each change."""
-    new = [o for o in observations if o.decision.outcome is Outcome.NEW]
+# How many times a path another writer keeps changing is looked at again before the
+# other writer is left to it (it has seen the path more recently).
+LOOKS = 3
+
+
+def apply_observations(
+    catalog: Catalog, observations: Sequence[Observation], tally: Tally
+) -> list[Observation]:
+    """Write one batch of observations in one transaction, logging each change.
+
+    Each observation was decided on a cache state read before this transaction. A path
+    whose row has changed since (the live path wrote it while a pass walked, or another
+    process did) is not written: its decision is out of date. Those observations are
+    returned, for the caller to look at again (:func:`look_again_at`).
+    """
     stats: list[tuple[int, FileStat, bool, int | None]] = []
     missing: list[int] = []
     restored: list[CachedState] = []
     rehash: dict[bytes, FileStat] = {}  # restored paths whose file changed while missing
     with catalog.write():
+        observations, stale = _still_current(catalog, observations)
+        new = [o for o in observations if o.decision.outcome is Outcome.NEW]
         for obs in observations:
             outcome, state, stat = obs.decision.outcome, obs.state, obs.stat
             if outcome is Outcome.UNCHANGED:
@@ -110,6 +125,36 @@ def apply_observations(catalog: Catalog, observations: Sequence[Observation], ta
         if new:
             _insert_new(catalog, new)
             tally.created += len(new)
+    return stale
+
+
+def _still_current(
+    catalog: Catalog, observations: Sequence[Observation]
+) -> tuple[list[Observation], list[Observation]]:
+    """Split a batch into the observations whose cache state is still the catalog's and
+    those whose state has changed since it was read (inside the write transaction, so
+    the answer holds until it commits)."""
+    if not observations:
+        return [], []
+    now = catalog.get_states([o.path for o in observations], with_hash=False)
+    current: list[Observation] = []
+    stale: list[Observation] = []
+    for obs in observations:
+        then, row = obs.state, now.get(obs.path)
+        same = then is None if row is None else then is not None and then._replace(hash=None) == row
+        (current if same else stale).append(obs)
+    return current, stale
+
+
+def look_again_at(
+    catalog: Catalog, stale: Sequence[Observation], follow_symlinks: bool
+) -> list[Observation]:
+    """Observe these paths afresh: their stat now, their cache state now."""
+    states = catalog.get_states([o.path for o in stale])
+    return [
+        observe(o.path, o.root, regular_stat(o.path, follow_symlinks), states.get(o.path))
+        for o in stale
+    ]
 
 
 def _insert_new(catalog: Catalog, new: Sequence[Observation]) -> None:
@@ -307,10 +352,14 @@ def look_again(
         path[len(root.prefix) :], is_dir=False
     ):
         return
-    seen = observe(path, root.name, regular_stat(path, follow_symlinks), catalog.get_state(path))
-    if seen.decision.outcome in (Outcome.UNCHANGED, Outcome.NOTHING):
-        return
-    apply_observations(catalog, [seen], Tally())
+    seen = [observe(path, root.name, regular_stat(path, follow_symlinks), catalog.get_state(path))]
+    for _ in range(LOOKS):  # a daemon writing the same path meanwhile: look once more
+        if seen[0].decision.outcome in (Outcome.UNCHANGED, Outcome.NOTHING):
+            break
+        stale = apply_observations(catalog, seen, Tally())
+        if not stale:
+            break
+        seen = look_again_at(catalog, stale, follow_symlinks)
     state = catalog.get_state(path)
     if state is not None and state.needs_verify and not state.is_missing:
         apply_hashes(catalog, [hash_one(state, follow_symlinks=follow_symlinks)], Tally())

@@ -24,7 +24,15 @@ from assetd.decide import CachedState, Outcome, decide
 from assetd.exceptions import CatalogUnavailableError, InvalidRequestError, ScanError
 from assetd.hashing import HashOutcome, HashResult, hash_file
 from assetd.hashpool import HashPool
-from assetd.ingest import Observation, Tally, apply_hashes, apply_observations, observe
+from assetd.ingest import (
+    LOOKS,
+    Observation,
+    Tally,
+    apply_hashes,
+    apply_observations,
+    look_again_at,
+    observe,
+)
 from assetd.paths import ExcludeMatcher, get_all_known_prefixes, path_json, prefix_upper_bound
 from assetd.procs import TaskError, WorkerDied
 from assetd.walk import Entry, Problem, Span, Unlisted, walk_root
@@ -287,10 +295,19 @@ class AssetSeeder:
         for obs in observations:
             batch.append(obs)
             if len(batch) >= CHUNK:
-                self._write(tally, apply_observations, batch)
+                self._write_observations(tally, batch)
                 batch = []
         if batch:
-            self._write(tally, apply_observations, batch)
+            self._write_observations(tally, batch)
+
+    def _write_observations(self, tally: Tally, batch: list[Observation]) -> None:
+        """Write a batch; the paths the live path wrote since this pass read them are
+        looked at again (a few times; then the live path, which saw them later, has them)."""
+        for _ in range(LOOKS):
+            stale = self._write(tally, apply_observations, batch)
+            if not stale:
+                return
+            batch = look_again_at(self.catalog, stale, self.follow_symlinks)
 
     def _hash(self, prefixes: list[bytes], tally: Tally, pool: HashPool) -> None:
         """Phase two: hash every live location under ``prefixes`` whose hash is stale.
@@ -313,13 +330,14 @@ class AssetSeeder:
         if hashing is not None:
             self._write(tally, apply_hashes, hashing.result())
 
-    def _write(self, tally: Tally, fn: Callable[..., Any], batch: Sequence[Any]) -> None:
+    def _write(self, tally: Tally, fn: Callable[..., Any], batch: Sequence[Any]) -> Any:
         """Write ``fn(catalog, batch, tally)`` and wait; report, and honour a cancel."""
-        self.submit(fn, self.catalog, batch, tally).result()
+        result = self.submit(fn, self.catalog, batch, tally).result()
         for entry in tally.errors[self._reported :]:
             self._error(None, entry["message"], entry["path"])
         self._reported = len(tally.errors)
         self._tick()
+        return result
 
     def _tick(self) -> None:
         """Between batches: honour a cancel, and report progress a few times a second."""

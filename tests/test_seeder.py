@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -461,3 +462,72 @@ def test_a_restart_walks_in_worker_processes_with_the_same_result(
     assert sorted(live) == sorted(str(p) for p in on_disk)
     for path in on_disk:
         assert live[str(path)]["hash"] == hash_file(os.fsencode(path)).hash
+
+
+class RacingWriter:
+    """The seeder's writer, with the live path getting to the catalog first: before the
+    pass's first batch of observations is written, ``live`` runs (as the reconciler
+    would, between the pass's read and its write)."""
+
+    def __init__(self, live: Callable[[], None]) -> None:
+        self.live, self.raced = live, False
+
+    def __call__(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        from assetd.ingest import apply_observations
+
+        if fn is apply_observations and not self.raced:
+            self.raced = True
+            self.live()
+        future: Future[Any] = Future()
+        future.set_result(fn(*args))
+        return future
+
+
+def test_a_pass_yields_to_new_files_the_live_path_cataloged_meanwhile(
+    tmp_path: Path, catalog: Catalog, seeders: Any
+) -> None:
+    """The live path catalogs new files after the pass decided they were new and before
+    it wrote them: the pass completes (no failed insert), each file is one location."""
+    from assetd.ingest import Tally, apply_observations, observe, regular_stat
+
+    root = make_root(tmp_path, "r")
+    paths = [os.fsencode(write(tmp_path / "r" / f"f{i}.png", f"{i}", OLD_NS)) for i in range(5)]
+
+    def live() -> None:
+        seen = [observe(p, "r", regular_stat(p, False), catalog.get_state(p)) for p in paths[:3]]
+        assert apply_observations(catalog, seen, Tally()) == []
+
+    events = Events()
+    seeder = seeders(catalog, [root], on_event=events, writer=RacingWriter(live))
+    status = run(seeder)
+    assert events.kinds()[-1] == "assets.seed.completed", status["errors"]
+    listed = rows(catalog)
+    assert sorted(listed) == sorted(os.fsdecode(p) for p in paths)
+    assert all(item["hash"] for item in listed.values())
+    assert catalog.m.Location.select().count() == 5
+
+
+def test_a_rename_the_live_path_wrote_during_a_pass_keeps_the_file_live_and_tagged(
+    tmp_path: Path, catalog: Catalog, seeders: Any
+) -> None:
+    """A file renamed while a pass walks: the pass saw the old path gone and the new one
+    new; the live path moved the location first. The pass must not mark the moved
+    location missing nor insert a second one; the user's tag stays with the file."""
+    root = make_root(tmp_path, "r")
+    old = write(tmp_path / "r" / "old.png", "content", OLD_NS)
+    run(seeders(catalog, [root]))
+    catalog.change_tags(os.fsencode(old), add=["keep"])
+    new = tmp_path / "r" / "new.png"
+    old.rename(new)
+
+    def live() -> None:
+        assert catalog.move_locations([(os.fsencode(old), os.fsencode(new), "r")]) == 1
+
+    events = Events()
+    seeder = seeders(catalog, [root], on_event=events, writer=RacingWriter(live))
+    status = run(seeder)
+    assert events.kinds()[-1] == "assets.seed.completed", status["errors"]
+    listed = rows(catalog, missing=False)
+    assert list(listed) == [str(new)]
+    assert "keep" in listed[str(new)]["tags"]
+    assert catalog.m.Location.select().count() == 1
