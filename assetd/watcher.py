@@ -327,7 +327,10 @@ class WatchSet:
             self._set(state, "offline", f"{state.root.path} vanished or was replaced")
             self.on_offline(state.root)
             state.identity = None
-        elif armed and state.observer is not None and not state.observer.is_alive():
+        elif armed and state.observer is not None and not _still_watching(state.observer):
+            # An exception in watchdog's threads ends them with a traceback and nothing
+            # more: the root would stay "online" and hear nothing again (the state change
+            # is logged as a warning by the daemon).
             self._disarm(state)
             self._set(state, "watch_failed", "the observer stopped; re-arming and rescanning")
             self._arm(state)
@@ -362,6 +365,11 @@ class WatchSet:
         for state in list(self.states.values()):
             if state.state == "online":
                 self.on_rescan(state.root.name)
+
+
+def _still_watching(observer: BaseObserver) -> bool:
+    """The observer's thread and every emitter's (the one reading the kernel) are alive."""
+    return observer.is_alive() and all(emitter.is_alive() for emitter in observer.emitters)
 
 
 def inotify_watched_inodes(fdinfo: str = "/proc/self/fdinfo") -> list[int]:

@@ -1,4 +1,4 @@
-"""Watch events to hints, and file system detection: pure parts of the watcher."""
+"""Watch events to hints, file system detection, and a watch set over a real folder."""
 
 from __future__ import annotations
 
@@ -75,3 +75,54 @@ def test_polling_is_chosen_by_setting() -> None:
     """watch = polling always polls; inotify never does."""
     assert wants_polling(RootConfig("a", "/tmp", watch="polling")) is True
     assert wants_polling(RootConfig("a", "/tmp", watch="inotify")) is False
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the point
+def test_a_dead_emitter_thread_is_noticed_and_the_root_watched_again(tmp_path: Path) -> None:
+    """An exception ends watchdog's emitter thread with a traceback and nothing more (a
+    libfaketime clock step did it here, inside ``time.sleep``): the root monitor sees the
+    thread gone, watches the root again and asks for a rescan, and events flow again."""
+    import os
+    import threading
+
+    from assetd.watcher import WatchSet
+    from tests.conftest import make_root, wait_for
+
+    root = make_root(tmp_path, "r")
+    hints: list[Hint] = []
+    states: list[str] = []
+    rescans: list[str] = []
+    lock = threading.Lock()
+
+    def sink(hint: Hint) -> bool:
+        with lock:
+            hints.append(hint)
+        return True
+
+    watchers = WatchSet(
+        [root],
+        sink,
+        on_state=lambda _root, state, _message: states.append(state),
+        on_rescan=rescans.append,
+        on_offline=lambda _root: None,
+        check_interval=0.05,
+    )
+    watchers.start()
+    try:
+        observer = watchers.states["r"].observer
+        assert observer is not None
+        (emitter,) = observer.emitters
+
+        def fail(*_args: object, **_kwargs: object) -> None:
+            raise OSError(22, "Invalid argument")
+
+        emitter.queue_events = fail  # type: ignore[method-assign]
+        (tmp_path / "r" / "wake.png").write_bytes(b"x")  # the emitter's next read raises
+        wait_for(lambda: "watch_failed" in states and states[-1] == "online", 10, "re-armed")
+        assert rescans == ["r"]
+        assert watchers.states["r"].observer is not observer
+        new = tmp_path / "r" / "after.png"
+        new.write_bytes(b"y")
+        wait_for(lambda: Hint(HintKind.CLOSED, os.fsencode(new)) in hints, 10, "a hint again")
+    finally:
+        watchers.stop()

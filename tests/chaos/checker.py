@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+import time
 from pathlib import Path
 
 import blake3
@@ -83,6 +84,16 @@ def user_tags(db: Path, asset_id: int) -> set[str]:
             "SELECT name FROM tag WHERE asset_id = ? AND origin = 'user'", (asset_id,)
         ).fetchall()
     return {r[0] for r in rows}
+
+
+def wait_converged(db: Path, *roots: Path, timeout: float, what: str) -> None:
+    """Poll until the catalog equals the disk; on timeout, say how they still differ."""
+    deadline = time.monotonic() + timeout
+    while diff := differences(db, *roots):
+        if time.monotonic() > deadline:
+            shown = "".join(f"\n  {d}" for d in diff[:10])
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}:{shown}")
+        time.sleep(0.05)
 
 
 def differences(db: Path, *roots: Path) -> list[str]:

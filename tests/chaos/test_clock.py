@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.chaos import checker
-from tests.conftest import OLD_NS, hashed, run_cli, wait_for, write
+from tests.conftest import OLD_NS, hashed, run_cli, write
 
 pytestmark = pytest.mark.chaos
 
@@ -49,7 +49,7 @@ def test_clock_jumping_back_a_day_and_forward_again(tmp_path: Path, make_daemon:
     os.rename(keep[0], root / "renamed.png")
     keep[1].unlink()
     write(keep[2], "changed")
-    wait_for(lambda: not checker.differences(db, root), 30, "the catalog to follow the disk")
+    checker.wait_converged(db, root, timeout=30, what="the catalog to follow the disk")
     assert daemon.item(keep[1])["is_missing"]
 
     offset.write_text("+0\n")  # and is put right again

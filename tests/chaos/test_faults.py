@@ -108,7 +108,7 @@ def test_catalog_locked_by_another_process_for_seconds(tmp_path: Path, make_daem
     finally:
         locker.execute("COMMIT")
         locker.close()
-    wait_for(lambda: not checker.differences(db, root), 60, "the catalog to catch up")
+    checker.wait_converged(db, root, timeout=60, what="the catalog to catch up")
     assert checker.sequence_problems(db) == []
     daemon.stop()
 

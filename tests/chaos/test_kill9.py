@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from tests.chaos import checker
-from tests.conftest import run_cli, wait_for
+from tests.conftest import run_cli
 
 TRIALS = int(os.environ.get("ASSETD_CHAOS_TRIALS", "30"))
 FIRST_SEED = int(os.environ.get("ASSETD_CHAOS_SEED", "0"))
@@ -124,10 +124,8 @@ def test_kill9_then_restart_loses_nothing(make_daemon: Any, tmp_path: Path, seed
 
     daemon.start()
     db = db_file(daemon)
-    wait_for(
-        lambda: not checker.differences(db, root),
-        60,
-        f"the catalog to converge to the disk (seed {seed}, {moment})",
+    checker.wait_converged(
+        db, root, timeout=60, what=f"the catalog to converge to the disk (seed {seed}, {moment})"
     )
     assert checker.integrity(db) == "ok"
     assert checker.sequence_problems(db) == []

@@ -131,7 +131,7 @@ def test_sustained_mixed_load_with_50_clients(tmp_path: Path, make_daemon: Any) 
     try:
         assert clients.ready.wait(60) and not clients.errors, clients.errors
         ops = workload(root, SECONDS, rnd)
-        wait_for(lambda: not checker.differences(db, root), 120, "the catalog to equal the disk")
+        checker.wait_converged(db, root, timeout=120, what="the catalog to equal the disk")
         latest = daemon.catalog.latest_seq()
         wanted = list(range(since + 1, latest + 1))
         wait_for(

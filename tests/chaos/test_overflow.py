@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from tests.chaos import checker
-from tests.conftest import wait_for
 
 KNOB = Path("/proc/sys/fs/inotify/max_queued_events")
 BURST = 50_000
@@ -44,7 +43,7 @@ def test_a_50000_file_burst_through_a_64_event_queue_ends_complete(
             folder.mkdir()
         (folder / f"f{i:05}.png").write_bytes(b"%d" % i)
     db = Path(daemon.db.removeprefix("sqlite:///"))
-    wait_for(lambda: not checker.differences(db, tmp_path / "r"), 240, "all 50,000 cataloged")
+    checker.wait_converged(db, tmp_path / "r", timeout=240, what="all 50,000 cataloged")
     daemon.wait_log("overflow")
     assert len(checker.catalog_hashes(db)) == BURST
     assert checker.sequence_problems(db) == []
