@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from assetd import __version__
+from assetd import __version__, drivers
 from assetd.config import Config, load_config, parse_root_flag
 from assetd.exceptions import (
     AssetdError,
@@ -62,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             roots=[parse_root_flag(r) for r in args.root] if args.root else None,
             listen=args.listen,
         )
+        drivers.sqlite_only(config.database)  # before assetd.db: see assetd/drivers.py
         return int(args.handler(args, config))
     except (ConfigError, UsageError, InvalidRequestError) as exc:
         return _fail(EXIT_USAGE, exc)

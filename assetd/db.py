@@ -22,7 +22,9 @@ from typing import Any, NamedTuple
 import peewee as pw
 from playhouse.db_url import connect as connect_url
 
+from assetd import drivers
 from assetd.decide import CachedState, FileStat
+from assetd.drivers import POSTGRES_SCHEMES
 from assetd.exceptions import (
     CatalogError,
     CatalogUnavailableError,
@@ -138,7 +140,12 @@ def open_database(url: str) -> pw.Database:
                 "synchronous": "full",  # a sent sequence number must survive a power cut
             },
         )
-    if url.startswith(("postgres:", "postgresql:")):
+    if url.startswith(POSTGRES_SCHEMES):
+        if drivers.kept_out():
+            raise CatalogError(
+                f"this process was started for a SQLite catalog; {shown_url(url)} needs "
+                "another run of assetd"
+            )
         try:
             import psycopg  # noqa: F401  (the driver: peewee would fall back to psycopg2)
         except ImportError as exc:
@@ -249,7 +256,7 @@ class Catalog:
     ) -> None:
         self.url = url
         self.node = node or socket.gethostname()  # the owner of the roots it registers
-        self.shared = url.startswith(("postgres:", "postgresql:"))  # several nodes may write
+        self.shared = url.startswith(POSTGRES_SCHEMES)  # several nodes may write
         self._clock = now
         self._floor = 0.0  # the catalog's time never goes back: see now()
         self.db = open_database(url)

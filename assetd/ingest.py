@@ -134,12 +134,14 @@ def _still_current(
     """Split a batch into the observations whose cache state is still the catalog's and
     those whose state has changed since it was read (inside the write transaction, so
     the answer holds until it commits)."""
-    if not observations:
-        return [], []
-    now = catalog.get_states([o.path for o in observations], with_hash=False)
-    current: list[Observation] = []
+    idle = (Outcome.UNCHANGED, Outcome.NOTHING)  # they write nothing: no need to check
+    current = [o for o in observations if o.decision.outcome in idle]
     stale: list[Observation] = []
-    for obs in observations:
+    acting = [o for o in observations if o.decision.outcome not in idle]
+    if not acting:
+        return current, stale
+    now = catalog.get_states([o.path for o in acting], with_hash=False)
+    for obs in acting:
         then, row = obs.state, now.get(obs.path)
         same = then is None if row is None else then is not None and then._replace(hash=None) == row
         (current if same else stale).append(obs)

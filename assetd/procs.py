@@ -23,6 +23,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from assetd import drivers
+
 __all__ = ["Processes", "TaskError", "WorkerDied", "default_count"]
 
 
@@ -97,8 +99,9 @@ class Processes:
         package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         path = os.environ.get("PYTHONPATH")
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_parent, path]))}
+        flags = ["--sqlite-only"] if drivers.kept_out() else []
         proc = subprocess.Popen(
-            [sys.executable, "-m", "assetd.procs"],
+            [sys.executable, "-m", "assetd.procs", *flags],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
@@ -156,4 +159,6 @@ def _serve() -> None:
 
 
 if __name__ == "__main__":
+    if "--sqlite-only" in sys.argv[1:]:
+        drivers.sqlite_only()
     _serve()
