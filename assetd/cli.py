@@ -26,6 +26,7 @@ from assetd.exceptions import (
 
 if TYPE_CHECKING:
     from assetd.db import Catalog
+    from assetd.hashpool import HashPool
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -355,9 +356,6 @@ def _alive(pid: int) -> bool:
 
 
 def cmd_scan(args: argparse.Namespace, config: Config) -> int:
-    from assetd.progress import ProgressBar
-    from assetd.seeder import AssetSeeder
-
     _need_roots(config)
     names = args.roots or None
     for name in names or ():
@@ -374,11 +372,45 @@ def cmd_scan(args: argparse.Namespace, config: Config) -> int:
         )
         _print_json(_summary(result["progress"], errors=None))
         return EXIT_OK
+    from assetd.hashpool import HashPool
+
+    pool = HashPool(follow_symlinks=config.follow_symlinks)
+    try:
+        if _catalog_bytes(config.database) >= WALKS_IN_PARALLEL_BYTES:
+            pool.warm_for_walks()  # the worker starts while this process imports and opens
+        return _scan_here(args, config, pool)
+    finally:
+        pool.close()
+
+
+# A SQLite catalog this large knows a root big enough for a restart to walk it in
+# parallel (20,000 locations take ~23 MB): start the worker at once. Reading the size
+# is free; counting rows would first import the catalog's code (~0.2 s).
+WALKS_IN_PARALLEL_BYTES = 16 << 20
+
+
+def _catalog_bytes(url: str) -> int:
+    path = url.split(":///", 1)[-1] if url.startswith("sqlite:") else ""
+    try:
+        return os.path.getsize(path) if path and path != ":memory:" else 0
+    except OSError:
+        return 0
+
+
+def _scan_here(args: argparse.Namespace, config: Config, pool: HashPool) -> int:
+    from assetd.progress import ProgressBar
+    from assetd.seeder import AssetSeeder
+
+    names = args.roots or None
     catalog = _open(config)
     catalog.register_roots([(r.name, r.prefix) for r in config.roots])  # refused: exit 2
     bar = ProgressBar.for_stream(sys.stderr)
     seeder = AssetSeeder(
-        catalog, config.roots, follow_symlinks=config.follow_symlinks, on_event=bar.on_event
+        catalog,
+        config.roots,
+        follow_symlinks=config.follow_symlinks,
+        on_event=bar.on_event,
+        hash_pool=pool,
     )
     try:
         seeder.start(names, prune_first=args.prune_first, compute_hashes=not args.no_hash)

@@ -26,7 +26,7 @@ from assetd.exceptions import AssetdError, CatalogError, ConfigError
 from assetd.hashpool import HashPool
 from assetd.reconciler import Reconciler
 from assetd.relay import Relay
-from assetd.seeder import AssetSeeder
+from assetd.seeder import PARALLEL_MIN, AssetSeeder
 from assetd.service import Service
 from assetd.watcher import WatchSet
 from assetd.wsfeed import Feed
@@ -285,6 +285,8 @@ class Daemon:
         roots = config.roots
         # One set of hashing workers for the live path and the passes alike.
         self.hash_pool = HashPool(follow_symlinks=config.follow_symlinks)
+        if self.catalog.max_location_id() >= PARALLEL_MIN:  # the startup pass walks in parallel
+            self.hash_pool.warm_for_walks()
         self.reconciler = Reconciler(
             self.catalog,
             roots,

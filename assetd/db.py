@@ -585,6 +585,11 @@ class Catalog:
                 return
             low, op = rows[-1].path, ">"
 
+    def max_location_id(self) -> int:
+        """The highest location id: at least the number of locations, and instant."""
+        (high,) = self.query("SELECT MAX(id) FROM cache_state", [])[0]
+        return int(high or 0)
+
     def quantiles(self, prefix: bytes, parts: int, least: int) -> list[bytes]:
         """Paths that cut the locations under ``prefix`` into ``parts`` runs of about
         the same length; none when there are fewer than ``least`` of them."""
@@ -593,13 +598,15 @@ class Catalog:
         (count,) = self.query(f"SELECT COUNT(*) FROM cache_state {where}", bounds)[0]
         if count < max(least, parts):
             return []
-        cuts = []
-        for i in range(1, parts):
+        cuts: list[bytes] = []
+        step = count // parts
+        for _ in range(1, parts):  # each from the last cut: one pass over the index in all
             rows = self.query(
                 f"SELECT file_path FROM cache_state {where} ORDER BY file_path LIMIT 1 OFFSET ?",
-                [*bounds, count * i // parts],
+                [*bounds, step],
             )
-            cuts.append(bytes(rows[0][0]))
+            bounds[0] = bytes(rows[0][0])
+            cuts.append(bounds[0])
         return sorted(set(cuts))
 
     def pending_states(

@@ -44,8 +44,9 @@ def default_count() -> int:
 class Processes:
     """``count`` worker processes; thread-safe, each busy with one task at a time."""
 
-    def __init__(self, count: int | None = None) -> None:
+    def __init__(self, count: int | None = None, preload: tuple[str, ...] = ()) -> None:
         self.count = default_count() if count is None else count
+        self.preload = preload  # modules a worker imports as it starts, before any task
         self._idle: queue.Queue[subprocess.Popen[bytes] | None] = queue.Queue()
         self._all: list[subprocess.Popen[bytes]] = []
         self._lock = threading.Lock()
@@ -54,6 +55,18 @@ class Processes:
             self._idle.put(None)  # a slot; its process starts when first taken
         # Threads that carry tasks to the workers and wait: the work is elsewhere.
         self._carriers = ThreadPoolExecutor(max(1, self.count), thread_name_prefix="assetd-proc")
+
+    def warm(self) -> None:
+        """Start the workers now rather than at their first task: their start (Python,
+        the ``preload`` imports) then overlaps with whatever this process does meanwhile."""
+        slots: list[subprocess.Popen[bytes] | None] = []
+        with contextlib.suppress(queue.Empty):
+            while len(slots) < self.count:
+                slots.append(self._idle.get_nowait())
+        for proc in slots:
+            if proc is None and not self._closed:
+                proc = self._start()
+            self._idle.put(proc)
 
     def call(self, function: str, *args: Any) -> Any:
         """Run ``function(*args)`` in a worker and return its result."""
@@ -100,6 +113,7 @@ class Processes:
         path = os.environ.get("PYTHONPATH")
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_parent, path]))}
         flags = ["--sqlite-only"] if drivers.kept_out() else []
+        flags += [f"--preload={module}" for module in self.preload]
         proc = subprocess.Popen(
             [sys.executable, "-m", "assetd.procs", *flags],
             stdin=subprocess.PIPE,
@@ -161,4 +175,7 @@ def _serve() -> None:
 if __name__ == "__main__":
     if "--sqlite-only" in sys.argv[1:]:
         drivers.sqlite_only()
+    for flag in sys.argv[1:]:
+        if flag.startswith("--preload=assetd."):
+            importlib.import_module(flag.removeprefix("--preload="))
     _serve()

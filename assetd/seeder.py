@@ -8,6 +8,7 @@ it hashes what is new or changed, in a small pool, writing results in batches.
 
 from __future__ import annotations
 
+import collections
 import enum
 import logging
 import os
@@ -34,7 +35,7 @@ from assetd.ingest import (
     observe,
 )
 from assetd.paths import ExcludeMatcher, get_all_known_prefixes, path_json, prefix_upper_bound
-from assetd.procs import TaskError, WorkerDied
+from assetd.procs import Processes, TaskError, WorkerDied
 from assetd.walk import Entry, Problem, Span, Unlisted, walk_root
 
 __all__ = ["AssetSeeder", "SeederBusyError", "SeederState", "scan_root"]
@@ -48,6 +49,7 @@ MAX_ERRORS = 200  # kept in the status; the log has them all
 # would all have to travel back from the workers.)
 PARALLEL_MIN = 20_000
 SCAN_SPAN = "assetd.seeder:scan_span"
+SPANS_PER_CORE = 3  # a restart's walk is shared out in spans this fine
 
 
 class SeederState(enum.Enum):
@@ -251,31 +253,69 @@ class AssetSeeder:
     def _register(self, root: RootConfig, tally: Tally, pool: HashPool) -> None:
         """Phase one for one root: merge the walk with the catalog, in batches.
 
-        A root the catalog already knows well (a restart) is cut into spans of about as
-        many locations each; worker processes walk all spans but the first, which is
-        walked here meanwhile, so every core walks. A span whose worker failed is walked
-        here afterwards.
+        A root the catalog already knows well (a restart) is cut into a few spans per
+        core, of about as many locations each. This thread walks spans from the front,
+        each worker process from the back, until none is left: a worker that started
+        late (Python and the imports take ~0.2 s) simply walks fewer. A span whose worker
+        failed is walked here afterwards.
         """
-        spans = self._spans(root, pool)
+        spans = collections.deque(self._spans(root, pool))
         procs = pool.workers() if len(spans) > 1 else None
-        remote = [
-            (span, procs.submit(SCAN_SPAN, self.catalog.url, root, self.follow_symlinks, span))
-            for span in spans[1:]
-            if procs is not None
+        results: list[tuple[Span, Any]] = []
+        carriers = [
+            threading.Thread(
+                target=self._walk_elsewhere,
+                args=(procs, root, spans.pop(), spans, results),
+                name="assetd-seeder-span",
+                daemon=True,
+            )
+            for _ in range(procs.count if procs is not None else 0)
+            if len(spans) > 1
         ]
-        self._write_all(tally, self._scan(root, tally, spans[0]))
-        for span, future in remote:
-            try:
-                observations, counts, problems = future.result()
-            except (WorkerDied, TaskError) as exc:
-                log.warning("a walking worker failed (%s); walking its part here", exc)
+        for carrier in carriers:
+            carrier.start()
+        try:
+            while spans:
+                try:
+                    span = spans.popleft()
+                except IndexError:  # a worker took the last one
+                    break
+                self._write_all(tally, self._scan(root, tally, span))
+        finally:
+            spans.clear()  # after a cancel or an error, the workers take no more
+            for carrier in carriers:
+                carrier.join()
+        for span, outcome in results:
+            if isinstance(outcome, (WorkerDied, TaskError)):
+                log.warning("a walking worker failed (%s); walking its part here", outcome)
                 self._write_all(tally, self._scan(root, tally, span))
                 continue
+            observations, counts, problems = outcome
             for name, value in counts.items():
                 setattr(tally, name, getattr(tally, name) + value)
             for problem in problems:
                 self._walk_problem(*problem)
             self._write_all(tally, iter(observations))
+
+    def _walk_elsewhere(
+        self,
+        procs: Processes,
+        root: RootConfig,
+        span: Span,
+        spans: collections.deque[Span],
+        results: list[tuple[Span, Any]],
+    ) -> None:
+        """A carrier thread: have one worker walk ``span``, then spans from the back."""
+        while True:
+            try:
+                found = procs.call(SCAN_SPAN, self.catalog.url, root, self.follow_symlinks, span)
+                results.append((span, found))
+            except (WorkerDied, TaskError) as exc:
+                results.append((span, exc))
+            try:
+                span = spans.pop()
+            except IndexError:
+                return
 
     def _scan(self, root: RootConfig, tally: Tally, span: Span) -> Iterator[Observation]:
         return scan_root(
@@ -286,7 +326,8 @@ class AssetSeeder:
         procs = pool.workers()
         if procs is None or ":memory:" in self.catalog.url:
             return [(None, None)]  # (a catalog in memory cannot be read from elsewhere)
-        cuts = self.catalog.quantiles(root.prefix, procs.count + 1, self.parallel_min)
+        parts = (procs.count + 1) * SPANS_PER_CORE
+        cuts = self.catalog.quantiles(root.prefix, parts, self.parallel_min)
         bounds: list[bytes | None] = [None, *cuts, None]
         return [(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
 

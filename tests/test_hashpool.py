@@ -143,3 +143,23 @@ def test_workers_end_when_their_parent_is_killed(files: list[Path]) -> None:
     parent.stdout.close()
     for pid in workers:
         wait_for(lambda pid=pid: not alive(pid), what=f"worker {pid} to exit")
+
+
+def test_warmed_workers_start_before_their_first_task_with_the_walk_imported() -> None:
+    """A pass over a large catalog starts its workers early, importing the walk's code,
+    and the first task goes to that same process."""
+    import subprocess as sp
+
+    pool = HashPool(processes=1)
+    try:
+        pool.warm_for_walks()
+        (pid,) = pool.worker_pids()
+        argv = sp.run(["ps", "-o", "args=", "-p", str(pid)], capture_output=True, text=True)
+        assert "--preload=assetd.seeder" in argv.stdout
+        procs = pool.workers()
+        assert procs is not None
+        assert procs.call("assetd.drivers:kept_out") is False
+        assert pool.worker_pids() == [pid]
+    finally:
+        pool.close()
+    assert pool.worker_pids() == []
