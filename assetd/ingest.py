@@ -84,21 +84,25 @@ LOOKS = 3
 
 
 def apply_observations(
-    catalog: Catalog, observations: Sequence[Observation], tally: Tally
+    catalog: Catalog, observations: Sequence[Observation], tally: Tally, *, check: bool = True
 ) -> list[Observation]:
     """Write one batch of observations in one transaction, logging each change.
 
     Each observation was decided on a cache state read before this transaction. A path
     whose row has changed since (the live path wrote it while a pass walked, or another
     process did) is not written: its decision is out of date. Those observations are
-    returned, for the caller to look at again (:func:`look_again_at`).
+    returned, for the caller to look at again (:func:`look_again_at`). Without
+    ``check``, the caller vouches that no one else can have written these paths since it
+    read them (the live path: it reads and writes on the one writer thread).
     """
     stats: list[tuple[int, FileStat, bool, int | None]] = []
     missing: list[int] = []
     restored: list[CachedState] = []
     rehash: dict[bytes, FileStat] = {}  # restored paths whose file changed while missing
     with catalog.write():
-        observations, stale = _still_current(catalog, observations)
+        stale: list[Observation] = []
+        if check:
+            observations, stale = _still_current(catalog, observations)
         new = [o for o in observations if o.decision.outcome is Outcome.NEW]
         for obs in observations:
             outcome, state, stat = obs.decision.outcome, obs.state, obs.stat
