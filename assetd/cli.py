@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from assetd import __version__, drivers
-from assetd.config import Config, load_config, parse_root_flag
+from assetd.config import Config, load_config, parse_root_flag, sqlite_file
 from assetd.exceptions import (
     AssetdError,
     CatalogError,
@@ -390,9 +390,9 @@ WALKS_IN_PARALLEL_BYTES = 16 << 20
 
 
 def _catalog_bytes(url: str) -> int:
-    path = url.split(":///", 1)[-1] if url.startswith("sqlite:") else ""
+    path = sqlite_file(url)
     try:
-        return os.path.getsize(path) if path and path != ":memory:" else 0
+        return os.path.getsize(path) if path is not None else 0
     except OSError:
         return 0
 

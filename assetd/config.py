@@ -117,12 +117,18 @@ def default_database_url(env: Mapping[str, str]) -> str:
     return "sqlite:///" + str((base / "assetd.db").absolute())
 
 
-def runtime_file(database_url: str) -> str | None:
-    """The daemon's runtime file beside a SQLite catalog (pid and feed address)."""
+def sqlite_file(database_url: str) -> str | None:
+    """The file of a SQLite catalog, absolute; None for a catalog in memory or elsewhere."""
     if not database_url.startswith("sqlite:"):
         return None
     path = database_url.split(":///", 1)[-1]
-    return os.path.abspath(path) + ".daemon" if path and path != ":memory:" else None
+    return os.path.abspath(path) if path and path != ":memory:" else None
+
+
+def runtime_file(database_url: str) -> str | None:
+    """The daemon's runtime file beside a SQLite catalog (pid and feed address)."""
+    path = sqlite_file(database_url)
+    return path + ".daemon" if path is not None else None
 
 
 def find_config_file(flag: str | None, env: Mapping[str, str]) -> str | None:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import mimetypes
 import os
 import stat as stat_mod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, NamedTuple
 
 from assetd.config import RootConfig
@@ -28,10 +29,10 @@ __all__ = [
     "apply_observations",
     "guess_mime",
     "look_again",
-    "look_again_at",
     "observe",
     "regular_stat",
     "restore_paths",
+    "write_current",
 ]
 
 # Only the built-in table: /etc/mime.types differs between machines, answers must not.
@@ -91,7 +92,7 @@ def apply_observations(
     Each observation was decided on a cache state read before this transaction. A path
     whose row has changed since (the live path wrote it while a pass walked, or another
     process did) is not written: its decision is out of date. Those observations are
-    returned, for the caller to look at again (:func:`look_again_at`). Without
+    returned, for the caller to look at again (:func:`write_current`). Without
     ``check``, the caller vouches that no one else can have written these paths since it
     read them (the live path: it reads and writes on the one writer thread).
     """
@@ -146,21 +147,34 @@ def _still_current(
         return current, stale
     now = catalog.get_states([o.path for o in acting], with_hash=False)
     for obs in acting:
-        then, row = obs.state, now.get(obs.path)
-        same = then is None if row is None else then is not None and then._replace(hash=None) == row
-        (current if same else stale).append(obs)
+        then = obs.state._replace(hash=None) if obs.state is not None else None
+        (current if then == now.get(obs.path) else stale).append(obs)
     return current, stale
 
 
-def look_again_at(
-    catalog: Catalog, stale: Sequence[Observation], follow_symlinks: bool
-) -> list[Observation]:
-    """Observe these paths afresh: their stat now, their cache state now."""
-    states = catalog.get_states([o.path for o in stale])
-    return [
-        observe(o.path, o.root, regular_stat(o.path, follow_symlinks), states.get(o.path))
-        for o in stale
-    ]
+def _apply(catalog: Catalog, observations: Sequence[Observation]) -> list[Observation]:
+    return apply_observations(catalog, observations, Tally())
+
+
+def write_current(
+    catalog: Catalog,
+    observations: Sequence[Observation],
+    follow_symlinks: bool,
+    write: Callable[[Sequence[Observation]], list[Observation]],
+) -> None:
+    """``write`` the observations (an :func:`apply_observations`, one way or another);
+    the paths another writer changed meanwhile are observed afresh, their stat and row
+    now, and written again: :data:`LOOKS` times at most, then the other writer, which
+    saw them later, has the last word."""
+    for _ in range(LOOKS):
+        stale = write(observations)
+        if not stale:
+            return
+        states = catalog.get_states([o.path for o in stale])
+        observations = [
+            observe(o.path, o.root, regular_stat(o.path, follow_symlinks), states.get(o.path))
+            for o in stale
+        ]
 
 
 def _insert_new(catalog: Catalog, new: Sequence[Observation]) -> None:
@@ -358,14 +372,9 @@ def look_again(
         path[len(root.prefix) :], is_dir=False
     ):
         return
-    seen = [observe(path, root.name, regular_stat(path, follow_symlinks), catalog.get_state(path))]
-    for _ in range(LOOKS):  # a daemon writing the same path meanwhile: look once more
-        if seen[0].decision.outcome in (Outcome.UNCHANGED, Outcome.NOTHING):
-            break
-        stale = apply_observations(catalog, seen, Tally())
-        if not stale:
-            break
-        seen = look_again_at(catalog, stale, follow_symlinks)
+    seen = observe(path, root.name, regular_stat(path, follow_symlinks), catalog.get_state(path))
+    if seen.decision.outcome not in (Outcome.UNCHANGED, Outcome.NOTHING):
+        write_current(catalog, [seen], follow_symlinks, partial(_apply, catalog))
     state = catalog.get_state(path)
     if state is not None and state.needs_verify and not state.is_missing:
         apply_hashes(catalog, [hash_one(state, follow_symlinks=follow_symlinks)], Tally())

@@ -26,13 +26,12 @@ from assetd.exceptions import CatalogUnavailableError, InvalidRequestError, Scan
 from assetd.hashing import HashOutcome, HashResult, hash_file
 from assetd.hashpool import HashPool
 from assetd.ingest import (
-    LOOKS,
     Observation,
     Tally,
     apply_hashes,
     apply_observations,
-    look_again_at,
     observe,
+    write_current,
 )
 from assetd.paths import ExcludeMatcher, get_all_known_prefixes, path_json, prefix_upper_bound
 from assetd.procs import Processes, TaskError, WorkerDied
@@ -343,12 +342,13 @@ class AssetSeeder:
 
     def _write_observations(self, tally: Tally, batch: list[Observation]) -> None:
         """Write a batch; the paths the live path wrote since this pass read them are
-        looked at again (a few times; then the live path, which saw them later, has them)."""
-        for _ in range(LOOKS):
-            stale = self._write(tally, apply_observations, batch)
-            if not stale:
-                return
-            batch = look_again_at(self.catalog, stale, self.follow_symlinks)
+        looked at again."""
+        write_current(
+            self.catalog,
+            batch,
+            self.follow_symlinks,
+            lambda observations: self._write(tally, apply_observations, observations),
+        )
 
     def _hash(self, prefixes: list[bytes], tally: Tally, pool: HashPool) -> None:
         """Phase two: hash every live location under ``prefixes`` whose hash is stale.
