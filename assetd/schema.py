@@ -141,7 +141,8 @@ def define_models(database: pw.Database) -> Models:
     class Tag(Base):
         """A tag on an asset: given by a user, or derived by assetd (``auto``)."""
 
-        asset = pw.ForeignKeyField(Asset, backref="tag_rows", on_delete="CASCADE")
+        # No index of its own: the unique (asset, name, origin) index below starts with it.
+        asset = pw.ForeignKeyField(Asset, backref="tag_rows", on_delete="CASCADE", index=False)
         name = pw.TextField(index=True)
         origin = pw.TextField()  # "user" | "auto"
 
@@ -189,6 +190,13 @@ def _v4_root_node(db: pw.Database, models: Models) -> None:
         migrate(SchemaMigrator.from_database(db).add_column("root_info", "node", models.Root.node))
 
 
+def _v5_one_tag_index_less(db: pw.Database, models: Models) -> None:
+    # Catalogs made before version 5 index tag.asset_id twice: alone and as the first
+    # column of the unique (asset_id, name, origin) index. The second serves every
+    # lookup the first did; the first cost a B-tree insert per tag.
+    db.execute_sql("DROP INDEX IF EXISTS tag_asset_id")
+
+
 def migrations() -> list[tuple[int, str, Migration]]:
     """Every schema version in order: (version, what it does, how)."""
     return [
@@ -196,6 +204,7 @@ def migrations() -> list[tuple[int, str, Migration]]:
         (2, "index the change log by time", _v2_change_ts_index),
         (3, "index the locations waiting for a hash", _v3_pending_index),
         (4, "the node that owns each root", _v4_root_node),
+        (5, "drop the tag index the unique tag index covers", _v5_one_tag_index_less),
     ]
 
 

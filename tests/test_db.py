@@ -230,6 +230,8 @@ def test_older_catalog_is_upgraded_in_place(tmp_path: Path) -> None:
     models.Location.create(
         file_path=b"/r/a", root="r", asset=asset, size=1, mtime_ns=1, ctime_ns=1, inode=1, device=1
     )
+    models.Tag.create(asset=asset, name="mine", origin="user")
+    database.execute_sql("CREATE INDEX tag_asset_id ON tag (asset_id)")  # as versions 1-4 made it
     database.close()
     catalog = Catalog(url)
     assert catalog.schema_version() == SCHEMA_VERSION > 1
@@ -237,6 +239,10 @@ def test_older_catalog_is_upgraded_in_place(tmp_path: Path) -> None:
     assert catalog.get_state(b"/r/a") is not None
     indexes = {i.name for i in catalog.db.get_indexes("change")}
     assert "change_ts" in indexes
+    tag_indexes = {i.name: i.columns for i in catalog.db.get_indexes("tag")}
+    assert "tag_asset_id" not in tag_indexes  # the unique index leads with asset_id
+    assert ["asset_id", "name", "origin"] in tag_indexes.values()
+    assert catalog.tags_of([asset.id]) == {asset.id: ["mine"]}
     catalog.close()
 
 
