@@ -145,6 +145,8 @@ def scan_cmd(db: Path, root: Path, name: str = "b") -> list[str]:
 
 
 def cold_index(tmp: Path, runs: int, quick: bool) -> Row:
+    """``assetd scan`` of a new tree, beside ``find | xargs b3sum`` and beside the floor
+    the catalog itself sets (bench/floor.py: its SQL alone, through bare sqlite3)."""
     count = 2000 if quick else 50_000
     row = Row(f"cold index {count}", "<= 1.0x b3sum")
     data = tmp / "cold"
@@ -155,6 +157,7 @@ def cold_index(tmp: Path, runs: int, quick: bool) -> Row:
         row.reference["find|xargs b3sum"] = []
     else:
         row.note = "b3sum not installed (Debian: apt-get install b3sum): no reference"
+    row.reference["catalog SQL alone"] = []
     for i in range(runs):
         db = tmp / f"cold{i}.db"
         seconds, rss = run(scan_cmd(db, data), env=env())
@@ -163,6 +166,14 @@ def cold_index(tmp: Path, runs: int, quick: bool) -> Row:
         if b3sum:
             command = f"find {data} -type f -print0 | xargs -0 b3sum > /dev/null"
             row.reference["find|xargs b3sum"].append(run([command], shell=True)[0])
+        floor = [sys.executable, "-m", "bench.floor", str(tmp / f"floor{i}.db"), str(data), "b"]
+        done = subprocess.run(floor, env=env(), capture_output=True, text=True, check=True)
+        row.reference["catalog SQL alone"].append(float(done.stdout))
+    if b3sum:
+        ratio = statistics.median(row.reference["catalog SQL alone"]) / statistics.median(
+            row.reference["find|xargs b3sum"]
+        )
+        row.note = f"the catalog's SQL alone takes {ratio:.2f}x b3sum"
     return row
 
 

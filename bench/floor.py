@@ -1,0 +1,134 @@
+"""The floor under a cold index: the SQL the catalog needs for a tree, run bare.
+
+    python -m bench.floor DB FOLDER ROOT_NAME
+
+Makes an empty catalog at DB with assetd's own schema and settings (WAL,
+``synchronous=FULL``, foreign keys), then writes, with nothing but ``sqlite3``, the
+rows a cold index of FOLDER leaves: per file an unhashed seed asset, a location, its
+automatic tags and an ``added`` change, committed in batches as a pass commits them;
+then per file the hash (into the asset's unique index), the location's stat, a
+``hashed`` change. No walking, no hashing, no deciding: every row, JSON body and
+(random) hash is built before the clock starts, so what is timed is SQLite executing
+the statements and committing. Prints the seconds on stdout.
+
+A cold index cannot be faster than this with this catalog: whatever assetd does
+beyond it is its own cost, and what lies below it is the design's (every file
+logged twice, every commit durable).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from assetd.db import CHUNK, Catalog
+
+Batch = list[tuple[str, list[tuple[object, ...]]]]
+
+SEED = (
+    "INSERT INTO asset (id, hash, size_bytes, mime_type, user_metadata, created_at) "
+    "VALUES (?, NULL, ?, ?, '{}', ?)"
+)
+LOCATION = (
+    "INSERT INTO cache_state (id, file_path, root, asset_id, size, mtime_ns, ctime_ns, "
+    "inode, device, needs_verify, is_missing) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+TAG = "INSERT INTO tag (asset_id, name, origin) VALUES (?, ?, 'auto')"
+CHANGE = 'INSERT INTO "change" (seq, ts, op, root, body) VALUES (?, ?, ?, ?, ?)'
+COUNTER = "UPDATE sequence_counter SET value = ? WHERE name = 'change'"
+HASH = "UPDATE asset SET hash = ?, size_bytes = ? WHERE id = ?"
+STAT = (
+    "UPDATE cache_state SET size = ?, mtime_ns = ?, ctime_ns = ?, inode = ?, device = ?, "
+    "needs_verify = ? WHERE id = ?"
+)
+
+
+def files(folder: Path) -> Iterator[tuple[bytes, os.stat_result]]:
+    for top, _dirs, names in os.walk(os.fsencode(folder)):
+        for name in names:
+            path = os.path.join(top, name)
+            yield path, os.lstat(path)
+
+
+def batches(folder: Path, root: str) -> tuple[list[Batch], list[Batch]]:
+    """The statements of the registering and the hashing transactions, rows built."""
+    top = os.fsencode(folder)
+    entries = sorted(files(folder))
+    register: list[Batch] = []
+    hashing: list[Batch] = []
+    seq = 0
+    for start in range(0, len(entries), CHUNK):
+        chunk = entries[start : start + CHUNK]
+        ids = range(start + 1, start + 1 + len(chunk))
+        assets, locations, tags, added, stats, hashes, hashed = [], [], [], [], [], [], []
+        for i, (path, st) in zip(ids, chunk, strict=True):
+            folders = path[len(top) + 1 :].split(b"/")[:-1]
+            names = sorted({root, *(os.fsdecode(f) for f in folders)})
+            stat = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+            assets.append((i, st.st_size, "application/octet-stream", time.time()))
+            locations.append((i, path, root, i, *stat, True, False))
+            tags += [(i, name) for name in names]
+            location = {
+                "path": os.fsdecode(path),
+                "root": root,
+                "asset_id": i,
+                "hash": None,
+                "size": st.st_size,
+                "mtime_ns": st.st_mtime_ns,
+                "mime_type": "application/octet-stream",
+                "is_missing": False,
+                "needs_verify": True,
+                "tags": names,
+            }
+            added.append((seq + 1, time.time(), "added", root, _body("added", location)))
+            digest = "blake3:" + os.urandom(32).hex()
+            hashes.append((digest, st.st_size, i))
+            stats.append((*stat, False, i))
+            location = {**location, "hash": digest, "needs_verify": False}
+            hashed.append(
+                (seq + 1 + len(chunk), time.time(), "hashed", root, _body("hashed", location))
+            )
+            seq += 1
+        seq += len(chunk)
+        register.append(
+            [
+                (SEED, assets),
+                (LOCATION, locations),
+                (TAG, tags),
+                (CHANGE, added),
+                (COUNTER, [(seq - len(chunk),)]),
+            ]
+        )
+        hashing.append([(HASH, hashes), (STAT, stats), (CHANGE, hashed), (COUNTER, [(seq,)])])
+    return register, hashing
+
+
+def _body(op: str, location: dict[str, object]) -> str:
+    return json.dumps({"op": op, "location": location})
+
+
+def floor(db: Path, folder: Path, root: str) -> float:
+    Catalog(f"sqlite:///{db}").close()  # assetd's schema, indexes and pragmas
+    register, hashing = batches(folder, root)
+    connection = sqlite3.connect(db, isolation_level=None)
+    for pragma in ("journal_mode = wal", "synchronous = full", "foreign_keys = 1"):
+        connection.execute(f"PRAGMA {pragma}")
+    started = time.perf_counter()
+    # A pass registers a batch, and hashes batches while it goes on: alternate them.
+    for transaction in [t for pair in zip(register, hashing, strict=True) for t in pair]:
+        connection.execute("BEGIN IMMEDIATE")
+        for sql, rows in transaction:
+            connection.executemany(sql, rows)
+        connection.execute("COMMIT")
+    seconds = time.perf_counter() - started
+    connection.close()
+    return seconds
+
+
+if __name__ == "__main__":
+    print(f"{floor(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]):.4f}")
