@@ -225,7 +225,6 @@ def test_detach_with_pidfile(tmp_path: Path) -> None:
     assert "stopping" in logfile.read_text()
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="lowering fs.inotify.max_queued_events needs root")
 @pytest.mark.skipif(os.geteuid() != 0, reason="lowering fs.inotify.max_user_watches needs root")
 def test_watch_limit_falls_back_to_polling(tmp_path: Path, make_daemon: Any) -> None:
     """Past the inotify watch limit: one actionable line, the root polled, nothing missed."""

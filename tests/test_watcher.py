@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from assetd.config import RootConfig
 from assetd.paths import ExcludeMatcher
 from assetd.reconciler import Hint, HintKind
 from assetd.watcher import filesystem_type, make_hint, wants_polling
+from tests.conftest import write
 
 PREFIX = b"/r/"
 EXCLUDE = ExcludeMatcher(["*.part", "**/.git/**"])
@@ -124,5 +126,59 @@ def test_a_dead_emitter_thread_is_noticed_and_the_root_watched_again(tmp_path: P
         new = tmp_path / "r" / "after.png"
         new.write_bytes(b"y")
         wait_for(lambda: Hint(HintKind.CLOSED, os.fsencode(new)) in hints, 10, "a hint again")
+    finally:
+        watchers.stop()
+
+
+QUEUE_KNOB = Path("/proc/sys/fs/inotify/max_queued_events")
+
+
+@pytest.mark.skipif(
+    not os.access(QUEUE_KNOB, os.W_OK), reason="lowering fs.inotify.max_queued_events needs root"
+)
+def test_reading_files_under_a_root_does_not_fill_the_event_queue(tmp_path: Path) -> None:
+    """Opening and reading files changes nothing, so it must not cost queue space: a pass
+    hashing a root (or a program loading models from it) would otherwise overflow the
+    kernel's event queue and force a rescan of the whole root. With a 64-event queue,
+    reading 200 files and listing 20 folders leaves the queue with room to spare, and the
+    write that follows arrives as the first and only hint."""
+    import threading
+
+    from assetd.watcher import WatchSet
+    from tests.conftest import make_root, wait_for
+
+    root = make_root(tmp_path, "r")
+    files = [
+        write(Path(root.path) / f"d{i % 20:02}" / f"f{i:03}.bin", b"%d" % i) for i in range(200)
+    ]
+    hints: list[Hint] = []
+    rescans: list[str] = []
+    lock = threading.Lock()
+
+    def sink(hint: Hint) -> bool:
+        with lock:
+            hints.append(hint)
+        return True
+
+    old = QUEUE_KNOB.read_text()
+    QUEUE_KNOB.write_text("64")  # applies to inotify instances made from now on
+    try:
+        watchers = WatchSet(
+            [root], sink, on_state=lambda *_: None, on_rescan=rescans.append,
+            on_offline=lambda _root: None, check_interval=0.05,
+        )  # fmt: skip
+        watchers.start()
+    finally:
+        QUEUE_KNOB.write_text(old)
+    try:
+        for folder in sorted({f.parent for f in files}):
+            os.listdir(folder)
+        for path in files:
+            path.read_bytes()
+        new = write(Path(root.path) / "after.png", b"written")
+        wait_for(lambda: Hint(HintKind.CLOSED, os.fsencode(new)) in hints, 10, "the write's hint")
+        with lock:
+            assert {h.path for h in hints} == {os.fsencode(new)}
+        assert watchers.overflows == 0 and rescans == []
     finally:
         watchers.stop()
