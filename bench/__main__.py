@@ -426,6 +426,12 @@ def live_latency(tmp: Path, runs: int, quick: bool) -> Row:
     p50, p99 = percentiles(latencies)
     row.assetd = [p50]
     row.note = f"close→hashed change: p50 {p50 * 1000:.2f} ms, p99 {p99 * 1000:.2f} ms"
+    steady = machine_steadiness(count)
+    row.note += (
+        f"; the machine (bench/jitter.py, {count} units of pure Python at the same pace): "
+        f"p50 {steady['p50'] * 1000:.2f} ms, p99 {steady['p99'] * 1000:.2f} ms, "
+        f"max {steady['max'] * 1000:.2f} ms, {steady['slow']} units over 3x the median"
+    )
     if watchman is not None:
         for name, seen in watchman.finish(count).items():
             lat = [seen[p] - closed_at[p] for p in closed_at if p in seen]
@@ -436,6 +442,13 @@ def live_latency(tmp: Path, runs: int, quick: bool) -> Row:
                 f"p99 {w99 * 1000:.2f} ms, {len(lat)} of {count} files"
             )
     return row
+
+
+def machine_steadiness(count: int) -> dict[str, float]:
+    """bench/jitter.py's fixed units of work, in a process of their own."""
+    probe = [sys.executable, "-m", "bench.jitter", str(count)]
+    done = subprocess.run(probe, env=env(), capture_output=True, text=True, check=True)
+    return dict(json.loads(done.stdout))
 
 
 def percentiles(values: list[float]) -> tuple[float, float]:
