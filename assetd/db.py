@@ -39,14 +39,17 @@ from assetd.schema import SCHEMA_VERSION, Models, define_models, migrations, to_
 
 __all__ = [
     "CHUNK",
+    "STORED_STAT",
     "Catalog",
     "Change",
     "ChangeListener",
+    "StateRow",
     "chunks",
     "location_json",
     "open_database",
     "shown_url",
     "stat_params",
+    "state_of_row",
 ]
 
 CHUNK = 2000  # rows per IN (...) list and per write batch
@@ -523,27 +526,7 @@ class Catalog:
     def _states(
         self, where: str, params: Sequence[Any], index: str = "", *, sql: str = _STATE_SQL
     ) -> list[CachedState]:
-        # Positional and inlined: a warm restart builds one of these per file.
-        u64 = 1 << 64  # as from_i64: an unsigned number stored as a signed BIGINT
-        return [
-            CachedState(
-                r[0],
-                bytes(r[1]),
-                r[2],
-                r[3],
-                FileStat(
-                    r[4],
-                    r[5],
-                    r[6],
-                    r[7] + u64 if r[7] < 0 else r[7],
-                    r[8] + u64 if r[8] < 0 else r[8],
-                ),
-                bool(r[9]),
-                bool(r[10]),
-                r[11],
-            )
-            for r in self.query(sql.format(index=index) + where, params)
-        ]
+        return [state_of_row(r) for r in self.query(sql.format(index=index) + where, params)]
 
     def get_states(
         self, paths: Sequence[bytes], *, with_hash: bool = True
@@ -559,6 +542,37 @@ class Catalog:
     def get_state(self, path: bytes) -> CachedState | None:
         return self.get_states([path]).get(path)
 
+    def iter_rows(
+        self,
+        prefix: bytes,
+        *,
+        page: int = 2000,
+        span: tuple[bytes | None, bytes | None] = (None, None),
+    ) -> Iterator[StateRow]:
+        """Every location under ``prefix`` (missing ones too), in path order, streamed, as
+        raw rows (:data:`StateRow`: :func:`state_of_row` makes a state of one); only
+        those in ``span`` (``[low, high)``, None: unbounded) when given. A restart's merge
+        reads one of these per file and needs a whole state only for the few that
+        changed."""
+        low, high, op = prefix, prefix_upper_bound(prefix), ">="
+        if span[0] is not None and span[0] > low:
+            low = span[0]
+        if span[1] is not None and span[1] < high:
+            high = span[1]
+        sql = self._BARE_STATE_SQL.format(index="")
+        bytes_paths = self.db.param == "?"  # SQLite hands BLOBs over as bytes already
+        while True:
+            rows = self.query(
+                sql + f"WHERE l.file_path {op} ? AND l.file_path < ? ORDER BY l.file_path LIMIT ?",
+                [low, high, page],
+            )
+            if not bytes_paths:
+                rows = [(r[0], bytes(r[1]), *r[2:]) for r in rows]
+            yield from rows
+            if len(rows) < page:
+                return
+            low, op = rows[-1][1], ">"
+
     def iter_states(
         self,
         prefix: bytes,
@@ -566,24 +580,8 @@ class Catalog:
         page: int = 2000,
         span: tuple[bytes | None, bytes | None] = (None, None),
     ) -> Iterator[CachedState]:
-        """Every location under ``prefix`` (missing ones too), in path order, streamed;
-        only those in ``span`` (``[low, high)``, None: unbounded) when given. Their
-        ``hash`` is not read (None)."""
-        low, high, op = prefix, prefix_upper_bound(prefix), ">="
-        if span[0] is not None and span[0] > low:
-            low = span[0]
-        if span[1] is not None and span[1] < high:
-            high = span[1]
-        while True:
-            rows = self._states(
-                f"WHERE l.file_path {op} ? AND l.file_path < ? ORDER BY l.file_path LIMIT ?",
-                [low, high, page],
-                sql=self._BARE_STATE_SQL,
-            )
-            yield from rows
-            if len(rows) < page:
-                return
-            low, op = rows[-1].path, ">"
+        """:meth:`iter_rows` as cache states (their ``hash`` not read: None)."""
+        return map(state_of_row, self.iter_rows(prefix, page=page, span=span))
 
     def max_location_id(self) -> int:
         """The highest location id: at least the number of locations, and instant."""
@@ -1235,6 +1233,31 @@ def _utf8(text: str | bytes) -> bytes:
 def _marks(items: Sequence[Any]) -> str:
     """Placeholders for an ``IN (...)`` list."""
     return ", ".join("?" * len(items))
+
+
+# A cache state as the catalog's reading queries return it: (id, path, root, asset id,
+# size, mtime_ns, ctime_ns, inode, device, needs_verify, is_missing, hash); inode and
+# device as stored (signed 64-bit), the flags as the engine gives them (0/1 or bools).
+StateRow = tuple[Any, ...]
+STORED_STAT = slice(4, 9)  # a row's size, mtime_ns, ctime_ns, inode, device
+
+_U64 = 1 << 64  # as from_i64: an unsigned number stored as a signed BIGINT
+
+
+def state_of_row(r: StateRow) -> CachedState:
+    """The :class:`CachedState` of one row (positional and inlined: a pass builds many)."""
+    return CachedState(
+        r[0],
+        bytes(r[1]),
+        r[2],
+        r[3],
+        FileStat(
+            r[4], r[5], r[6], r[7] + _U64 if r[7] < 0 else r[7], r[8] + _U64 if r[8] < 0 else r[8]
+        ),
+        bool(r[9]),
+        bool(r[10]),
+        r[11],
+    )
 
 
 def location_json(values: Sequence[Any], tags: list[str]) -> dict[str, Any]:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import enum
 import os
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-__all__ = ["CachedState", "Decision", "FileStat", "Outcome", "decide"]
+__all__ = ["CachedState", "Decision", "FileStat", "Outcome", "decide", "unchanged"]
 
 # FileStat and CachedState are named tuples rather than frozen dataclasses: a pass makes
 # one of each per file, and a tuple is built and compared in C, several times faster.
@@ -89,3 +89,11 @@ def decide(stat: FileStat | None, state: CachedState | None) -> Decision:
     if identity_moved or state.needs_verify:
         return _VERIFY
     return _UNCHANGED
+
+
+def unchanged(stat: FileStat, stored: tuple[Any, ...], needs_verify: Any, is_missing: Any) -> bool:
+    """:func:`decide`'s UNCHANGED, read straight off a catalog row: a live location with
+    a trusted hash whose stored stat is the file's. A restart asks this of every file, and
+    needs a whole :class:`CachedState` only when the answer is no. (A row whose inode or
+    device is stored as a negative number never matches here: :func:`decide` sees it.)"""
+    return stat == stored and not needs_verify and not is_missing

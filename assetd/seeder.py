@@ -20,8 +20,8 @@ from dataclasses import asdict
 from typing import Any
 
 from assetd.config import RootConfig
-from assetd.db import CHUNK, Catalog
-from assetd.decide import CachedState, Outcome, decide
+from assetd.db import CHUNK, STORED_STAT, Catalog, StateRow, state_of_row
+from assetd.decide import Outcome, decide, unchanged
 from assetd.exceptions import CatalogUnavailableError, InvalidRequestError, ScanError
 from assetd.hashing import HashOutcome, HashResult, hash_file
 from assetd.hashpool import HashPool
@@ -464,34 +464,38 @@ def scan_root(
         root_prefix=root.prefix,
         span=span if span != (None, None) else None,
     )
-    rows = catalog.iter_states(top.rstrip(b"/") + b"/", span=span)
-    row: CachedState | None = next(rows, None)
+    rows = catalog.iter_rows(top.rstrip(b"/") + b"/", span=span)
+    row: StateRow | None = next(rows, None)  # raw: most are unchanged, and never built
     for item in walk:
         if isinstance(item, Problem):
             on_problem(root.name, item.path, item.message)
             continue
         key = item.path + b"/" if isinstance(item, Unlisted) and item.is_dir else item.path
-        while row is not None and row.path < key:
-            yield observe(row.path, root.name, None, row)
+        while row is not None and row[1] < key:
+            yield observe(row[1], root.name, None, state_of_row(row))
             row = next(rows, None)
         if isinstance(item, Unlisted):
             on_problem(root.name, item.path, f"cannot read: {item.message}")
             end = prefix_upper_bound(key) if item.is_dir else key + b"\0"
-            while row is not None and row.path < end:
+            while row is not None and row[1] < end:
                 row = next(rows, None)
             continue
         assert isinstance(item, Entry)
         tally.scanned += 1
         tally.total += 1
-        if row is not None and row.path == item.path:
-            decision = decide(item.stat, row)
-            if decision.outcome is Outcome.UNCHANGED:
+        if row is not None and row[1] == item.path:
+            if unchanged(item.stat, row[STORED_STAT], row[9], row[10]):
                 tally.skipped += 1  # the common case on a restart: nothing to write
             else:
-                yield Observation(item.path, root.name, item.stat, row, decision)
+                state = state_of_row(row)
+                decision = decide(item.stat, state)
+                if decision.outcome is Outcome.UNCHANGED:
+                    tally.skipped += 1
+                else:
+                    yield Observation(item.path, root.name, item.stat, state, decision)
             row = next(rows, None)
         else:
             yield observe(item.path, root.name, item.stat, None)
     while row is not None:
-        yield observe(row.path, root.name, None, row)
+        yield observe(row[1], root.name, None, state_of_row(row))
         row = next(rows, None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from assetd.decide import CachedState, Decision, FileStat, Outcome, decide
+from assetd.decide import CachedState, Decision, FileStat, Outcome, decide, unchanged
 
 BASE = FileStat(size=10, mtime_ns=1_000, ctime_ns=2_000, inode=7, device=1)
 
@@ -72,3 +72,27 @@ def test_decision_table(
 def test_every_outcome_is_reachable() -> None:
     """The table covers every outcome the decision can produce."""
     assert {case[3].outcome for case in CASES} == set(Outcome)
+
+
+ROW_CASES = [(c[0], c[1], c[2]) for c in CASES if c[1] is not None and c[2] is not None]
+
+
+@pytest.mark.parametrize(("name", "stat", "cached"), ROW_CASES, ids=[c[0] for c in ROW_CASES])
+def test_the_shortcut_on_a_raw_row_agrees_with_the_table(
+    name: str, stat: FileStat, cached: CachedState
+) -> None:
+    """A restart asks :func:`unchanged` of the row as stored (inode and device signed,
+    flags as 0/1) and builds a state only when it says no: it must say yes exactly where
+    the table says UNCHANGED."""
+    stored = (cached.stat.size, cached.stat.mtime_ns, cached.stat.ctime_ns,
+              cached.stat.inode, cached.stat.device)  # fmt: skip
+    verdict = unchanged(stat, stored, int(cached.needs_verify), int(cached.is_missing))
+    assert verdict == (decide(stat, cached).outcome is Outcome.UNCHANGED)
+
+
+def test_the_shortcut_never_claims_a_row_stored_with_a_negative_inode() -> None:
+    """Inodes above 2**63 are stored as negative numbers: the shortcut says no, and the
+    state built from the row (which converts them back) decides UNCHANGED."""
+    big = changed(inode=2**64 - 5)
+    assert not unchanged(big, (10, 1_000, 2_000, -5, 1), 0, 0)
+    assert decide(big, state(stat=big)).outcome is Outcome.UNCHANGED
