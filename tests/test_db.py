@@ -356,3 +356,19 @@ def test_passwords_stay_out_of_what_is_shown() -> None:
     assert shown_url("postgresql://u:s3cret@db:5432/cat") == "postgresql://u:***@db:5432/cat"
     assert shown_url("postgresql://u@db/cat") == "postgresql://u@db/cat"
     assert shown_url("sqlite:////var/lib/assetd/assetd.db") == "sqlite:////var/lib/assetd/assetd.db"
+
+
+def test_the_change_log_is_trimmed_by_count_and_by_age(catalog: Catalog) -> None:
+    """``keep`` leaves the newest changes, ``max_age_s`` drops the old ones; the sequence
+    numbers go on from where they were."""
+    add(catalog, b"/r/a", b"/r/b", b"/r/c", b"/r/d", b"/r/e")  # seq 1..5, all `added`
+    assert catalog.trim_changes(keep=3) == 2
+    assert [c["seq"] for c in catalog.changes_since(0)] == [3, 4, 5]
+    with catalog.write():
+        catalog.execute('UPDATE "change" SET ts = ? WHERE seq = 3', [catalog.now() - 3600])
+    assert catalog.trim_changes(max_age_s=60) == 1
+    assert [c["seq"] for c in catalog.changes_since(0)] == [4, 5]
+    assert catalog.trim_changes(keep=10, max_age_s=60) == 0
+    assert (catalog.oldest_seq(), catalog.latest_seq()) == (4, 5)
+    add(catalog, b"/r/f")
+    assert catalog.latest_seq() == 6
