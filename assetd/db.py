@@ -587,16 +587,6 @@ class Catalog:
                 return
             low, op = rows[-1][1], ">"
 
-    def iter_states(
-        self,
-        prefix: bytes,
-        *,
-        page: int = 2000,
-        span: tuple[bytes | None, bytes | None] = (None, None),
-    ) -> Iterator[CachedState]:
-        """:meth:`iter_rows` as cache states (their ``hash`` not read: None)."""
-        return map(state_of_row, self.iter_rows(prefix, page=page, span=span))
-
     def max_location_id(self) -> int:
         """The highest location id: at least the number of locations, and instant."""
         (high,) = self.query("SELECT MAX(id) FROM cache_state", [])[0]

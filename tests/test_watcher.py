@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,29 @@ from assetd.watcher import filesystem_type, make_hint, wants_polling
 from tests.conftest import write
 
 PREFIX = b"/r/"
+
+
+class Hints:
+    """A watch set's sink that keeps every hint (watchdog's threads call it)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: list[Hint] = []
+
+    def __call__(self, hint: Hint) -> bool:
+        with self._lock:
+            self._seen.append(hint)
+        return True
+
+    def __contains__(self, hint: Hint) -> bool:
+        with self._lock:
+            return hint in self._seen
+
+    def paths(self) -> set[bytes]:
+        with self._lock:
+            return {h.path for h in self._seen}
+
+
 EXCLUDE = ExcludeMatcher(["*.part", "**/.git/**"])
 
 
@@ -84,26 +108,16 @@ def test_a_dead_emitter_thread_is_noticed_and_the_root_watched_again(tmp_path: P
     """An exception ends watchdog's emitter thread with a traceback and nothing more (a
     libfaketime clock step did it here, inside ``time.sleep``): the root monitor sees the
     thread gone, watches the root again and asks for a rescan, and events flow again."""
-    import os
-    import threading
-
     from assetd.watcher import WatchSet
     from tests.conftest import make_root, wait_for
 
     root = make_root(tmp_path, "r")
-    hints: list[Hint] = []
+    hints = Hints()
     states: list[str] = []
     rescans: list[str] = []
-    lock = threading.Lock()
-
-    def sink(hint: Hint) -> bool:
-        with lock:
-            hints.append(hint)
-        return True
-
     watchers = WatchSet(
         [root],
-        sink,
+        hints,
         on_state=lambda _root, state, _message: states.append(state),
         on_rescan=rescans.append,
         on_offline=lambda _root: None,
@@ -142,8 +156,6 @@ def test_reading_files_under_a_root_does_not_fill_the_event_queue(tmp_path: Path
     kernel's event queue and force a rescan of the whole root. With a 64-event queue,
     reading 200 files and listing 20 folders leaves the queue with room to spare, and the
     write that follows arrives as the first and only hint."""
-    import threading
-
     from assetd.watcher import WatchSet
     from tests.conftest import make_root, wait_for
 
@@ -151,20 +163,13 @@ def test_reading_files_under_a_root_does_not_fill_the_event_queue(tmp_path: Path
     files = [
         write(Path(root.path) / f"d{i % 20:02}" / f"f{i:03}.bin", b"%d" % i) for i in range(200)
     ]
-    hints: list[Hint] = []
+    hints = Hints()
     rescans: list[str] = []
-    lock = threading.Lock()
-
-    def sink(hint: Hint) -> bool:
-        with lock:
-            hints.append(hint)
-        return True
-
     old = QUEUE_KNOB.read_text()
     QUEUE_KNOB.write_text("64")  # applies to inotify instances made from now on
     try:
         watchers = WatchSet(
-            [root], sink, on_state=lambda *_: None, on_rescan=rescans.append,
+            [root], hints, on_state=lambda *_: None, on_rescan=rescans.append,
             on_offline=lambda _root: None, check_interval=0.05,
         )  # fmt: skip
         watchers.start()
@@ -177,8 +182,7 @@ def test_reading_files_under_a_root_does_not_fill_the_event_queue(tmp_path: Path
             path.read_bytes()
         new = write(Path(root.path) / "after.png", b"written")
         wait_for(lambda: Hint(HintKind.CLOSED, os.fsencode(new)) in hints, 10, "the write's hint")
-        with lock:
-            assert {h.path for h in hints} == {os.fsencode(new)}
+        assert hints.paths() == {os.fsencode(new)}
         assert watchers.overflows == 0 and rescans == []
     finally:
         watchers.stop()
