@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import socket
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -175,6 +174,8 @@ def load_config(
 
 
 def _read_toml(path: str) -> dict[str, Any]:
+    import tomllib  # here: a command run with flags only never needs it
+
     try:
         with open(path, "rb") as fh:
             return tomllib.load(fh)

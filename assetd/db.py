@@ -20,7 +20,6 @@ from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import peewee as pw
-from playhouse.db_url import connect as connect_url
 
 from assetd import drivers
 from assetd.decide import CachedState, FileStat
@@ -158,6 +157,8 @@ def open_database(url: str) -> pw.Database:
             ) from exc
         return _postgres(url)
     try:
+        from playhouse.db_url import connect as connect_url  # it imports every backend
+
         return connect_url(url)
     except (RuntimeError, ValueError, ImportError) as exc:
         raise CatalogError(f"cannot use database {shown_url(url)!r}: {exc}") from exc

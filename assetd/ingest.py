@@ -6,6 +6,7 @@ transaction; no stat or hash call ever happens inside one.
 
 from __future__ import annotations
 
+import functools
 import mimetypes
 import os
 import stat as stat_mod
@@ -35,14 +36,19 @@ __all__ = [
     "write_current",
 ]
 
-# Only the built-in table: /etc/mime.types differs between machines, answers must not.
-_MIME = mimetypes.MimeTypes(filenames=())
-_MIME.add_type("application/x-safetensors", ".safetensors", strict=False)
-_MIME.add_type("application/x-gguf", ".gguf", strict=False)
+
+@functools.cache
+def _mime_table() -> mimetypes.MimeTypes:
+    """Only the built-in table: /etc/mime.types differs between machines, answers must
+    not. Built on first use (a few milliseconds that most commands never need)."""
+    table = mimetypes.MimeTypes(filenames=())
+    table.add_type("application/x-safetensors", ".safetensors", strict=False)
+    table.add_type("application/x-gguf", ".gguf", strict=False)
+    return table
 
 
 def guess_mime(path: bytes) -> str | None:
-    return _MIME.guess_type(os.fsdecode(path), strict=False)[0]
+    return _mime_table().guess_type(os.fsdecode(path), strict=False)[0]
 
 
 class Observation(NamedTuple):
