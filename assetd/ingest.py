@@ -205,11 +205,16 @@ def _insert_new(catalog: Catalog, new: Sequence[Observation]) -> None:
         ],
     )
     tags: list[tuple[int, str]] = []
+    # Automatic tags come from the folder alone, and a batch's files share few folders.
+    by_folder: dict[tuple[str, bytes], tuple[str, ...]] = {}
     for loc, a, (o, st), mime in zip(location_ids, asset_ids, files, mimes, strict=True):
-        names = sorted(catalog.folder_tags(prefixes, o.root, o.path))
+        folder = (o.root, o.path[: o.path.rfind(b"/") + 1])
+        names = by_folder.get(folder)
+        if names is None:
+            names = by_folder[folder] = tuple(sorted(catalog.folder_tags(prefixes, *folder)))
         tags += [(a, name) for name in names]
         values = (o.path, o.root, a, None, st.size, st.mtime_ns, mime, False, True)
-        catalog.log("added", loc, location=location_json(values, names))
+        catalog.log("added", loc, location=location_json(values, list(names)))
     catalog.execute_many("INSERT INTO tag (asset_id, name, origin) VALUES (?, ?, 'auto')", tags)
 
 
