@@ -49,6 +49,9 @@ def test_watch_replays_then_follows(tmp_path: Path, make_daemon: Any) -> None:
         stdout=subprocess.PIPE,
         text=True,
         env=env,
+        # Ctrl-C ends watch; a suite started in the background (`cmd &` in a script) has
+        # SIGINT ignored, children inherit that, and then Python installs no handler.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         assert proc.stdout is not None
