@@ -378,7 +378,7 @@ def cmd_scan(args: argparse.Namespace, config: Config) -> int:
     try:
         if _catalog_bytes(config.database) >= WALKS_IN_PARALLEL_BYTES:
             pool.warm_for_walks()  # the worker starts while this process imports and opens
-        return _scan_here(args, config, pool)
+        return _scan_here(args, config, pool, names)
     finally:
         pool.close()
 
@@ -397,11 +397,12 @@ def _catalog_bytes(url: str) -> int:
         return 0
 
 
-def _scan_here(args: argparse.Namespace, config: Config, pool: HashPool) -> int:
+def _scan_here(
+    args: argparse.Namespace, config: Config, pool: HashPool, names: list[str] | None
+) -> int:
     from assetd.progress import ProgressBar
     from assetd.seeder import AssetSeeder
 
-    names = args.roots or None
     catalog = _open(config)
     catalog.register_roots([(r.name, r.prefix) for r in config.roots])  # refused: exit 2
     bar = ProgressBar.for_stream(sys.stderr)

@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 import peewee as pw
 
 from assetd import drivers
+from assetd.config import sqlite_file
 from assetd.decide import CachedState, FileStat
 from assetd.drivers import POSTGRES_SCHEMES
 from assetd.exceptions import (
@@ -129,11 +130,11 @@ def _unavailable() -> Iterator[None]:
 def open_database(url: str) -> pw.Database:
     """A peewee database for ``url``; SQLite gets WAL, a busy timeout and foreign keys."""
     if url.startswith("sqlite:"):
-        path = url.split(":///", 1)[-1]
-        if path and path != ":memory:":
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        file = sqlite_file(url)
+        if file is not None:
+            os.makedirs(os.path.dirname(file), exist_ok=True)
         return _Sqlite(
-            path,
+            file or url.split(":///", 1)[-1],
             timeout=BUSY_TIMEOUT_S,
             lock_type="IMMEDIATE",  # take the write lock at BEGIN: no deadlocked upgrades
             pragmas={
@@ -819,7 +820,9 @@ class Catalog:
                     T.delete().where(
                         (T.asset == asset_id) & (T.origin == "auto") & T.name.in_(sorted(gone))
                     ).execute()
-            self._insert_auto((a, n) for a in batch for n in wanted[a] - have[a] - {MISSING_TAG})
+            self.insert_auto_tags(
+                (a, n) for a in batch for n in wanted[a] - have[a] - {MISSING_TAG}
+            )
         self.update_missing_marks(ids)
 
     def add_auto_tags(self, locations: Iterable[tuple[int, str, bytes]]) -> None:
@@ -830,7 +833,7 @@ class Catalog:
             wanted.setdefault(asset_id, set()).update(self.folder_tags(roots, root, path))
         for batch in chunks(sorted(wanted)):
             have = self._auto_tags(batch)
-            self._insert_auto((a, n) for a in batch for n in wanted[a] - have[a])
+            self.insert_auto_tags((a, n) for a in batch for n in wanted[a] - have[a])
 
     def update_missing_marks(self, asset_ids: Iterable[int]) -> None:
         """Mark with the automatic tag ``missing`` exactly the assets with no live location."""
@@ -858,7 +861,7 @@ class Catalog:
                 self.execute_many(
                     "UPDATE asset SET missing_since = NULL WHERE id = ?", [(a,) for a in revived]
                 )
-            self._insert_auto((a, MISSING_TAG) for a in dead if a not in marked)
+            self.insert_auto_tags((a, MISSING_TAG) for a in dead if a not in marked)
             self.execute_many(
                 "UPDATE asset SET missing_since = ? WHERE id = ? AND missing_since IS NULL",
                 [(self.now(), a) for a in dead if a not in marked],
@@ -883,7 +886,8 @@ class Catalog:
             have[asset_id].add(name)
         return have
 
-    def _insert_auto(self, pairs: Iterable[tuple[int, str]]) -> None:
+    def insert_auto_tags(self, pairs: Iterable[tuple[int, str]]) -> None:
+        """(asset id, tag name) rows of automatic tags, in bulk."""
         rows = [(a, n) for a, n in pairs]
         self.execute_many("INSERT INTO tag (asset_id, name, origin) VALUES (?, ?, 'auto')", rows)
 
@@ -940,7 +944,7 @@ class Catalog:
     def _others_roots(self) -> Any:
         """The names of the roots other nodes own (a subquery).
 
-        None on a catalog of one machine: there every root is this daemon's, even when
+        Empty on a catalog of one machine: there every root is this daemon's, even when
         the host was renamed since it was registered.
         """
         Root = self.m.Root

@@ -81,14 +81,14 @@ def decide(stat: FileStat | None, state: CachedState | None) -> Decision:
     if state is None:
         return _NEW
     cached = state.stat
+    if unchanged(stat, cached, state.needs_verify, state.is_missing):
+        return _UNCHANGED
     identity_moved = stat != cached  # inode, device or ctime too: replaced, or only chmod
     if state.is_missing:
         return _RESTORED_REHASH if identity_moved or state.needs_verify else _RESTORED
     if stat[:2] != cached[:2]:  # size or mtime: the content changed
         return _MODIFIED
-    if identity_moved or state.needs_verify:
-        return _VERIFY
-    return _UNCHANGED
+    return _VERIFY  # same size and mtime, but moved identity or a stale hash
 
 
 def unchanged(stat: FileStat, stored: tuple[Any, ...], needs_verify: Any, is_missing: Any) -> bool:

@@ -6,13 +6,12 @@ transaction; no stat or hash call ever happens inside one.
 
 from __future__ import annotations
 
-import functools
 import mimetypes
 import os
 import stat as stat_mod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cache, partial
 from typing import Any, NamedTuple
 
 from assetd.config import RootConfig
@@ -37,7 +36,7 @@ __all__ = [
 ]
 
 
-@functools.cache
+@cache
 def _mime_table() -> mimetypes.MimeTypes:
     """Only the built-in table: /etc/mime.types differs between machines, answers must
     not. Built on first use (a few milliseconds that most commands never need)."""
@@ -215,7 +214,7 @@ def _insert_new(catalog: Catalog, new: Sequence[Observation]) -> None:
         tags += [(a, name) for name in names]
         values = (o.path, o.root, a, None, st.size, st.mtime_ns, mime, False, True)
         catalog.log("added", loc, location=location_json(values, list(names)))
-    catalog.execute_many("INSERT INTO tag (asset_id, name, origin) VALUES (?, ?, 'auto')", tags)
+    catalog.insert_auto_tags(tags)
 
 
 def apply_hashes(catalog: Catalog, outcomes: Sequence[HashOutcome], tally: Tally) -> None:

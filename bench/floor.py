@@ -18,7 +18,6 @@ logged twice, every commit durable).
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import sys
@@ -26,7 +25,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from assetd.db import CHUNK, Catalog
+from assetd.db import CHUNK, Catalog, location_json, stat_params
+from assetd.decide import FileStat
+from assetd.ingest import guess_mime
+from assetd.jsontext import dumps
+from assetd.paths import auto_tags
 
 Batch = list[tuple[str, list[tuple[object, ...]]]]
 
@@ -67,31 +70,22 @@ def batches(folder: Path, root: str) -> tuple[list[Batch], list[Batch]]:
         ids = range(start + 1, start + 1 + len(chunk))
         assets, locations, tags, added, stats, hashes, hashed = [], [], [], [], [], [], []
         for i, (path, st) in zip(ids, chunk, strict=True):
-            folders = path[len(top) + 1 :].split(b"/")[:-1]
-            names = sorted({root, *(os.fsdecode(f) for f in folders)})
-            stat = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
-            assets.append((i, st.st_size, "application/octet-stream", time.time()))
+            # The rows as assetd makes them (its tags, mime type and Location JSON); only
+            # the writing below is done without it.
+            names = sorted(auto_tags(root, top + b"/", path))
+            mime = guess_mime(path)
+            stat = stat_params(FileStat.from_os(st))
+            assets.append((i, st.st_size, mime, time.time()))
             locations.append((i, path, root, i, *stat, True, False))
             tags += [(i, name) for name in names]
-            location = {
-                "path": os.fsdecode(path),
-                "root": root,
-                "asset_id": i,
-                "hash": None,
-                "size": st.st_size,
-                "mtime_ns": st.st_mtime_ns,
-                "mime_type": "application/octet-stream",
-                "is_missing": False,
-                "needs_verify": True,
-                "tags": names,
-            }
-            added.append((seq + 1, time.time(), "added", root, _body("added", location)))
+            values = (path, root, i, None, st.st_size, st.st_mtime_ns, mime, False, True)
+            added.append((seq + 1, time.time(), "added", root, _body("added", values, names)))
             digest = "blake3:" + os.urandom(32).hex()
             hashes.append((digest, st.st_size, i))
             stats.append((*stat, False, i))
-            location = {**location, "hash": digest, "needs_verify": False}
+            values = (*values[:3], digest, *values[4:8], False)
             hashed.append(
-                (seq + 1 + len(chunk), time.time(), "hashed", root, _body("hashed", location))
+                (seq + 1 + len(chunk), time.time(), "hashed", root, _body("hashed", values, names))
             )
             seq += 1
         seq += len(chunk)
@@ -108,8 +102,8 @@ def batches(folder: Path, root: str) -> tuple[list[Batch], list[Batch]]:
     return register, hashing
 
 
-def _body(op: str, location: dict[str, object]) -> str:
-    return json.dumps({"op": op, "location": location})
+def _body(op: str, values: tuple[object, ...], tags: list[str]) -> str:
+    return dumps({"op": op, "location": location_json(values, tags)}).decode()
 
 
 def floor(db: Path, folder: Path, root: str) -> float:
