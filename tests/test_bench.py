@@ -29,6 +29,7 @@ def test_quick_benchmarks_run() -> None:
         "cold",
         "warm",
         "one",
+        "one",
         "live",
         "burst",
         "fan-out",
