@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import peewee as pw
-from playhouse.migrate import SchemaMigrator, migrate
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -173,6 +172,8 @@ def _v1_initial(db: pw.Database, models: Models) -> None:
 
 def _v2_change_ts_index(db: pw.Database, models: Models) -> None:
     # Retention by age scans the change log by time.
+    from playhouse.migrate import SchemaMigrator, migrate  # upgrades only: not every command
+
     migrate(SchemaMigrator.from_database(db).add_index("change", ("ts",), False))
 
 
@@ -187,6 +188,8 @@ def _v3_pending_index(db: pw.Database, models: Models) -> None:
 def _v4_root_node(db: pw.Database, models: Models) -> None:
     # Several daemons may share one catalog: each root is owned by one of them.
     if "node" not in {c.name for c in db.get_columns("root_info")}:
+        from playhouse.migrate import SchemaMigrator, migrate
+
         migrate(SchemaMigrator.from_database(db).add_column("root_info", "node", models.Root.node))
 
 
