@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from assetd import __version__, drivers
+from assetd import __version__, drivers, gcpace
 from assetd.config import Config, load_config, parse_root_flag, sqlite_file
 from assetd.exceptions import (
     AssetdError,
@@ -45,6 +45,7 @@ class NoDaemonError(AssetdError):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    gcpace.pace()  # see assetd/gcpace.py
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

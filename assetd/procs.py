@@ -23,7 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from assetd import drivers
+from assetd import drivers, gcpace
 
 __all__ = ["Processes", "TaskError", "WorkerDied", "default_count"]
 
@@ -173,6 +173,7 @@ def _serve() -> None:
 
 
 if __name__ == "__main__":
+    gcpace.pace()  # as the process that started it
     if "--sqlite-only" in sys.argv[1:]:
         drivers.sqlite_only()
     for flag in sys.argv[1:]:
