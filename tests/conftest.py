@@ -126,6 +126,15 @@ def run_cli(
     )
 
 
+def python(code: str) -> str:
+    """Run ``code`` in a fresh interpreter from the checkout; its stdout, stripped."""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
 class Daemon:
     """An ``assetd run`` subprocess, its log, and a reader of its catalog."""
 

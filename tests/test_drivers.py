@@ -2,19 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.conftest import REPO
-
-
-def python(code: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
+from tests.conftest import python
 
 
 def test_a_command_on_a_sqlite_catalog_imports_no_postgresql_driver(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from assetd.gcpace import YOUNG
-from tests.test_drivers import python
+from tests.conftest import python
 
 
 def test_a_command_runs_with_the_young_generation_paced(tmp_path: Path) -> None:
@@ -28,7 +28,7 @@ def test_a_worker_process_runs_with_the_young_generation_paced() -> None:
         "import gc\n"
         "from assetd.procs import Processes\n"
         "procs = Processes(1)\n"
-        "print(gc.get_threshold()[0] == 20_000, procs.call('assetd.gcpace:paced'))\n"
+        f"print(gc.get_threshold()[0] == {YOUNG}, procs.call('assetd.gcpace:paced'))\n"
         "procs.close()\n"
     )
     assert python(code) == "False True"  # paced there, though its parent never was
