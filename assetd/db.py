@@ -266,6 +266,7 @@ class Catalog:
         self._clock = now
         self._floor = 0.0  # the catalog's time never goes back: see now()
         self.db = open_database(url)
+        self.sqlite = isinstance(self.db, pw.SqliteDatabase)  # the embedded default
         self.m: Models = define_models(self.db)
         self._write_lock = threading.RLock()
         self._depth = 0
@@ -537,7 +538,7 @@ class Catalog:
     def _pending_index(self) -> str:
         """SQLite's planner, without statistics, prefers the path index for a root's range
         over the small partial index of pending rows; tell it. (PostgreSQL has stats.)"""
-        return " INDEXED BY cache_state_pending" if self.db.param == "?" else ""
+        return " INDEXED BY cache_state_pending" if self.sqlite else ""
 
     def _states(
         self, where: str, params: Sequence[Any], index: str = "", *, sql: str = _STATE_SQL
@@ -576,13 +577,12 @@ class Catalog:
         if span[1] is not None and span[1] < high:
             high = span[1]
         sql = self._BARE_STATE_SQL.format(index="")
-        bytes_paths = self.db.param == "?"  # SQLite hands BLOBs over as bytes already
         while True:
             rows = self.query(
                 sql + f"WHERE l.file_path {op} ? AND l.file_path < ? ORDER BY l.file_path LIMIT ?",
                 [low, high, page],
             )
-            if not bytes_paths:
+            if not self.sqlite:  # SQLite hands BLOBs over as bytes already
                 rows = [(r[0], bytes(r[1]), *r[2:]) for r in rows]
             yield from rows
             if len(rows) < page:

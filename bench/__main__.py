@@ -58,6 +58,10 @@ class Row:
         parts.append(f"goal {self.goal}")
         print(" | ".join(parts) + (f" | {self.note}" if self.note else ""), flush=True)
 
+    def ratio(self, reference: str, to: str) -> float:
+        """The median of one reference's times over another's."""
+        return statistics.median(self.reference[reference]) / statistics.median(self.reference[to])
+
 
 def run(
     cmd: list[str], *, env: dict[str, str] | None = None, shell: bool = False
@@ -170,9 +174,7 @@ def cold_index(tmp: Path, runs: int, quick: bool) -> Row:
         done = subprocess.run(floor, env=env(), capture_output=True, text=True, check=True)
         row.reference["catalog SQL alone"].append(float(done.stdout))
     if b3sum:
-        ratio = statistics.median(row.reference["catalog SQL alone"]) / statistics.median(
-            row.reference["find|xargs b3sum"]
-        )
+        ratio = row.ratio("catalog SQL alone", "find|xargs b3sum")
         row.note = f"the catalog's SQL alone takes {ratio:.2f}x b3sum"
     return row
 
@@ -250,13 +252,19 @@ def big_file(tmp: Path, runs: int, quick: bool) -> list[Row]:
 
 
 def _write_big(path: Path, size: int) -> None:
-    """``size`` bytes of random content, settled (an hour old: hashed mapped at once)."""
+    """``size`` bytes of random content, settled."""
     with open(path, "wb") as fh:
         chunk = os.urandom(1 << 20)
         for _ in range(size >> 20):
             fh.write(chunk)
+    _settle(path)
+
+
+def _settle(path: Path) -> None:
+    """Make a just-written file look settled (an hour old: hashed mapped at once),
+    written back (read as clean cached pages, not dirty ones) and in the page cache."""
     os.utime(path, (time.time() - 3600, time.time() - 3600))
-    os.sync()  # written back: what follows reads clean cached pages, not dirty ones
+    os.sync()
     warm_page_cache(path.parent)
 
 
@@ -287,8 +295,7 @@ def _big_file_scan(tmp: Path, target: Path, runs: int) -> Row:
             row.reference["b3sum"].append(run(["b3sum", str(target)])[0])
     row.note = f"hash_file's own time {statistics.median(inproc):.3f}s"
     if b3sum:
-        medians = {name: statistics.median(times) for name, times in row.reference.items()}
-        ratio = medians["python -c hash_file"] / medians["b3sum"]
+        ratio = row.ratio("python -c hash_file", "b3sum")
         row.note += f"; python -c hash_file takes {ratio:.2f}x b3sum"
     return row
 
@@ -319,9 +326,7 @@ def _big_file_daemon(tmp: Path, target: Path, runs: int) -> Row:
                 shutil.copyfile(target, staged)
                 with open(staged, "r+b") as fh:
                     fh.write(os.urandom(32))  # content of its own: a new asset every run
-                os.utime(staged, (time.time() - 3600, time.time() - 3600))
-                os.sync()
-                warm_page_cache(stage)
+                _settle(staged)
                 arrived = root / staged.name
                 started = time.perf_counter()
                 os.rename(staged, arrived)

@@ -25,8 +25,8 @@ from watchdog.events import (
 from assetd.config import RootConfig
 from assetd.paths import ExcludeMatcher
 from assetd.reconciler import Hint, HintKind
-from assetd.watcher import filesystem_type, make_hint, wants_polling
-from tests.conftest import write
+from assetd.watcher import WatchSet, filesystem_type, make_hint, wants_polling
+from tests.conftest import make_root, wait_for, write
 
 PREFIX = b"/r/"
 
@@ -108,9 +108,6 @@ def test_a_dead_emitter_thread_is_noticed_and_the_root_watched_again(tmp_path: P
     """An exception ends watchdog's emitter thread with a traceback and nothing more (a
     libfaketime clock step did it here, inside ``time.sleep``): the root monitor sees the
     thread gone, watches the root again and asks for a rescan, and events flow again."""
-    from assetd.watcher import WatchSet
-    from tests.conftest import make_root, wait_for
-
     root = make_root(tmp_path, "r")
     hints = Hints()
     states: list[str] = []
@@ -156,9 +153,6 @@ def test_reading_files_under_a_root_does_not_fill_the_event_queue(tmp_path: Path
     kernel's event queue and force a rescan of the whole root. With a 64-event queue,
     reading 200 files and listing 20 folders leaves the queue with room to spare, and the
     write that follows arrives as the first and only hint."""
-    from assetd.watcher import WatchSet
-    from tests.conftest import make_root, wait_for
-
     root = make_root(tmp_path, "r")
     files = [
         write(Path(root.path) / f"d{i % 20:02}" / f"f{i:03}.bin", b"%d" % i) for i in range(200)
