@@ -189,13 +189,13 @@ def _insert_new(catalog: Catalog, new: Sequence[Observation]) -> None:
     files = [(o, o.stat) for o in new if o.stat is not None]
     asset_ids = catalog.allocate_ids("asset", len(files))
     mimes = [guess_mime(o.path) for o, _ in files]
-    catalog.execute_many(
+    catalog.insert_many(
         "INSERT INTO asset (id, hash, size_bytes, mime_type, user_metadata, created_at) "
         "VALUES (?, NULL, ?, ?, '{}', ?)",
         [(a, st.size, mime, now) for a, (_, st), mime in zip(asset_ids, files, mimes, strict=True)],
     )
     location_ids = catalog.allocate_ids("cache_state", len(files))
-    catalog.execute_many(
+    catalog.insert_many(
         "INSERT INTO cache_state (id, file_path, root, asset_id, size, mtime_ns, ctime_ns, "
         "inode, device, needs_verify, is_missing) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [

@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from assetd.db import CHUNK, Catalog, location_json, stat_params
+from assetd.db import CHUNK, Catalog, insert_statements, location_json, stat_params
 from assetd.decide import FileStat
 from assetd.ingest import guess_mime
 from assetd.jsontext import dumps
@@ -117,7 +117,11 @@ def floor(db: Path, folder: Path, root: str) -> float:
     for transaction in [t for pair in zip(register, hashing, strict=True) for t in pair]:
         connection.execute("BEGIN IMMEDIATE")
         for sql, rows in transaction:
-            connection.executemany(sql, rows)
+            if sql.startswith("INSERT"):  # as the catalog inserts: many rows a statement
+                for text, params in insert_statements(sql, rows):
+                    connection.execute(text, params)
+            else:
+                connection.executemany(sql, rows)
         connection.execute("COMMIT")
     seconds = time.perf_counter() - started
     connection.close()

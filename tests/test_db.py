@@ -8,7 +8,7 @@ from pathlib import Path
 import peewee as pw
 import pytest
 
-from assetd.db import Catalog
+from assetd.db import INSERT_PARAMS, Catalog, insert_statements
 from assetd.decide import FileStat
 from assetd.exceptions import CatalogError, NotFoundError, SchemaError
 from assetd.ingest import Tally, apply_observations, observe
@@ -372,3 +372,26 @@ def test_the_change_log_is_trimmed_by_count_and_by_age(catalog: Catalog) -> None
     assert (catalog.oldest_seq(), catalog.latest_seq()) == (4, 5)
     add(catalog, b"/r/f")
     assert catalog.latest_seq() == 6
+
+
+def test_rows_inserted_many_to_a_statement_arrive_whole(catalog: Catalog) -> None:
+    """insert_many cuts rows into statements within INSERT_PARAMS, and every row arrives
+    as given, with the literals of the one-row SQL, on either engine."""
+    tag_sql = "INSERT INTO tag (asset_id, name, origin) VALUES (?, ?, 'auto')"
+    (asset_id,) = catalog.allocate_ids("asset", 1)
+    rows = [(asset_id, f"t{i:04}") for i in range(1203)]  # 2 parameters: 499 rows a statement
+    statements = list(insert_statements(tag_sql, rows))
+    assert [len(params) for _, params in statements] == [998, 998, 410]
+    assert all(text.count("?") == len(params) <= INSERT_PARAMS for text, params in statements)
+    with catalog.write():
+        catalog.insert_many(
+            "INSERT INTO asset (id, hash, size_bytes, mime_type, user_metadata, created_at) "
+            "VALUES (?, NULL, ?, ?, '{}', ?)",
+            [(asset_id, 7, None, 1.5)],
+        )
+        catalog.insert_many(tag_sql, rows)
+    T = catalog.m.Tag
+    got = [(t.name, t.origin) for t in T.select().where(T.asset == asset_id).order_by(T.name)]
+    assert got == [(name, "auto") for _, name in rows]
+    with pytest.raises(ValueError, match="one-row INSERT"):
+        list(insert_statements("UPDATE asset SET hash = ? WHERE id = ?", [("h", 1)]))
