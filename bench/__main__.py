@@ -711,8 +711,6 @@ def fan_out(tmp: Path, runs: int, quick: bool) -> Row:
         if end_seq >= start_seq + 2 * rate * seconds and _all_settled(daemon.db):
             break
         time.sleep(0.2)
-    for proc in procs:
-        proc.join(120) if False else None
     received: list[dict[int, float]] = []
     client_cpu = 0.0
     for _ in range(workers):
