@@ -20,8 +20,12 @@ from assetd.exceptions import (
     AssetdError,
     CatalogError,
     ConfigError,
+    DaemonRunningError,
     InvalidRequestError,
+    NoDaemonError,
     NotFoundError,
+    RemoteError,
+    UsageError,
 )
 
 if TYPE_CHECKING:
@@ -34,14 +38,6 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NO_DAEMON = 0, 1, 2, 3
 DAY_S = 86400.0
 
 log = logging.getLogger("assetd")
-
-
-class UsageError(AssetdError):
-    """A command-line argument is malformed (exit 2)."""
-
-
-class NoDaemonError(AssetdError):
-    """No daemon answers for this catalog (exit 3)."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -248,8 +244,6 @@ def _daemon(config: Config) -> Any:
 
 def _remote(client: Any, cmd: str, **args: Any) -> Any:
     """One request to the daemon; its errors become the command line's."""
-    from assetd.client import RemoteError
-
     try:
         return client.request(cmd, timeout=None, **args)
     except RemoteError as exc:
@@ -275,7 +269,7 @@ def _need_roots(config: Config) -> None:
 
 def cmd_run(args: argparse.Namespace, config: Config) -> int:
     from assetd.config import runtime_file
-    from assetd.daemon import AlreadyRunningError, Daemon, RuntimeLock
+    from assetd.daemon import Daemon, RuntimeLock
 
     _need_roots(config)
     if args.pidfile and not args.detach:
@@ -305,7 +299,7 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
         logging.getLogger("websockets").setLevel(logging.WARNING)
     try:
         return Daemon(config, reload=reload).run()
-    except AlreadyRunningError as exc:
+    except DaemonRunningError as exc:
         return _fail(EXIT_ERROR, exc)
 
 

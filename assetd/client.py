@@ -12,17 +12,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from assetd.config import Config, runtime_file
-from assetd.exceptions import AssetdError
+from assetd.exceptions import AssetdError, RemoteError
 
-__all__ = ["DaemonClient", "RemoteError", "find_daemon", "path_argument", "path_value"]
-
-
-class RemoteError(AssetdError):
-    """The daemon answered a request with ``ok: false``."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+__all__ = ["DaemonClient", "find_daemon", "path_argument", "path_value"]
 
 
 def find_daemon(config: Config) -> str | None:

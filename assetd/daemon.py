@@ -20,9 +20,10 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from assetd.backoff import Backoff
 from assetd.config import Config, RootConfig, runtime_file
 from assetd.db import Catalog, shown_url
-from assetd.exceptions import AssetdError, CatalogError, ConfigError
+from assetd.exceptions import CatalogError, ConfigError, DaemonRunningError
 from assetd.hashpool import HashPool
 from assetd.reconciler import Reconciler
 from assetd.relay import Relay
@@ -31,16 +32,12 @@ from assetd.service import Service
 from assetd.watcher import WatchSet
 from assetd.wsfeed import Feed
 
-__all__ = ["AlreadyRunningError", "Daemon", "RuntimeLock", "sd_notify"]
+__all__ = ["Daemon", "RuntimeLock", "sd_notify"]
 
 log = logging.getLogger(__name__)
 
 RETRY_PASS_FIRST_S, RETRY_PASS_MAX_S = 1.0, 30.0  # a pass stopped by an unreachable catalog
 NODE_LOCKS = 0x6E6F6465  # the advisory lock class of node names ("node")
-
-
-class AlreadyRunningError(AssetdError):
-    """Another daemon serves this catalog."""
 
 
 def sd_notify(message: str, env: Mapping[str, str] | None = None) -> bool:
@@ -82,7 +79,7 @@ class NodeLock:
             raise CatalogError(f"cannot reach the catalog to claim node {node!r}: {said}") from exc
         if not row or not row[0]:
             self._conn.close()
-            raise AlreadyRunningError(
+            raise DaemonRunningError(
                 f"another daemon serves node {node!r} on this catalog; give this one another "
                 "name ([daemon] node)"
             )
@@ -113,7 +110,7 @@ class RuntimeLock:
         except BlockingIOError:
             other = _read_json(fd)
             os.close(fd)
-            raise AlreadyRunningError(
+            raise DaemonRunningError(
                 f"another assetd (pid {other.get('pid', '?')}) already serves this catalog "
                 f"({self.path})"
             ) from None
@@ -158,7 +155,7 @@ class Daemon:
         self._runtime: RuntimeLock | None = None
         self._token: str | None = None
         self.passes = 0  # passes asked for: startup, SIGHUP, lost events, roots back
-        self._retry_s = RETRY_PASS_FIRST_S
+        self._pass_backoff = Backoff(RETRY_PASS_FIRST_S, RETRY_PASS_MAX_S)
         self.relay: Relay | None = None
         self._lock = threading.RLock()
         self._stop: asyncio.Event | None = None
@@ -404,13 +401,13 @@ class Daemon:
             if data.get("catalog_unavailable"):
                 self._retry_pass_later()
             elif kind == "assets.seed.completed":
-                self._retry_s = RETRY_PASS_FIRST_S
+                self._pass_backoff.reset()
             threading.Thread(target=self._after_pass, name="assetd-next-pass", daemon=True).start()
 
     def _retry_pass_later(self) -> None:
         """A pass stopped because the catalog could not be reached (a database restarting,
         a network gone): resync in full once it is back, trying again with backoff."""
-        delay, self._retry_s = self._retry_s, min(self._retry_s * 2, RETRY_PASS_MAX_S)
+        delay = self._pass_backoff.delay()
         log.warning("the catalog cannot be reached; a full pass again in %.0f s", delay)
         timer = threading.Timer(delay, lambda: self.request_pass(None, prune_first=True))
         timer.daemon = True

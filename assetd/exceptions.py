@@ -3,31 +3,62 @@
 ::
 
     AssetdError
-     ├── ConfigError          the configuration or the command line is invalid (exit 2)
-     │    └── RootOwnedError  a root is another node's on a shared catalog
-     ├── CatalogError         the catalog cannot be opened, read or written
+     ├── ConfigError               the configuration or the command line is invalid (exit 2)
+     │    ├── UsageError           a command-line argument is malformed
+     │    └── RootOwnedError       a root is another node's on a shared catalog
+     ├── CatalogError              the catalog cannot be opened, read or written
      │    ├── CatalogUnavailableError  a write failed for now (disk full, locked, gone)
-     │    └── SchemaError     the catalog's schema is newer than this assetd, or broken
-     ├── ScanError            a seeder pass could not run (never raised for one bad file)
-     ├── InvalidRequestError  a malformed argument (a bad tag, a path outside every root)
-     └── NotFoundError        a path or asset the caller named is not in the catalog
+     │    └── SchemaError          the catalog's schema is newer than this assetd, or broken
+     ├── ScanError                 a seeder pass could not run (never raised for one bad file)
+     │    └── SeederBusyError      a pass is running; the request needs the seeder idle
+     ├── AlreadyRunningError       the pass or verify run asked for is running already
+     │    └── VerifyBusyError      a verify run is going on already
+     ├── DaemonRunningError        another daemon serves this catalog
+     ├── InvalidRequestError       a malformed argument (a bad tag, a path outside every root)
+     │    └── UnknownCommandError  a feed request names no command
+     ├── NotFoundError             a path or asset the caller named is not in the catalog
+     ├── DaemonError               talking to a running daemon failed
+     │    ├── NoDaemonError        no daemon answers for this catalog (exit 3)
+     │    └── RemoteError          the daemon answered a request with an error code
+     ├── WorkerError               a worker process failed a task
+     │    ├── WorkerDied           the worker ended before it answered
+     │    └── TaskError            the task raised in the worker (a bug)
+     └── FileReadError (also OSError)  a file could not be hashed as it was
+          ├── NotRegularFileError  not a regular file (a FIFO, a device, a symlink)
+          └── FileChangedError     the file kept changing while it was read
 
 Errors from the operating system and the database driver are translated at the
-boundary with ``raise ... from exc``; only the command line maps them to exit codes.
+boundary with ``raise ... from exc``; only the command line maps them to exit codes,
+and only the feed's command table maps them to error codes.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "AlreadyRunningError",
     "AssetdError",
     "CatalogError",
     "CatalogUnavailableError",
     "ConfigError",
+    "DaemonError",
+    "DaemonRunningError",
+    "FileChangedError",
+    "FileReadError",
     "InvalidRequestError",
+    "NoDaemonError",
     "NotFoundError",
+    "NotRegularFileError",
+    "RemoteError",
     "RootOwnedError",
     "ScanError",
     "SchemaError",
+    "SeederBusyError",
+    "TaskError",
+    "UnknownCommandError",
+    "UsageError",
+    "VerifyBusyError",
+    "WorkerDied",
+    "WorkerError",
 ]
 
 
@@ -37,6 +68,10 @@ class AssetdError(Exception):
 
 class ConfigError(AssetdError):
     """The configuration file or the command line is invalid."""
+
+
+class UsageError(ConfigError):
+    """A command-line argument is malformed."""
 
 
 class RootOwnedError(ConfigError):
@@ -60,9 +95,70 @@ class ScanError(AssetdError):
     """A seeder pass could not run at all."""
 
 
-class NotFoundError(AssetdError):
-    """A path or asset named by the caller is not in the catalog."""
+class SeederBusyError(ScanError):
+    """The seeder is running a pass; the request needs it idle."""
+
+
+class AlreadyRunningError(AssetdError):
+    """The pass or verify run asked for is running already; try again when it ends."""
+
+
+class VerifyBusyError(AlreadyRunningError):
+    """A verify run is going on already."""
+
+
+class DaemonRunningError(AssetdError):
+    """Another daemon serves this catalog (or this node of a shared one)."""
 
 
 class InvalidRequestError(AssetdError):
     """An argument from a caller is malformed."""
+
+
+class UnknownCommandError(InvalidRequestError):
+    """A feed request names a command there is not."""
+
+
+class NotFoundError(AssetdError):
+    """A path or asset named by the caller is not in the catalog."""
+
+
+class DaemonError(AssetdError):
+    """Talking to a running daemon failed."""
+
+
+class NoDaemonError(DaemonError):
+    """No daemon answers for this catalog."""
+
+
+class RemoteError(DaemonError):
+    """The daemon answered a request with ``ok: false``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class WorkerError(AssetdError):
+    """A worker process failed a task."""
+
+
+class WorkerDied(WorkerError):
+    """The worker running a task ended before it answered."""
+
+
+class TaskError(WorkerError):
+    """The task raised in the worker (a bug: tasks report bad files as results)."""
+
+
+class FileReadError(AssetdError, OSError):
+    """A file could not be hashed as it was; an ``OSError`` too, so that callers that
+    skip unreadable files skip these alike."""
+
+
+class NotRegularFileError(FileReadError):
+    """The path is not a regular file (a FIFO, a device, a symlink not followed)."""
+
+
+class FileChangedError(FileReadError):
+    """The file changed during every attempt to read it."""

@@ -13,14 +13,13 @@ from dataclasses import dataclass
 from blake3 import blake3
 
 from assetd.decide import CachedState, FileStat
+from assetd.exceptions import FileChangedError, NotRegularFileError
 
 __all__ = [
     "LARGE_FILE",
     "RACY_WINDOW_NS",
-    "FileChangedError",
     "HashOutcome",
     "HashResult",
-    "NotRegularFileError",
     "hash_file",
     "hash_one",
     "hash_path",
@@ -36,14 +35,6 @@ THREADED_LIMIT = 16 << 20
 # From this size, hashing spends its time in reads and in BLAKE3, which give up the GIL.
 LARGE_FILE = 1 << 20
 PREFIX = "blake3:"
-
-
-class NotRegularFileError(OSError):
-    """The path is a FIFO, socket, device, folder or (unfollowed) symlink."""
-
-
-class FileChangedError(OSError):
-    """The file kept changing while it was hashed."""
 
 
 @dataclass(frozen=True, slots=True)

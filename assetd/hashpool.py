@@ -22,8 +22,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from assetd.decide import CachedState, FileStat
+from assetd.exceptions import TaskError, WorkerDied
 from assetd.hashing import LARGE_FILE, HashOutcome, HashResult, hash_file, hash_one, hash_path
-from assetd.procs import Processes, TaskError, WorkerDied, default_count
+from assetd.procs import Processes, default_count
 
 __all__ = ["FEW", "PROCESS_MIN", "HashPool"]
 

@@ -24,16 +24,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from assetd import drivers, gcpace
+from assetd.exceptions import TaskError, WorkerDied
 
-__all__ = ["Processes", "TaskError", "WorkerDied", "default_count"]
-
-
-class WorkerDied(Exception):
-    """The worker running a task ended before it answered."""
-
-
-class TaskError(Exception):
-    """The task raised in the worker (a bug: tasks report bad files as results)."""
+__all__ = ["Processes", "default_count"]
 
 
 def default_count() -> int:

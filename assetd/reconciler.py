@@ -21,6 +21,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+from assetd.backoff import Backoff
 from assetd.config import RootConfig
 from assetd.db import CHUNK, Catalog, chunks
 from assetd.decide import CachedState, FileStat
@@ -193,7 +194,7 @@ class Reconciler:
         Commands already answered with their error are not run again. A stop request
         ends the waiting: what is left is caught up by the startup scan.
         """
-        delay = RETRY_FIRST_S
+        backoff = Backoff(RETRY_FIRST_S, RETRY_MAX_S)
         while True:
             try:
                 stop = self._process(items)
@@ -203,9 +204,9 @@ class Reconciler:
                     return True
                 items = self._retry_items(items)
                 self.catalog_error = str(exc)
+                delay = backoff.delay()
                 log.warning("%s; retrying in %.1f s", exc, delay)
                 self._stopping.wait(delay)
-                delay = min(delay * 2, RETRY_MAX_S)
                 continue
             except Exception:
                 log.exception("reconciler batch failed; its paths are looked at again on rescan")

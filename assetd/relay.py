@@ -15,6 +15,7 @@ import logging
 import threading
 from collections.abc import Callable
 
+from assetd.backoff import Backoff
 from assetd.db import CHANGE_CHANNEL, Catalog, Change
 from assetd.exceptions import CatalogError
 
@@ -49,14 +50,15 @@ class Relay:
     def _run(self) -> None:
         import psycopg
 
-        delay = RETRY_FIRST_S
+        backoff = Backoff(RETRY_FIRST_S, RETRY_MAX_S)
         while not self._stop.is_set():
             try:
                 with psycopg.connect(self.catalog.url, autocommit=True, connect_timeout=5) as conn:
                     conn.execute(f"LISTEN {CHANGE_CHANNEL}")
-                    if not self.connected and delay > RETRY_FIRST_S:
+                    if not self.connected and backoff.failing:
                         log.warning("the change relay is connected again; catching up")
-                    self.connected, delay = True, RETRY_FIRST_S
+                    self.connected = True
+                    backoff.reset()
                     self._catch_up()  # what committed before we listened, or while away
                     while not self._stop.is_set():
                         # Wake at least twice a second to notice a stop request.
@@ -67,8 +69,7 @@ class Relay:
                     said = " ".join(str(exc).split())
                     log.warning("the change relay lost the catalog (%s); reconnecting", said)
                 self.connected = False
-                self._stop.wait(delay)
-                delay = min(delay * 2, RETRY_MAX_S)
+                self._stop.wait(backoff.delay())
 
     def _catch_up(self) -> None:
         while True:

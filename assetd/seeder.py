@@ -22,7 +22,13 @@ from typing import Any
 from assetd.config import RootConfig
 from assetd.db import CHUNK, STORED_STAT, Catalog, StateRow, state_of_row
 from assetd.decide import Outcome, decide, unchanged
-from assetd.exceptions import CatalogUnavailableError, InvalidRequestError, ScanError
+from assetd.exceptions import (
+    CatalogUnavailableError,
+    InvalidRequestError,
+    SeederBusyError,
+    TaskError,
+    WorkerDied,
+)
 from assetd.hashing import HashOutcome, HashResult, hash_file
 from assetd.hashpool import HashPool
 from assetd.ingest import (
@@ -34,10 +40,10 @@ from assetd.ingest import (
     write_current,
 )
 from assetd.paths import ExcludeMatcher, get_all_known_prefixes, path_json, prefix_upper_bound
-from assetd.procs import Processes, TaskError, WorkerDied
+from assetd.procs import Processes
 from assetd.walk import Entry, Problem, Span, Unlisted, walk_root
 
-__all__ = ["AssetSeeder", "SeederBusyError", "SeederState", "scan_root"]
+__all__ = ["AssetSeeder", "SeederState", "scan_root"]
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +61,6 @@ class SeederState(enum.Enum):
     IDLE = "IDLE"
     RUNNING = "RUNNING"
     CANCELLING = "CANCELLING"
-
-
-class SeederBusyError(ScanError):
-    """The seeder is running a pass; the request needs it idle."""
 
 
 class _Cancelled(Exception):

@@ -20,16 +20,13 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from assetd.db import CHUNK, Catalog
+from assetd.exceptions import VerifyBusyError
 from assetd.hashing import HashOutcome, hash_file, hash_one
 from assetd.ingest import Tally, apply_hashes
 
-__all__ = ["VerifyBusyError", "VerifySummary", "apply_verified", "verify"]
+__all__ = ["VerifySummary", "apply_verified", "verify"]
 
 MB = 1_000_000
-
-
-class VerifyBusyError(Exception):
-    """A verify run is going on already."""
 
 
 @dataclass

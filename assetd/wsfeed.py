@@ -38,6 +38,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
+from assetd.backoff import Backoff
 from assetd.db import Change
 from assetd.exceptions import (
     AssetdError,
@@ -45,11 +46,11 @@ from assetd.exceptions import (
     ConfigError,
     InvalidRequestError,
     NotFoundError,
+    SeederBusyError,
+    VerifyBusyError,
 )
 from assetd.jsontext import dumps
-from assetd.seeder import SeederBusyError
 from assetd.service import Service
-from assetd.verify import VerifyBusyError
 
 __all__ = ["PROTOCOL_VERSION", "Feed", "FeedError", "decode_cursor", "encode_cursor"]
 
@@ -433,16 +434,16 @@ class Feed:
     async def _replay_until_done(self, client: _Client, since: int) -> None:
         """Replay, and while the catalog cannot be read (a database restarting), wait and
         go on from where it stopped; live changes queue behind, so the order holds."""
-        delay = REPLAY_RETRY_FIRST_S
+        backoff = Backoff(REPLAY_RETRY_FIRST_S, REPLAY_RETRY_MAX_S)
         while True:
             try:
                 await self._replay(client, since)
                 return
             except CatalogUnavailableError as exc:
+                delay = backoff.delay()
                 log.warning("replay to a client paused: %s; retrying in %.1f s", exc, delay)
                 since = client.cursor if client.cursor >= since else since
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, REPLAY_RETRY_MAX_S)
 
     async def _replay(self, client: _Client, since: int) -> None:
         oldest = await asyncio.to_thread(self.service.oldest_seq)

@@ -11,7 +11,8 @@ import pytest
 from blake3 import blake3
 
 from assetd import hashing
-from assetd.hashing import FileChangedError, NotRegularFileError, hash_file
+from assetd.exceptions import FileChangedError, NotRegularFileError
+from assetd.hashing import hash_file
 from tests.conftest import OLD_NS, write
 
 

@@ -13,8 +13,9 @@ import pytest
 
 from assetd.config import RootConfig
 from assetd.db import CHUNK, Catalog
+from assetd.exceptions import SeederBusyError
 from assetd.hashing import HashResult, hash_file
-from assetd.seeder import AssetSeeder, SeederBusyError
+from assetd.seeder import AssetSeeder
 from tests.conftest import OLD_NS, make_root, wait_for, write
 
 
