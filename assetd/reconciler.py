@@ -9,7 +9,6 @@ mtime have stayed still for ``settle_s``.
 
 from __future__ import annotations
 
-import enum
 import logging
 import os
 import queue
@@ -28,33 +27,17 @@ from assetd.decide import CachedState, FileStat
 from assetd.exceptions import CatalogUnavailableError
 from assetd.hashing import LARGE_FILE, HashOutcome, hash_path
 from assetd.hashpool import FEW, HashPool
+from assetd.hints import Hint, HintKind
 from assetd.ingest import Observation, Tally, apply_hashes, apply_observations, observe
 from assetd.paths import ExcludeMatcher, root_for_path
 from assetd.seeder import scan_root
 
-__all__ = ["Hint", "HintKind", "Reconciler"]
+__all__ = ["Reconciler"]
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 2000  # hints taken from the queue per transaction
 RETRY_FIRST_S, RETRY_MAX_S = 0.2, 5.0  # waiting for a catalog that cannot be written
-
-
-class HintKind(enum.Enum):
-    CHANGED = "changed"  # created, modified, deleted, attributes: look again
-    CLOSED = "closed"  # closed after writing: look again, and hash at once
-    MOVED = "moved"  # a file renamed to ``dest``
-    DIR_MOVED = "dir_moved"  # a folder renamed to ``dest``
-    DIR_CHANGED = "dir_changed"  # a folder created or deleted: look at everything under it
-
-
-@dataclass(frozen=True, slots=True)
-class Hint:
-    """Where to look again, and how."""
-
-    kind: HintKind
-    path: bytes
-    dest: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,8 +32,8 @@ from watchdog.events import (
 from watchdog.observers.api import BaseObserver
 
 from assetd.config import RootConfig
+from assetd.hints import Hint, HintKind
 from assetd.paths import ExcludeMatcher
-from assetd.reconciler import Hint, HintKind
 
 __all__ = [
     "NETWORK_FS",

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from assetd.config import RootConfig
 from assetd.db import Catalog
 from assetd.hashing import hash_file
-from assetd.reconciler import Hint, HintKind, Reconciler
+from assetd.hints import Hint, HintKind
+from assetd.reconciler import Reconciler
 from tests.conftest import OLD_NS, wait_for, write
 
 

@@ -23,8 +23,8 @@ from watchdog.events import (
 )
 
 from assetd.config import RootConfig
+from assetd.hints import Hint, HintKind
 from assetd.paths import ExcludeMatcher
-from assetd.reconciler import Hint, HintKind
 from assetd.watcher import WatchSet, filesystem_type, make_hint, wants_polling
 from tests.conftest import make_root, wait_for, write
 
