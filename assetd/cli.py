@@ -549,13 +549,21 @@ def cmd_meta(args: argparse.Namespace, config: Config) -> int:
 
 def _look_again(catalog: Catalog, config: Config, path: bytes) -> None:
     """Catch the catalog up with the file at ``path`` before saying something about it."""
-    from assetd.ingest import look_again
+    from assetd.apply import look_again
 
-    look_again(catalog, config.roots, path, follow_symlinks=config.follow_symlinks)
+    follow = config.follow_symlinks
+    look_again(catalog, config.roots, path, hash_states=_hasher(follow), follow_symlinks=follow)
+
+
+def _hasher(follow_symlinks: bool) -> Callable[[Sequence[Any]], list[Any]]:
+    """Hash cache states in this process, one after another (a command's few files)."""
+    from assetd.hashing import hash_one
+
+    return lambda states: [hash_one(s, follow_symlinks=follow_symlinks) for s in states]
 
 
 def cmd_restore(args: argparse.Namespace, config: Config) -> int:
-    from assetd.ingest import restore_paths
+    from assetd.apply import restore_paths
 
     client = _daemon(config)
     if client is not None:
@@ -565,9 +573,9 @@ def cmd_restore(args: argparse.Namespace, config: Config) -> int:
         _print_json({"restored": _remote(client, "restore", paths=paths)["restored"]})
         return EXIT_OK
     catalog = _open(config)
-    restored = restore_paths(
-        catalog, [_cli_path(p) for p in args.paths], follow_symlinks=config.follow_symlinks
-    )
+    follow = config.follow_symlinks
+    local = [_cli_path(p) for p in args.paths]
+    restored = restore_paths(catalog, local, hash_states=_hasher(follow), follow_symlinks=follow)
     _print_json({"restored": restored})
     return EXIT_OK
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from assetd.drivers import sqlite_file
 from assetd.exceptions import ConfigError
 
 __all__ = [
@@ -114,14 +115,6 @@ def default_database_url(env: Mapping[str, str]) -> str:
         data_home = env.get("XDG_DATA_HOME") or os.path.join(env.get("HOME") or "~", ".local/share")
         base = Path(os.path.expanduser(data_home)) / "assetd"
     return "sqlite:///" + str((base / "assetd.db").absolute())
-
-
-def sqlite_file(database_url: str) -> str | None:
-    """The file of a SQLite catalog, absolute; None for a catalog in memory or elsewhere."""
-    if not database_url.startswith("sqlite:"):
-        return None
-    path = database_url.split(":///", 1)[-1]
-    return os.path.abspath(path) if path and path != ":memory:" else None
 
 
 def runtime_file(database_url: str) -> str | None:

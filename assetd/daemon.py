@@ -282,7 +282,9 @@ class Daemon:
         roots = config.roots
         # One set of hashing workers for the live path and the passes alike.
         self.hash_pool = HashPool(follow_symlinks=config.follow_symlinks)
-        if self.catalog.max_location_id() >= PARALLEL_MIN:  # the startup pass walks in parallel
+        if (
+            self.catalog.locations.max_location_id() >= PARALLEL_MIN
+        ):  # the startup pass walks in parallel
             self.hash_pool.warm_for_walks()
         self.reconciler = Reconciler(
             self.catalog,

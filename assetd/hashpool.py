@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 PROCESS_MIN = 256  # small files in one batch before worker processes pay for themselves
 TASK_FILES = 250  # small files per task sent to a worker
 FEW = 32  # small files that may as well be hashed in this process
-WALK_MODULE = "assetd.seeder"  # where a worker's walk of a span (scan_span) lives
+WALK_MODULE = "assetd.survey"  # where a worker's walk of a span (survey_span) lives
 
 
 class HashPool:
@@ -77,6 +77,16 @@ class HashPool:
         futures = [self._threads.submit(self._one, s) for s in large]
         outcomes = self._small(small)
         return outcomes + [future.result() for future in futures]
+
+    def hash_paths(self, paths: Sequence[bytes]) -> dict[bytes, HashOutcome]:
+        """Hash files by path alone (their locations may not exist yet), in this pool's
+        threads, and wait: for a few small files whose hashes are wanted at once."""
+        if not paths:
+            return {}
+        outcomes = self._threads.map(
+            lambda path: hash_path(path, follow_symlinks=self.follow_symlinks), paths
+        )
+        return dict(zip(paths, outcomes, strict=True))
 
     def worker_pids(self) -> list[int]:
         """The worker processes alive now (none until a batch needed them)."""

@@ -12,25 +12,33 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import stat as stat_mod
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from assetd.apply import (
+    Observation,
+    Tally,
+    apply_hashes,
+    apply_observations,
+    awaiting_hash,
+    observe,
+    regular_stat,
+)
 from assetd.backoff import Backoff
+from assetd.catalog import Catalog
+from assetd.catalog.sql import CHUNK, chunks
 from assetd.config import RootConfig
-from assetd.db import CHUNK, Catalog, chunks
 from assetd.decide import CachedState, FileStat
 from assetd.exceptions import CatalogUnavailableError
-from assetd.hashing import LARGE_FILE, HashOutcome, hash_path
+from assetd.hashing import LARGE_FILE, HashOutcome
 from assetd.hashpool import FEW, HashPool
 from assetd.hints import Hint, HintKind
-from assetd.ingest import Observation, Tally, apply_hashes, apply_observations, observe
-from assetd.paths import ExcludeMatcher, root_for_path
-from assetd.seeder import scan_root
+from assetd.plan import Plan, RootIndex, outermost, plan
+from assetd.survey import survey
 
 __all__ = ["Reconciler"]
 
@@ -53,16 +61,6 @@ class _Hashed:
 
 
 _STOP = object()
-
-
-@dataclass
-class _Plan:
-    """What one batch of hints asks for, coalesced by path."""
-
-    look: dict[bytes, bool] = field(default_factory=dict)  # path -> closed after writing
-    moves: list[tuple[bytes, bytes, str]] = field(default_factory=list)
-    tree_moves: list[tuple[bytes, bytes, str]] = field(default_factory=list)
-    trees: set[bytes] = field(default_factory=set)
 
 
 class Reconciler:
@@ -101,8 +99,7 @@ class Reconciler:
 
     def set_roots(self, roots: Sequence[RootConfig]) -> None:
         """Replace the roots (on a configuration reload); takes effect with the next batch."""
-        self._roots = tuple(roots)
-        self._excludes = {r.name: ExcludeMatcher(r.exclude) for r in roots}
+        self._roots = RootIndex(roots)
 
     # -- the outside ----------------------------------------------------------------
 
@@ -258,13 +255,15 @@ class Reconciler:
         if not hints and not hashed:
             return
         self.hints_seen += len(hints)
-        plan = self._plan(hints)
-        if plan.moves or plan.tree_moves:
-            self._move(plan)
-        observations = self._observe(plan)
-        ready = self._ready(observations, plan.look)
+        todo = plan(hints, self._roots)
+        if todo.moves or todo.tree_moves:
+            self._move(todo)
+        observations = self._observe(todo)
+        ready = self._ready(observations, todo.look)
         now = ready if len(ready) < FEW and _all_small(observations, ready) else []
-        found = {path: hash_path(path, follow_symlinks=self.follow_symlinks) for path in now}
+        # A few small files just closed: the pool hashes them while this thread waits,
+        # so that they commit with their observations in one transaction.
+        found = self._pool.hash_paths(now)
         batches = list(chunks(observations, CHUNK))
         # Observed on this thread, which every write goes through: they are current.
         for batch in batches[:-1]:
@@ -274,7 +273,8 @@ class Reconciler:
                 if batches:
                     apply_observations(self.catalog, batches[-1], self.tally, check=False)
                 if found:
-                    outcomes = [found[s.path].for_state(s) for s in self._stale(list(found))]
+                    stale = awaiting_hash(self.catalog, list(found))
+                    outcomes = [found[s.path].for_state(s) for s in stale]
                     apply_hashes(self.catalog, outcomes, self.tally)
         for batch in chunks(hashed, CHUNK):
             apply_hashes(self.catalog, batch, self.tally)
@@ -291,91 +291,42 @@ class Reconciler:
 
     # -- reconciling a batch --------------------------------------------------------
 
-    def _move(self, plan: _Plan) -> None:
+    def _move(self, todo: Plan) -> None:
         with self.catalog.write():
-            for src, dst, dst_root in plan.tree_moves:
+            for src, dst, dst_root in todo.tree_moves:
                 # A renamed folder moves all its locations in one transaction, tags and all.
                 src_prefix, dst_prefix = src + b"/", dst + b"/"
-                paths = self.catalog.live_paths_under(src_prefix)
+                paths = self.catalog.locations.live_paths_under(src_prefix)
                 self.catalog.move_locations(
                     [(p, dst_prefix + p[len(src_prefix) :], dst_root) for p in paths]
                 )
-            if plan.moves:
-                self.catalog.move_locations(plan.moves)
+            if todo.moves:
+                self.catalog.move_locations(todo.moves)
 
-    def _observe(self, plan: _Plan) -> list[Observation]:
-        """Walk the folders and stat the paths the plan names, against the catalog."""
+    def _observe(self, todo: Plan) -> list[Observation]:
+        """Survey the folders and stat the paths the plan names, against the catalog."""
         observations: list[Observation] = []
-        trees = _outermost(plan.trees)
-        for tree in sorted(trees):
-            root = self._root_of(tree)
+        for tree in sorted(outermost(todo.trees)):
+            root = self._roots.of(tree)
             if root is not None:
                 observations.extend(
-                    scan_root(self.catalog, root, self.follow_symlinks, _warn, Tally(), top=tree)
+                    survey(self.catalog, root, self.follow_symlinks, _warn, Tally(), top=tree)
                 )
-        # A path inside a folder being scanned is looked at by that scan: once is enough.
-        singles = {p: c for p, c in plan.look.items() if not _inside_any(p, trees)}
-        observations.extend(self._look(singles))
+        # A path inside a folder being surveyed is looked at by that survey: once is enough.
+        observations.extend(self._look(todo.singles()))
         return observations
-
-    def _plan(self, hints: Iterable[Hint]) -> _Plan:
-        plan = _Plan()
-        for hint in hints:
-            src_root = self._root_of(hint.path)
-            if hint.kind in (HintKind.CHANGED, HintKind.CLOSED):
-                if src_root is not None:
-                    plan.look[hint.path] = (
-                        plan.look.get(hint.path, False) or hint.kind is HintKind.CLOSED
-                    )
-                continue
-            if hint.kind is HintKind.DIR_CHANGED:
-                if src_root is not None:
-                    plan.trees.add(hint.path)
-                continue
-            assert hint.dest is not None
-            dst_root = self._root_of(hint.dest)
-            if hint.kind is HintKind.MOVED:
-                if src_root is not None and dst_root is not None:
-                    plan.moves.append((hint.path, hint.dest, dst_root.name))
-                if src_root is not None:
-                    plan.look.setdefault(hint.path, False)
-                if dst_root is not None:
-                    plan.look[hint.dest] = True  # a rename is how writers publish a finished file
-            else:
-                if src_root is not None and dst_root is not None:
-                    plan.tree_moves.append((hint.path, hint.dest, dst_root.name))
-                if src_root is not None:
-                    plan.trees.add(hint.path)
-                if dst_root is not None:
-                    plan.trees.add(hint.dest)
-        return plan
-
-    def _root_of(self, path: bytes) -> RootConfig | None:
-        root = root_for_path(path, self._roots)
-        if root is None:
-            return None
-        rel = path[len(root.prefix) :]
-        if self._excludes[root.name].excludes(rel, is_dir=False):
-            return None
-        return root
 
     def _look(self, paths: dict[bytes, bool]) -> list[Observation]:
         """Stat each path and decide against its cache state."""
         states = self.catalog.get_states(list(paths))
         out = []
         for path in paths:
-            root = self._root_of(path)
+            root = self._roots.of(path)
             if root is None:
                 continue
-            out.append(observe(path, root.name, self._stat(path), states.get(path)))
+            stat = regular_stat(path, self.follow_symlinks)
+            out.append(observe(path, root.name, stat, states.get(path)))
         return out
-
-    def _stat(self, path: bytes) -> FileStat | None:
-        try:
-            st = os.stat(path, follow_symlinks=self.follow_symlinks)
-        except OSError:
-            return None
-        return FileStat.from_os(st) if stat_mod.S_ISREG(st.st_mode) else None
 
     # -- hashing, now or once settled -----------------------------------------------
 
@@ -405,7 +356,7 @@ class Reconciler:
         changed: list[Hint] = []
         for path in due:
             before, _ = self._settling.pop(path)
-            current = self._stat(path)
+            current = regular_stat(path, self.follow_symlinks)
             if current is None:
                 continue
             if current == before:
@@ -416,16 +367,12 @@ class Reconciler:
         self._write(changed, [])
         self._submit(ready)
 
-    def _stale(self, paths: list[bytes]) -> list[CachedState]:
-        """The live locations among ``paths`` that wait for a hash."""
-        return [
-            s
-            for s in self.catalog.get_states(paths).values()
-            if s.needs_verify and not s.is_missing
-        ]
+    def hash_now(self, states: Sequence[CachedState]) -> list[HashOutcome]:
+        """Hash these in the shared pool, in the calling thread (never the writer's)."""
+        return self._pool.run(states)
 
     def _submit(self, paths: list[bytes]) -> None:
-        states = self._stale(paths)
+        states = awaiting_hash(self.catalog, paths)
         if not states:
             return
         for batch in chunks(states, CHUNK):
@@ -450,16 +397,3 @@ def _warn(root: str, path: bytes, message: str) -> None:
 def _all_small(observations: list[Observation], paths: list[bytes]) -> bool:
     sizes = {o.path: o.stat.size for o in observations if o.stat is not None}
     return all(sizes.get(p, LARGE_FILE) < LARGE_FILE for p in paths)
-
-
-def _inside_any(path: bytes, folders: set[bytes]) -> bool:
-    return any(path.startswith(folder + b"/") for folder in folders)
-
-
-def _outermost(folders: set[bytes]) -> set[bytes]:
-    """Drop folders that lie inside another folder of the set."""
-    keep: set[bytes] = set()
-    for folder in sorted(folders):
-        if not any(folder.startswith(k + b"/") for k in keep):
-            keep.add(folder)
-    return keep

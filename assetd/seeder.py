@@ -19,9 +19,10 @@ from concurrent.futures import Future
 from dataclasses import asdict
 from typing import Any
 
+from assetd.apply import Observation, Tally, apply_hashes, apply_observations, write_current
+from assetd.catalog import Catalog
+from assetd.catalog.sql import CHUNK
 from assetd.config import RootConfig
-from assetd.db import CHUNK, STORED_STAT, Catalog, StateRow, state_of_row
-from assetd.decide import Outcome, decide, unchanged
 from assetd.exceptions import (
     CatalogUnavailableError,
     InvalidRequestError,
@@ -31,19 +32,12 @@ from assetd.exceptions import (
 )
 from assetd.hashing import HashOutcome, HashResult, hash_file
 from assetd.hashpool import HashPool
-from assetd.ingest import (
-    Observation,
-    Tally,
-    apply_hashes,
-    apply_observations,
-    observe,
-    write_current,
-)
-from assetd.paths import ExcludeMatcher, get_all_known_prefixes, path_json, prefix_upper_bound
+from assetd.paths import get_all_known_prefixes, path_json
 from assetd.procs import Processes
-from assetd.walk import Entry, Problem, Span, Unlisted, walk_root
+from assetd.survey import survey
+from assetd.walk import Span
 
-__all__ = ["AssetSeeder", "SeederState", "scan_root"]
+__all__ = ["AssetSeeder", "SeederState"]
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +47,7 @@ MAX_ERRORS = 200  # kept in the status; the log has them all
 # a restart over many files. (A first scan has nothing to cut by, and its observations
 # would all have to travel back from the workers.)
 PARALLEL_MIN = 20_000
-SCAN_SPAN = "assetd.seeder:scan_span"
+SURVEY_SPAN = "assetd.survey:survey_span"
 SPANS_PER_CORE = 3  # a restart's walk is shared out in spans this fine
 
 
@@ -309,7 +303,7 @@ class AssetSeeder:
         """A carrier thread: have one worker walk ``span``, then spans from the back."""
         while True:
             try:
-                found = procs.call(SCAN_SPAN, self.catalog.url, root, self.follow_symlinks, span)
+                found = procs.call(SURVEY_SPAN, self.catalog.url, root, self.follow_symlinks, span)
                 results.append((span, found))
             except (WorkerDied, TaskError) as exc:
                 results.append((span, exc))
@@ -319,7 +313,7 @@ class AssetSeeder:
                 return
 
     def _scan(self, root: RootConfig, tally: Tally, span: Span) -> Iterator[Observation]:
-        return scan_root(
+        return survey(
             self.catalog, root, self.follow_symlinks, self._walk_problem, tally, span=span
         )
 
@@ -328,7 +322,7 @@ class AssetSeeder:
         if procs is None or ":memory:" in self.catalog.url:
             return [(None, None)]  # (a catalog in memory cannot be read from elsewhere)
         parts = (procs.count + 1) * SPANS_PER_CORE
-        cuts = self.catalog.quantiles(root.prefix, parts, self.parallel_min)
+        cuts = self.catalog.locations.quantiles(root.prefix, parts, self.parallel_min)
         bounds: list[bytes | None] = [None, *cuts, None]
         return [(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
 
@@ -358,12 +352,12 @@ class AssetSeeder:
         While one batch is written, the next is hashed (in worker processes when it is
         many small files, so the two really run side by side).
         """
-        tally.to_hash, tally.to_hash_bytes = self.catalog.count_pending_hash(prefixes)
+        tally.to_hash, tally.to_hash_bytes = self.catalog.locations.count_pending_hash(prefixes)
         if not tally.to_hash:
             return
         after = 0
         hashing: Future[list[HashOutcome]] | None = None
-        while states := self.catalog.pending_states(prefixes, after=after, limit=CHUNK):
+        while states := self.catalog.locations.pending_states(prefixes, after=after, limit=CHUNK):
             after = states[-1].id
             offload = pool.offloads(states)
             following = pool.submit(states) if offload else _run_here(pool.run, states)
@@ -411,26 +405,6 @@ class AssetSeeder:
                 self._errors.append(entry)
 
 
-def scan_span(
-    url: str, root: RootConfig, follow_symlinks: bool, span: Span
-) -> tuple[list[Observation], dict[str, int], list[tuple[str, bytes, str]]]:
-    """:func:`scan_root` over one span, in a worker process: what it saw, its counts, and
-    the problems to report."""
-    catalog = Catalog(url, upgrade=False)
-    try:
-        tally = Tally()
-        problems: list[tuple[str, bytes, str]] = []
-
-        def problem(name: str, path: bytes, message: str) -> None:
-            problems.append((name, path, message))
-
-        observations = list(scan_root(catalog, root, follow_symlinks, problem, tally, span=span))
-        counts = {"scanned": tally.scanned, "total": tally.total, "skipped": tally.skipped}
-        return observations, counts, problems
-    finally:
-        catalog.close()
-
-
 def _run_here(fn: Callable[..., Any], *args: Any) -> Future[Any]:
     """Run ``fn`` now, in this thread; its result or error in a finished future."""
     future: Future[Any] = Future()
@@ -439,65 +413,3 @@ def _run_here(fn: Callable[..., Any], *args: Any) -> Future[Any]:
     except BaseException as exc:
         future.set_exception(exc)
     return future
-
-
-def scan_root(
-    catalog: Catalog,
-    root: RootConfig,
-    follow_symlinks: bool,
-    on_problem: Callable[[str, bytes, str], None],
-    tally: Tally,
-    top: bytes | None = None,
-    span: Span = (None, None),
-) -> Iterator[Observation]:
-    """Merge the walk of ``root`` (or of its folder ``top``) with the catalog's rows.
-
-    Both streams are in byte order, so the merge holds one row and one file at a time.
-    Unchanged files are only counted (``tally.skipped``), not yielded.
-    Rows under a folder that could not be listed are left exactly as they are; rows
-    under a ``top`` that no longer exists are all missing. With ``span``, only the
-    paths in that byte range, on disk and in the catalog.
-    """
-    top = top if top is not None else os.fsencode(root.path)
-    walk = walk_root(
-        top,
-        exclude=ExcludeMatcher(root.exclude),
-        follow_symlinks=follow_symlinks,
-        root_prefix=root.prefix,
-        span=span if span != (None, None) else None,
-    )
-    rows = catalog.iter_rows(top.rstrip(b"/") + b"/", span=span)
-    row: StateRow | None = next(rows, None)  # raw: most are unchanged, and never built
-    for item in walk:
-        if isinstance(item, Problem):
-            on_problem(root.name, item.path, item.message)
-            continue
-        key = item.path + b"/" if isinstance(item, Unlisted) and item.is_dir else item.path
-        while row is not None and row[1] < key:
-            yield observe(row[1], root.name, None, state_of_row(row))
-            row = next(rows, None)
-        if isinstance(item, Unlisted):
-            on_problem(root.name, item.path, f"cannot read: {item.message}")
-            end = prefix_upper_bound(key) if item.is_dir else key + b"\0"
-            while row is not None and row[1] < end:
-                row = next(rows, None)
-            continue
-        assert isinstance(item, Entry)
-        tally.scanned += 1
-        tally.total += 1
-        if row is not None and row[1] == item.path:
-            if unchanged(item.stat, row[STORED_STAT], row[9], row[10]):
-                tally.skipped += 1  # the common case on a restart: nothing to write
-            else:
-                state = state_of_row(row)
-                decision = decide(item.stat, state)
-                if decision.outcome is Outcome.UNCHANGED:
-                    tally.skipped += 1
-                else:
-                    yield Observation(item.path, root.name, item.stat, state, decision)
-            row = next(rows, None)
-        else:
-            yield observe(item.path, root.name, item.stat, None)
-    while row is not None:
-        yield observe(row[1], root.name, None, state_of_row(row))
-        row = next(rows, None)

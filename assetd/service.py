@@ -10,10 +10,11 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from assetd.apply import Tally, apply_hashes, catch_up, restore_found
+from assetd.catalog import Catalog
 from assetd.config import Config
-from assetd.db import Catalog
 from assetd.exceptions import InvalidRequestError
-from assetd.ingest import look_again, restore_paths
+from assetd.hashing import HashOutcome
 from assetd.paths import root_for_path
 from assetd.reconciler import Reconciler
 from assetd.seeder import AssetSeeder
@@ -102,23 +103,36 @@ class Service:
         return dict(self._after_look(path, self.catalog.change_metadata, path, set_, unset))
 
     def _after_look(self, path: bytes, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run ``fn`` on the writer once the catalog has caught up with the file at ``path``."""
-        config = self._config()
+        """Run ``fn`` on the writer once the catalog has caught up with the file at ``path``.
 
-        def work() -> Any:
-            look_again(self.catalog, config.roots, path, follow_symlinks=config.follow_symlinks)
-            return fn(*args)
+        The writer writes what the disk says now; the file's hash, if it needs one, is
+        taken in the shared pool from this thread; then the writer writes the hash and
+        runs ``fn``.
+        """
+        config, writer = self._config(), self._reconciler()
+        follow = config.follow_symlinks
+        stale = writer.call(
+            lambda: catch_up(self.catalog, config.roots, path, follow_symlinks=follow)
+        )
+        return writer.call(self._with_hashes, writer.hash_now(stale) if stale else [], fn, args)
 
-        return self._reconciler().call(work)
+    def _with_hashes(
+        self, outcomes: list[HashOutcome], fn: Callable[..., Any], args: Sequence[Any]
+    ) -> Any:
+        """On the writer: write hash outcomes taken elsewhere, then run ``fn(*args)``."""
+        if outcomes:
+            apply_hashes(self.catalog, outcomes, Tally())
+        return fn(*args)
 
     def restore(self, paths: Sequence[bytes]) -> int:
         checked = [self._inside_roots(p) for p in paths]
-        follow = self._config().follow_symlinks
-        return int(
-            self._reconciler().call(
-                lambda: restore_paths(self.catalog, checked, follow_symlinks=follow)
-            )
+        follow, writer = self._config().follow_symlinks, self._reconciler()
+        restored, stale = writer.call(
+            lambda: restore_found(self.catalog, checked, follow_symlinks=follow)
         )
+        if stale:
+            writer.call(self._with_hashes, writer.hash_now(stale), lambda: None, ())
+        return int(restored)
 
     def prune(self) -> int:
         return self._seeder().prune_orphans()

@@ -19,10 +19,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from assetd.apply import Tally, apply_hashes
 from assetd.db import CHUNK, Catalog
 from assetd.exceptions import VerifyBusyError
 from assetd.hashing import HashOutcome, hash_file, hash_one
-from assetd.ingest import Tally, apply_hashes
 
 __all__ = ["VerifySummary", "apply_verified", "verify"]
 
@@ -47,7 +47,7 @@ def apply_verified(catalog: Catalog, outcomes: Sequence[HashOutcome], tally: Tal
     with catalog.write():
         for item in outcomes:
             if _silently_changed(item):
-                catalog.log("modified", item.state.id)
+                catalog.changes.log("modified", item.state.id)
                 tally.modified += 1
         apply_hashes(catalog, outcomes, tally)
 
@@ -125,11 +125,11 @@ def _verify(
 
 def _batches(catalog: Catalog, prefixes: Sequence[bytes], sample: int | None) -> Any:
     if sample is not None:
-        ids = catalog.sample_ids(prefixes, sample)
+        ids = catalog.locations.sample_ids(prefixes, sample)
         for start in range(0, len(ids), CHUNK):
-            yield catalog.states_by_id(ids[start : start + CHUNK])
+            yield catalog.locations.states_by_id(ids[start : start + CHUNK])
         return
     after = 0
-    while states := catalog.verify_states(prefixes, after=after):
+    while states := catalog.locations.verify_states(prefixes, after=after):
         after = states[-1].id
         yield states

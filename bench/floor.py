@@ -25,10 +25,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from assetd.db import CHUNK, Catalog, insert_statements, location_json, stat_params
+from assetd.catalog import Catalog
+from assetd.catalog.sql import CHUNK, insert_statements, location_json, stat_params
 from assetd.decide import FileStat
-from assetd.ingest import guess_mime
 from assetd.jsontext import dumps
+from assetd.mime import guess_mime
 from assetd.paths import auto_tags
 
 Batch = list[tuple[str, list[tuple[object, ...]]]]

@@ -8,11 +8,11 @@ from pathlib import Path
 import peewee as pw
 import pytest
 
+from assetd.apply import Tally, apply_observations, observe
+from assetd.catalog.schema import SCHEMA_VERSION, define_models, migrations
 from assetd.db import INSERT_PARAMS, Catalog, insert_statements
 from assetd.decide import FileStat
 from assetd.exceptions import CatalogError, NotFoundError, SchemaError
-from assetd.ingest import Tally, apply_observations, observe
-from assetd.schema import SCHEMA_VERSION, define_models, migrations
 
 
 def stat(size: int = 1, mtime: int = 1) -> FileStat:
@@ -206,7 +206,7 @@ def test_change_log_sequence_is_gapless_and_persistent(db_url: str) -> None:
     add(catalog, b"/r/a", b"/r/b")
     assert seen == [1, 2] and catalog.latest_seq() == 2
     with pytest.raises(RuntimeError), catalog.write():
-        catalog.log("tagged", catalog.get_state(b"/r/a").id)
+        catalog.changes.log("tagged", catalog.get_state(b"/r/a").id)
         raise RuntimeError("roll back")
     assert seen == [1, 2] and catalog.latest_seq() == 2  # nothing published, no seq used
     catalog.close()
@@ -378,18 +378,18 @@ def test_rows_inserted_many_to_a_statement_arrive_whole(catalog: Catalog) -> Non
     """insert_many cuts rows into statements within INSERT_PARAMS, and every row arrives
     as given, with the literals of the one-row SQL, on either engine."""
     tag_sql = "INSERT INTO tag (asset_id, name, origin) VALUES (?, ?, 'auto')"
-    (asset_id,) = catalog.allocate_ids("asset", 1)
+    (asset_id,) = catalog.store.allocate_ids("asset", 1)
     rows = [(asset_id, f"t{i:04}") for i in range(1203)]  # 2 parameters: 499 rows a statement
     statements = list(insert_statements(tag_sql, rows))
     assert [len(params) for _, params in statements] == [998, 998, 410]
     assert all(text.count("?") == len(params) <= INSERT_PARAMS for text, params in statements)
     with catalog.write():
-        catalog.insert_many(
+        catalog.store.insert_many(
             "INSERT INTO asset (id, hash, size_bytes, mime_type, user_metadata, created_at) "
             "VALUES (?, NULL, ?, ?, '{}', ?)",
             [(asset_id, 7, None, 1.5)],
         )
-        catalog.insert_many(tag_sql, rows)
+        catalog.store.insert_many(tag_sql, rows)
     T = catalog.m.Tag
     got = [(t.name, t.origin) for t in T.select().where(T.asset == asset_id).order_by(T.name)]
     assert got == [(name, "auto") for _, name in rows]

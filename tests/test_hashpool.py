@@ -155,7 +155,7 @@ def test_warmed_workers_start_before_their_first_task_with_the_walk_imported() -
         pool.warm_for_walks()
         (pid,) = pool.worker_pids()
         argv = sp.run(["ps", "-o", "args=", "-p", str(pid)], capture_output=True, text=True)
-        assert "--preload=assetd.seeder" in argv.stdout
+        assert "--preload=assetd.survey" in argv.stdout
         procs = pool.workers()
         assert procs is not None
         assert procs.call("assetd.drivers:kept_out") is False

@@ -445,7 +445,7 @@ def test_a_restart_walks_in_worker_processes_with_the_same_result(
         path.unlink()
     added = [write(Path(root.path) / f"d{i}" / "new.bin", b"new %d" % i, OLD_NS) for i in range(7)]
     if worker_fails:
-        monkeypatch.setattr(seeder_module, "SCAN_SPAN", "assetd.seeder:no_such_function")
+        monkeypatch.setattr(seeder_module, "SURVEY_SPAN", "assetd.survey:no_such_function")
     pool = HashPool(processes=1)
     try:
         status = run(seeders(catalog, [root], hash_pool=pool, parallel_min=50))
@@ -474,7 +474,7 @@ class RacingWriter:
         self.live, self.raced = live, False
 
     def __call__(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
-        from assetd.ingest import apply_observations
+        from assetd.apply import apply_observations
 
         if fn is apply_observations and not self.raced:
             self.raced = True
@@ -489,7 +489,7 @@ def test_a_pass_yields_to_new_files_the_live_path_cataloged_meanwhile(
 ) -> None:
     """The live path catalogs new files after the pass decided they were new and before
     it wrote them: the pass completes (no failed insert), each file is one location."""
-    from assetd.ingest import Tally, apply_observations, observe, regular_stat
+    from assetd.apply import Tally, apply_observations, observe, regular_stat
 
     root = make_root(tmp_path, "r")
     paths = [os.fsencode(write(tmp_path / "r" / f"f{i}.png", f"{i}", OLD_NS)) for i in range(5)]

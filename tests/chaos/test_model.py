@@ -23,9 +23,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from assetd.apply import look_again
 from assetd.config import RootConfig
 from assetd.db import Catalog
-from assetd.ingest import look_again
+from assetd.hashing import hash_one
 from assetd.seeder import AssetSeeder
 from tests.chaos import checker
 from tests.conftest import Daemon, wait_for
@@ -54,6 +55,11 @@ rename = st.tuples(st.just("rename"), st.integers(0, 10**6), st.sampled_from(ROO
 delete = st.tuples(st.just("delete"), st.integers(0, 10**6))
 tag = st.tuples(st.just("tag"), st.integers(0, 10**6))
 operations = st.lists(create | append | rename | delete | tag, min_size=1, max_size=25)
+
+
+def hash_each(states: list) -> list:  # type: ignore[type-arg]
+    """Hash in this thread, as a command without a daemon does."""
+    return [hash_one(s) for s in states]
 
 
 @dataclass
@@ -160,7 +166,7 @@ def test_scans_follow_any_sequence(ops: list[tuple[Any, ...]], middle: int) -> N
 
             def tagger(path: bytes) -> bool:
                 try:  # as `assetd tag add` does: look at the file, then tag what is there
-                    look_again(catalog, roots, path)
+                    look_again(catalog, roots, path, hash_states=hash_each)
                     catalog.change_tags(path, ["t"])
                     return True
                 except Exception:  # not a file there (a folder took its name)

@@ -17,7 +17,6 @@ __all__ = [
     "Models",
     "U64Field",
     "define_models",
-    "from_i64",
     "migrations",
     "to_i64",
 ]
@@ -31,11 +30,6 @@ def to_i64(value: int) -> int:
     return value - _U64 if value > _I64_MAX else value
 
 
-def from_i64(value: int) -> int:
-    """The unsigned 64-bit number a signed BIGINT stores."""
-    return value + _U64 if value < 0 else value
-
-
 class U64Field(pw.BigIntegerField):
     """An unsigned 64-bit number (inode, device) in a signed BIGINT column."""
 
@@ -43,7 +37,7 @@ class U64Field(pw.BigIntegerField):
         return to_i64(value) if value is not None else None
 
     def python_value(self, value: int | None) -> int | None:
-        return from_i64(value) if value is not None else None
+        return value + _U64 if value is not None and value < 0 else value
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,274 @@
+"""What a look at the disk and a hash mean for the catalog: observations and hash
+outcomes turned into the catalog's operations, each batch one short transaction.
+
+The seeder and the reconciler share these steps. No stat or hash call happens inside
+a transaction, and no SQL is written here: the catalog's parts hold it.
+"""
+
+from __future__ import annotations
+
+import os
+import stat as stat_mod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from assetd.catalog import Catalog
+from assetd.config import RootConfig
+from assetd.decide import CachedState, Decision, FileStat, Outcome, decide
+from assetd.hashing import HashOutcome
+from assetd.mime import guess_mime
+from assetd.paths import ExcludeMatcher, root_for_path
+
+__all__ = [
+    "HashStates",
+    "Observation",
+    "Tally",
+    "apply_hashes",
+    "apply_observations",
+    "awaiting_hash",
+    "catch_up",
+    "look_again",
+    "observe",
+    "regular_stat",
+    "restore_found",
+    "restore_paths",
+    "write_current",
+]
+
+# Hashes the files of cache states: the shared pool's ``run`` in the daemon.
+HashStates = Callable[[Sequence[CachedState]], list[HashOutcome]]
+
+
+class Observation(NamedTuple):
+    """One path looked at: what is on disk, what the catalog had, and what it means."""
+
+    path: bytes
+    root: str
+    stat: FileStat | None
+    state: CachedState | None
+    decision: Decision
+
+
+def observe(
+    path: bytes, root: str, stat: FileStat | None, state: CachedState | None
+) -> Observation:
+    return Observation(path, root, stat, state, decide(stat, state))
+
+
+def regular_stat(path: bytes, follow_symlinks: bool) -> FileStat | None:
+    """The stat of the regular file at ``path``; None for anything else, or nothing."""
+    try:
+        st = os.stat(path, follow_symlinks=follow_symlinks)
+    except OSError:
+        return None
+    return FileStat.from_os(st) if stat_mod.S_ISREG(st.st_mode) else None
+
+
+@dataclass
+class Tally:
+    """Counts of what a pass did, in the vocabulary of the progress events."""
+
+    scanned: int = 0
+    total: int = 0
+    created: int = 0
+    skipped: int = 0
+    modified: int = 0
+    hashed: int = 0
+    marked_missing: int = 0
+    restored: int = 0
+    to_hash: int = 0
+    to_hash_bytes: int = 0
+    hashed_bytes: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+# How many times a path another writer keeps changing is looked at again before the
+# other writer is left to it (it has seen the path more recently).
+LOOKS = 3
+
+
+def apply_observations(
+    catalog: Catalog, observations: Sequence[Observation], tally: Tally, *, check: bool = True
+) -> list[Observation]:
+    """Write one batch of observations in one transaction, logging each change.
+
+    Each observation was decided on a cache state read before this transaction. A path
+    whose row has changed since (the live path wrote it while a pass walked, or another
+    process did) is not written: its decision is out of date. Those observations are
+    returned, for the caller to look at again (:func:`write_current`). Without
+    ``check``, the caller vouches that no one else can have written these paths since it
+    read them (the live path: it reads and writes on the one writer thread).
+    """
+    stats: list[tuple[int, FileStat, bool, int | None]] = []
+    missing: list[int] = []
+    restored: list[CachedState] = []
+    rehash: dict[bytes, FileStat] = {}  # restored paths whose file changed while missing
+    with catalog.write():
+        stale: list[Observation] = []
+        if check:
+            observations, stale = _still_current(catalog, observations)
+        new = [o for o in observations if o.decision.outcome is Outcome.NEW]
+        for obs in observations:
+            outcome, state, stat = obs.decision.outcome, obs.state, obs.stat
+            if outcome is Outcome.UNCHANGED:
+                tally.skipped += 1
+            elif outcome in (Outcome.MODIFIED, Outcome.VERIFY):
+                assert stat is not None and state is not None
+                stats.append((state.id, stat, True, None))
+                if outcome is Outcome.MODIFIED:
+                    tally.modified += 1
+                    catalog.changes.log("modified", state.id)
+            elif outcome is Outcome.MISSING:
+                assert state is not None
+                missing.append(state.id)
+            elif outcome is Outcome.RESTORED:
+                assert stat is not None and state is not None
+                if obs.decision.rehash:
+                    rehash[state.path] = stat
+                restored.append(state)
+        catalog.locations.set_stats(stats)
+        tally.restored += catalog.lifecycle.restore_states(restored, rehash)
+        if missing:
+            tally.marked_missing += catalog.mark_missing(missing)
+        if new:
+            catalog.assets.insert_new(
+                [(o.path, o.root, o.stat, guess_mime(o.path)) for o in new if o.stat is not None]
+            )
+            tally.created += len(new)
+    return stale
+
+
+def _still_current(
+    catalog: Catalog, observations: Sequence[Observation]
+) -> tuple[list[Observation], list[Observation]]:
+    """Split a batch into the observations whose cache state is still the catalog's and
+    those whose state has changed since it was read (inside the write transaction, so
+    the answer holds until it commits)."""
+    idle = (Outcome.UNCHANGED, Outcome.NOTHING)  # they write nothing: no need to check
+    current = [o for o in observations if o.decision.outcome in idle]
+    stale: list[Observation] = []
+    acting = [o for o in observations if o.decision.outcome not in idle]
+    if not acting:
+        return current, stale
+    now = catalog.get_states([o.path for o in acting], with_hash=False)
+    for obs in acting:
+        then = obs.state._replace(hash=None) if obs.state is not None else None
+        (current if then == now.get(obs.path) else stale).append(obs)
+    return current, stale
+
+
+def write_current(
+    catalog: Catalog,
+    observations: Sequence[Observation],
+    follow_symlinks: bool,
+    write: Callable[[Sequence[Observation]], list[Observation]],
+) -> None:
+    """``write`` the observations (an :func:`apply_observations`, one way or another);
+    the paths another writer changed meanwhile are observed afresh, their stat and row
+    now, and written again: :data:`LOOKS` times at most, then the other writer, which
+    saw them later, has the last word."""
+    for _ in range(LOOKS):
+        stale = write(observations)
+        if not stale:
+            return
+        states = catalog.get_states([o.path for o in stale])
+        observations = [
+            observe(o.path, o.root, regular_stat(o.path, follow_symlinks), states.get(o.path))
+            for o in stale
+        ]
+
+
+def apply_hashes(catalog: Catalog, outcomes: Sequence[HashOutcome], tally: Tally) -> None:
+    """Write one batch of hash outcomes in one transaction: a vanished file is missing,
+    a hashed one joins the asset of its content (:meth:`Assets.join_hashes`)."""
+    with catalog.write():
+        for item in outcomes:
+            if item.error is not None:
+                tally.errors.append({"path": item.state.path, "message": item.error})
+        wanted = [i for i in outcomes if i.error is None]
+        gone = [i.state.id for i in wanted if i.result is None]
+        if gone:
+            tally.marked_missing += catalog.mark_missing(gone)
+        done = [(i.state.id, i.result) for i in wanted if i.result is not None]
+        for _, result in catalog.assets.join_hashes(done):
+            tally.hashed += 1
+            tally.hashed_bytes += result.stat.size
+
+
+def awaiting_hash(catalog: Catalog, paths: Sequence[bytes]) -> list[CachedState]:
+    """The live locations among ``paths`` that wait for a hash."""
+    return [s for s in catalog.get_states(paths).values() if s.needs_verify and not s.is_missing]
+
+
+def restore_found(
+    catalog: Catalog, paths: Sequence[bytes], *, follow_symlinks: bool = False
+) -> tuple[int, list[CachedState]]:
+    """Restore the missing locations among ``paths`` whose files exist again.
+
+    A location whose stat changed while it was missing takes the new stat; returned
+    with the others that wait for a hash, for the caller to hash and apply, so that it
+    joins the asset of its current content.
+    """
+    stats: dict[bytes, FileStat] = {}
+    for path in paths:
+        if (stat := regular_stat(path, follow_symlinks)) is not None:
+            stats[path] = stat
+    restored = catalog.restore_cache_states_by_paths(list(stats), stats)
+    return restored, awaiting_hash(catalog, list(stats))
+
+
+def catch_up(
+    catalog: Catalog, roots: Sequence[RootConfig], path: bytes, *, follow_symlinks: bool = False
+) -> list[CachedState]:
+    """Bring the catalog's entry for ``path`` up to the disk now; the state to hash, if
+    its content must be hashed before it is current.
+
+    Someone who tags or describes the file at a path means the content there now. If it
+    changed since the catalog last looked (no daemon is running, or the write is still
+    settling), the tag would land on the earlier content and stay with it. A path
+    outside the roots, or excluded, is left as it is.
+    """
+    root = root_for_path(path, roots)
+    if root is None or ExcludeMatcher(root.exclude).excludes(
+        path[len(root.prefix) :], is_dir=False
+    ):
+        return []
+    seen = observe(path, root.name, regular_stat(path, follow_symlinks), catalog.get_state(path))
+    if seen.decision.outcome not in (Outcome.UNCHANGED, Outcome.NOTHING):
+        write_current(
+            catalog,
+            [seen],
+            follow_symlinks,
+            lambda batch: apply_observations(catalog, batch, Tally()),
+        )
+    return awaiting_hash(catalog, [path])
+
+
+def look_again(
+    catalog: Catalog,
+    roots: Sequence[RootConfig],
+    path: bytes,
+    *,
+    hash_states: HashStates,
+    follow_symlinks: bool = False,
+) -> None:
+    """:func:`catch_up`, then hash what it left waiting and apply it, in this thread (a
+    command without a daemon; the daemon splits the steps between writer and pool)."""
+    stale = catch_up(catalog, roots, path, follow_symlinks=follow_symlinks)
+    if stale:
+        apply_hashes(catalog, hash_states(stale), Tally())
+
+
+def restore_paths(
+    catalog: Catalog,
+    paths: Sequence[bytes],
+    *,
+    hash_states: HashStates,
+    follow_symlinks: bool = False,
+) -> int:
+    """:func:`restore_found`, then hash and apply, in this thread; how many were restored."""
+    restored, stale = restore_found(catalog, paths, follow_symlinks=follow_symlinks)
+    if stale:
+        apply_hashes(catalog, hash_states(stale), Tally())
+    return restored

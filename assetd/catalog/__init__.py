@@ -1,0 +1,250 @@
+"""The catalog: the only place that holds SQL and the layout of its rows.
+
+Paths are bytes throughout. Prefix tests are byte ranges (``prefix <= path < upper``),
+exact and case-sensitive on SQLite and PostgreSQL alike, and answered from the index.
+
+:class:`Catalog` is the façade; each concern is a part of its own, reached as an
+attribute by the code that needs more than the named operations:
+
+=============  ===============================================================
+``store``      the database, raw SQL on either engine, the catalog's clock
+``changes``    write transactions and the change log (commit, then tell)
+``locations``  cache states for the passes, Location JSON for the clients
+``tags``       automatic tags, user tags and user metadata
+``roots``      root prefixes and which node owns each
+``lifecycle``  missing, restore, move, prune, cleanup
+``assets``     content identity: seed assets, hashes, locations joining them
+=============  ===============================================================
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+import peewee as pw
+
+from assetd.catalog.assets import Assets
+from assetd.catalog.changelog import CHANGE_CHANNEL, Change, ChangeListener, ChangeLog
+from assetd.catalog.engine import close_database, open_database, said, shown_url
+from assetd.catalog.lifecycle import Lifecycle
+from assetd.catalog.locations import Locations
+from assetd.catalog.roots import Roots
+from assetd.catalog.schema import SCHEMA_VERSION, Models, migrations
+from assetd.catalog.sql import Store
+from assetd.catalog.tags import Tags
+from assetd.decide import CachedState, FileStat
+from assetd.exceptions import CatalogError, SchemaError
+
+__all__ = ["CHANGE_CHANNEL", "Catalog", "Change", "ChangeListener", "shown_url"]
+
+
+class Catalog:
+    """One catalog database. Readers may use it from any thread; writes serialise."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        now: Callable[[], float] = time.time,
+        upgrade: bool = True,
+        node: str | None = None,
+    ) -> None:
+        self.url = url
+        self.db = open_database(url)
+        self.store = store = Store(self.db, url, node=node, now=now)
+        self.changes = ChangeLog(store, render=lambda ids: self.locations.render(ids))
+        self.roots = Roots(store, self.changes)
+        self.tags = Tags(store, self.changes, self.roots)
+        self.locations = Locations(store, self.tags.of)
+        self.lifecycle = Lifecycle(store, self.changes, self.locations, self.tags, self.roots)
+        self.assets = Assets(store, self.changes, self.locations, self.tags, self.roots)
+        try:
+            if upgrade:
+                self._upgrade()
+            elif self.schema_version() != SCHEMA_VERSION:
+                raise SchemaError(
+                    f"catalog {shown_url(url)} is not at schema version {SCHEMA_VERSION}"
+                )
+            self.catalog_id = store.m.Info.get_by_id("catalog_id").value
+            store.not_before(self.changes.newest_time())
+        except (pw.DatabaseError, sqlite3.Error, OSError) as exc:
+            raise CatalogError(f"cannot open catalog {shown_url(url)}: {said(exc)}") from exc
+
+    @property
+    def node(self) -> str:
+        return self.store.node
+
+    @property
+    def shared(self) -> bool:
+        """Several nodes may write (a PostgreSQL catalog)."""
+        return self.store.shared
+
+    @property
+    def sqlite(self) -> bool:
+        return self.store.sqlite
+
+    @property
+    def m(self) -> Models:
+        """The peewee models bound to this catalog's database."""
+        return self.store.m
+
+    @property
+    def listeners(self) -> list[ChangeListener]:
+        """Called with each commit's changes, after it committed."""
+        return self.changes.listeners
+
+    @property
+    def retention(self) -> tuple[int | None, float | None]:
+        """(newest changes to keep, oldest age in seconds to keep); None: keep all."""
+        return self.changes.retention
+
+    @retention.setter
+    def retention(self, value: tuple[int | None, float | None]) -> None:
+        self.changes.retention = value
+
+    def now(self) -> float:
+        return self.store.now()
+
+    def close(self) -> None:
+        close_database(self.db)
+
+    # -- schema ---------------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        if not self.db.table_exists("catalog_info"):
+            return 0
+        Info = self.store.m.Info
+        row = Info.get_or_none(Info.key == "schema_version")
+        return int(row.value) if row else 0
+
+    def _upgrade(self) -> None:
+        store, Info = self.store, self.store.m.Info
+        with self.db.atomic():
+            store.lock_writers()  # nodes starting together: one creates, the others wait
+            version = self.schema_version()
+            if version > SCHEMA_VERSION:
+                raise SchemaError(
+                    f"catalog {shown_url(self.url)} has schema version {version}, newer than "
+                    f"the {SCHEMA_VERSION} this assetd knows; upgrade assetd to open it"
+                )
+            for number, _what, step in migrations():
+                if number > version:
+                    step(self.db, store.m)
+            if version < SCHEMA_VERSION:
+                store.upsert(Info, Info.key, key="schema_version", value=str(SCHEMA_VERSION))
+            if version == 0:
+                Info.create(key="catalog_id", value=uuid.uuid4().hex)
+
+    # -- raw SQL, for scripts and tests ---------------------------------------------
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self.store.query(sql, params)
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self.store.execute(sql, params)
+
+    # -- the change log -------------------------------------------------------------
+
+    def write(self) -> AbstractContextManager[None]:
+        """One write transaction; the changes it logs are published after it commits."""
+        return self.changes.write()
+
+    def latest_seq(self) -> int:
+        return self.changes.latest_seq()
+
+    def oldest_seq(self) -> int:
+        return self.changes.oldest_seq()
+
+    def change_rows_since(self, seq: int, limit: int = 1000) -> list[Change]:
+        """Logged changes after ``seq``, oldest first, as the feed sends them."""
+        return self.changes.since(seq, limit)
+
+    def changes_since(self, seq: int, limit: int = 1000) -> list[dict[str, Any]]:
+        """Logged changes after ``seq``, oldest first, as decoded feed messages."""
+        return [change.message() for change in self.changes.since(seq, limit)]
+
+    def trim_changes(
+        self, keep: int | None = None, max_age_s: float | None = None, *, latest: int | None = None
+    ) -> int:
+        return self.changes.trim(keep, max_age_s, latest=latest)
+
+    # -- reading --------------------------------------------------------------------
+
+    def get_states(
+        self, paths: Sequence[bytes], *, with_hash: bool = True
+    ) -> dict[bytes, CachedState]:
+        return self.locations.get_states(paths, with_hash=with_hash)
+
+    def get_state(self, path: bytes) -> CachedState | None:
+        return self.locations.get_state(path)
+
+    def list_locations(self, **filters: Any) -> tuple[list[dict[str, Any]], bytes | None]:
+        """A page of Location objects in path order, and the path to continue after."""
+        return self.locations.list(**filters)
+
+    def render_locations(self, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+        return self.locations.render(ids)
+
+    def root_counts(self) -> dict[str, tuple[int, int]]:
+        return self.locations.root_counts()
+
+    def tags_of(self, asset_ids: Iterable[int]) -> dict[int, list[str]]:
+        return self.tags.of(asset_ids)
+
+    # -- what people say ------------------------------------------------------------
+
+    def change_tags(
+        self, path: bytes, add: Iterable[str] = (), remove: Iterable[str] = ()
+    ) -> list[str]:
+        return self.tags.change(path, add, remove)
+
+    def change_metadata(
+        self, path: bytes, set_: dict[str, Any] | None = None, unset: Iterable[str] = ()
+    ) -> dict[str, Any]:
+        return self.tags.change_metadata(path, set_, unset)
+
+    # -- roots ----------------------------------------------------------------------
+
+    def register_roots(self, roots: Iterable[tuple[str, bytes]]) -> None:
+        self.roots.register(roots)
+
+    def root_prefixes(self) -> dict[str, bytes]:
+        return self.roots.prefixes()
+
+    # -- the named queries: missing, restore, move, prune, cleanup ------------------
+
+    def mark_missing(self, ids: Sequence[int]) -> int:
+        return self.lifecycle.mark_missing(ids)
+
+    def mark_missing_under(self, prefix: bytes) -> int:
+        return self.lifecycle.mark_missing_under(prefix)
+
+    def mark_cache_states_missing_outside_prefixes(self, prefixes: Sequence[bytes]) -> int:
+        return self.lifecycle.mark_cache_states_missing_outside_prefixes(prefixes)
+
+    def mark_assets_missing_outside_prefixes(self, prefixes: Sequence[bytes]) -> int:
+        return self.lifecycle.mark_assets_missing_outside_prefixes(prefixes)
+
+    def mark_missing_outside_prefixes_safely(self, prefixes: Sequence[bytes]) -> int:
+        return self.lifecycle.mark_missing_outside_prefixes_safely(prefixes)
+
+    def restore_cache_states_by_paths(
+        self, paths: Sequence[bytes], stats: dict[bytes, FileStat] | None = None
+    ) -> int:
+        return self.lifecycle.restore_cache_states_by_paths(paths, stats)
+
+    def move_locations(self, moves: Sequence[tuple[bytes, bytes, str]]) -> int:
+        return self.lifecycle.move_locations(moves)
+
+    def get_unreferenced_unhashed_asset_ids(self) -> list[int]:
+        return self.lifecycle.get_unreferenced_unhashed_asset_ids()
+
+    def cleanup_unreferenced_assets(
+        self, missing_older_than: float | None = None, *, dry_run: bool = False
+    ) -> int:
+        return self.lifecycle.cleanup_unreferenced_assets(missing_older_than, dry_run=dry_run)

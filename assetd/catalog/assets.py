@@ -1,0 +1,222 @@
+"""Content: new files become unhashed seed assets; hashed files join the asset of their content."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from assetd.catalog.changelog import ChangeLog
+from assetd.catalog.locations import Locations
+from assetd.catalog.roots import Roots
+from assetd.catalog.sql import Store, chunks, location_json, marks, stat_params
+from assetd.catalog.tags import Tags, folder_tags
+from assetd.decide import FileStat
+from assetd.hashing import HashResult
+from assetd.mime import guess_mime
+
+__all__ = ["Assets", "NewFile"]
+
+# (path, root, stat, mime type) of a file the catalog has no location for.
+NewFile = tuple[bytes, str, FileStat, str | None]
+
+
+class Assets:
+    """Where content identity is written: seed assets, hashes, and locations joining them."""
+
+    def __init__(
+        self, store: Store, changes: ChangeLog, locations: Locations, tags: Tags, roots: Roots
+    ) -> None:
+        self.store = store
+        self.changes = changes
+        self.locations = locations
+        self.tags = tags
+        self.roots = roots
+
+    def insert_new(self, files: Sequence[NewFile]) -> None:
+        """One unhashed seed asset and one location per new file, in bulk, each logged."""
+        store = self.store
+        now = store.now()
+        asset_ids = store.allocate_ids("asset", len(files))
+        store.insert_many(
+            "INSERT INTO asset (id, hash, size_bytes, mime_type, user_metadata, created_at) "
+            "VALUES (?, NULL, ?, ?, '{}', ?)",
+            [(a, st.size, mime, now) for a, (_, _, st, mime) in zip(asset_ids, files, strict=True)],
+        )
+        location_ids = store.allocate_ids("cache_state", len(files))
+        store.insert_many(
+            "INSERT INTO cache_state (id, file_path, root, asset_id, size, mtime_ns, ctime_ns, "
+            "inode, device, needs_verify, is_missing) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (loc, path, root, a, *stat_params(st), True, False)
+                for loc, a, (path, root, st, _) in zip(location_ids, asset_ids, files, strict=True)
+            ],
+        )
+        prefixes = self.roots.prefixes()
+        tags: list[tuple[int, str]] = []
+        # Automatic tags come from the folder alone, and a batch's files share few folders.
+        by_folder: dict[tuple[str, bytes], tuple[str, ...]] = {}
+        for loc, a, (path, root, st, mime) in zip(location_ids, asset_ids, files, strict=True):
+            folder = (root, path[: path.rfind(b"/") + 1])
+            names = by_folder.get(folder)
+            if names is None:
+                names = by_folder[folder] = tuple(sorted(folder_tags(prefixes, *folder)))
+            tags += [(a, name) for name in names]
+            values = (path, root, a, None, st.size, st.mtime_ns, mime, False, True)
+            self.changes.log("added", loc, location=location_json(values, list(names)))
+        self.tags.insert_auto(tags)
+
+    def join_hashes(self, done: Sequence[tuple[int, HashResult]]) -> list[tuple[int, HashResult]]:
+        """Each (location id, hash result) of a live location joins the asset of its
+        content; returns those, the others (gone meanwhile) are left out.
+
+        An unhashed seed asset takes the hash when no asset has it yet; otherwise the
+        location moves to the asset that has it (a seed left behind is deleted, its user
+        data merged), or to a new asset when the content at the path changed. Reads are
+        a few queries per batch and the updates run in bulk.
+        """
+        live = self.locations.live_locations([loc for loc, _ in done])
+        done = [(loc, r) for loc, r in done if loc in live]
+        if not done:
+            return []
+        book = _Book.load(self, [live[loc][0] for loc, _ in done], [r.hash for _, r in done])
+        for loc, result in done:
+            asset_id, root, path = live[loc]
+            book.settle(self, loc, asset_id, root, path, result)
+        book.flush(self)
+        return done
+
+    def by_hash(self, hashes: Sequence[str]) -> list[tuple[str, int]]:
+        """(hash, asset id) for the hashes the catalog knows."""
+        found: list[tuple[str, int]] = []
+        for batch in chunks(sorted(set(hashes))):
+            sql = f"SELECT hash, id FROM asset WHERE hash IN ({marks(batch)})"
+            found += [(h, a) for h, a in self.store.query(sql, batch)]
+        return found
+
+    def info(self, ids: Sequence[int]) -> dict[int, tuple[str | None, str | None, int]]:
+        """Asset id → (hash, mime type, number of locations)."""
+        found: dict[int, tuple[str | None, str | None, int]] = {}
+        for batch in chunks(list(ids)):
+            rows = self.store.query(
+                "SELECT a.id, a.hash, a.mime_type, "
+                "(SELECT COUNT(*) FROM cache_state l WHERE l.asset_id = a.id) "
+                f"FROM asset a WHERE a.id IN ({marks(batch)})",
+                batch,
+            )
+            found.update((a, (h, m, n)) for a, h, m, n in rows)
+        return found
+
+    def _create(self, result: HashResult, mime: str | None) -> int:
+        (asset_id,) = self.store.allocate_ids("asset", 1)
+        self.store.execute(
+            "INSERT INTO asset (id, hash, size_bytes, mime_type, user_metadata, created_at) "
+            "VALUES (?, ?, ?, ?, '{}', ?)",
+            [asset_id, result.hash, result.stat.size, mime, self.store.now()],
+        )
+        return asset_id
+
+    def _delete_seeds(self, seeds: Sequence[tuple[int, int]]) -> None:
+        """Delete seed assets whose one location joined known content; their user data
+        goes to the asset it joined."""
+        ids = [seed for seed, _ in seeds]
+        with_data: set[int] = set()
+        for batch in chunks(ids):
+            in_ids = marks(batch)
+            with_data.update(
+                r[0]
+                for r in self.store.query(
+                    f"SELECT asset_id FROM tag WHERE asset_id IN ({in_ids}) AND origin = 'user'",
+                    batch,
+                )
+            )
+            with_data.update(
+                r[0]
+                for r in self.store.query(
+                    f"SELECT id FROM asset WHERE id IN ({in_ids}) AND user_metadata != '{{}}'",
+                    batch,
+                )
+            )
+        for seed, successor in seeds:
+            if seed in with_data:
+                self.tags.merge_user_data(seed, successor)
+        for batch in chunks(ids):
+            self.store.execute(f"DELETE FROM tag WHERE asset_id IN ({marks(batch)})", batch)
+            self.store.execute(f"DELETE FROM asset WHERE id IN ({marks(batch)})", batch)
+
+
+@dataclass
+class _Book:
+    """The assets one batch of hash results touches: read once, kept current in memory."""
+
+    hashes: dict[int, str | None]  # asset id -> hash
+    mimes: dict[int, str | None]
+    counts: dict[int, int]  # asset id -> number of locations
+    by_hash: dict[str, int]
+    new_hashes: list[tuple[str, int, int]] = field(default_factory=list)  # (hash, size, asset)
+    stats: list[tuple[int, FileStat, bool, int | None]] = field(default_factory=list)
+    joined: list[tuple[int, str, bytes]] = field(default_factory=list)  # (asset, root, path)
+    left: set[int] = field(default_factory=set)  # assets a location moved away from
+    seeds: list[tuple[int, int]] = field(default_factory=list)  # (seed asset, its successor)
+
+    @classmethod
+    def load(cls, assets: Assets, asset_ids: list[int], hashes: list[str]) -> _Book:
+        known = dict(assets.by_hash(hashes))
+        info = assets.info(sorted(set(asset_ids) | set(known.values())))
+        return cls(
+            hashes={a: h for a, (h, _, _) in info.items()},
+            mimes={a: m for a, (_, m, _) in info.items()},
+            counts={a: n for a, (_, _, n) in info.items()},
+            by_hash=known,
+        )
+
+    def settle(
+        self,
+        assets: Assets,
+        loc_id: int,
+        current: int,
+        root: str,
+        path: bytes,
+        result: HashResult,
+    ) -> None:
+        """Decide which asset the location belongs to now; log ``hashed`` when that changed."""
+        if self.hashes.get(current) == result.hash:
+            self.stats.append((loc_id, result.stat, result.racy, None))
+            return
+        target = self.by_hash.get(result.hash)
+        alone = self.counts.get(current, 0) == 1
+        if target is None and self.hashes.get(current) is None and alone:
+            # An unhashed seed asset takes its hash: same asset, nothing moves.
+            self.new_hashes.append((result.hash, result.stat.size, current))
+            self.hashes[current], self.by_hash[result.hash] = result.hash, current
+            self.stats.append((loc_id, result.stat, result.racy, None))
+            assets.changes.log("hashed", loc_id)
+            return
+        if target is None:
+            target = assets._create(result, self.mimes.get(current) or guess_mime(path))
+            self.by_hash[result.hash], self.hashes[target], self.counts[target] = (
+                target,
+                result.hash,
+                0,
+            )
+        self.stats.append((loc_id, result.stat, result.racy, target))
+        self.counts[current] -= 1
+        self.counts[target] += 1
+        self.joined.append((target, root, path))
+        if self.hashes.get(current) is None and self.counts[current] == 0:
+            self.seeds.append((current, target))  # the duplicate seed of known content goes
+        else:
+            self.left.add(current)
+        assets.changes.log("hashed", loc_id)
+
+    def flush(self, assets: Assets) -> None:
+        # In hash order: the unique index takes them left to right, not at random pages.
+        assets.store.execute_many(
+            "UPDATE asset SET hash = ?, size_bytes = ? WHERE id = ?", sorted(self.new_hashes)
+        )
+        assets.locations.set_stats(self.stats)
+        if self.seeds:
+            assets._delete_seeds(self.seeds)
+        seed_ids = {seed for seed, _ in self.seeds}
+        assets.tags.add_auto(self.joined)
+        assets.tags.refresh(self.left - seed_ids)
+        assets.tags.update_missing_marks({target for target, _, _ in self.joined})

@@ -1,0 +1,295 @@
+"""Reading file locations: cache states for the passes, Location JSON for the clients."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+from assetd.catalog.sql import (
+    BARE_STATE_SQL,
+    CHUNK,
+    LOCATION_SQL,
+    STATE_SQL,
+    StateRow,
+    Store,
+    chunks,
+    location_json,
+    marks,
+    prefix_ranges,
+    stat_params,
+    state_of_row,
+)
+from assetd.decide import CachedState, FileStat
+from assetd.paths import prefix_upper_bound
+
+__all__ = ["Locations"]
+
+# Assets carrying a tag below which a tag filter starts from the tag's index.
+RARE_TAG_ASSETS = 5000
+
+
+class Locations:
+    """The cache states and Location objects of one catalog."""
+
+    def __init__(
+        self, store: Store, tags_of: Callable[[Iterable[int]], dict[int, list[str]]]
+    ) -> None:
+        self.store = store
+        self._tags_of = tags_of
+
+    # -- cache states ----------------------------------------------------------------
+
+    def _pending_index(self) -> str:
+        """SQLite's planner, without statistics, prefers the path index for a root's range
+        over the small partial index of pending rows; tell it. (PostgreSQL has stats.)"""
+        return " INDEXED BY cache_state_pending" if self.store.sqlite else ""
+
+    def _states(
+        self, where: str, params: Sequence[Any], index: str = "", *, sql: str = STATE_SQL
+    ) -> list[CachedState]:
+        rows = self.store.query(sql.format(index=index) + where, params)
+        return [state_of_row(r) for r in rows]
+
+    def get_states(
+        self, paths: Sequence[bytes], *, with_hash: bool = True
+    ) -> dict[bytes, CachedState]:
+        """The cache states at these paths (``hash`` None unless ``with_hash``)."""
+        sql = STATE_SQL if with_hash else BARE_STATE_SQL
+        found: dict[bytes, CachedState] = {}
+        for batch in chunks(list(paths)):
+            where = f"WHERE l.file_path IN ({marks(batch)})"
+            found.update((s.path, s) for s in self._states(where, batch, sql=sql))
+        return found
+
+    def get_state(self, path: bytes) -> CachedState | None:
+        return self.get_states([path]).get(path)
+
+    def states_by_id(self, ids: Sequence[int]) -> list[CachedState]:
+        found: list[CachedState] = []
+        for batch in chunks(list(ids)):
+            found += self._states(f"WHERE l.id IN ({marks(batch)}) ORDER BY l.id", batch)
+        return found
+
+    def iter_rows(
+        self,
+        prefix: bytes,
+        *,
+        page: int = 2000,
+        span: tuple[bytes | None, bytes | None] = (None, None),
+    ) -> Iterator[StateRow]:
+        """Every location under ``prefix`` (missing ones too), in path order, streamed, as
+        raw rows (:data:`StateRow`: :func:`state_of_row` makes a state of one); only
+        those in ``span`` (``[low, high)``, None: unbounded) when given. A restart's merge
+        reads one of these per file and needs a whole state only for the few that
+        changed."""
+        low, high, op = prefix, prefix_upper_bound(prefix), ">="
+        if span[0] is not None and span[0] > low:
+            low = span[0]
+        if span[1] is not None and span[1] < high:
+            high = span[1]
+        sql = BARE_STATE_SQL.format(index="")
+        while True:
+            rows = self.store.query(
+                sql + f"WHERE l.file_path {op} ? AND l.file_path < ? ORDER BY l.file_path LIMIT ?",
+                [low, high, page],
+            )
+            if not self.store.sqlite:  # SQLite hands BLOBs over as bytes already
+                rows = [(r[0], bytes(r[1]), *r[2:]) for r in rows]
+            yield from rows
+            if len(rows) < page:
+                return
+            low, op = rows[-1][1], ">"
+
+    def max_location_id(self) -> int:
+        """The highest location id: at least the number of locations, and instant."""
+        (high,) = self.store.query("SELECT MAX(id) FROM cache_state", [])[0]
+        return int(high or 0)
+
+    def quantiles(self, prefix: bytes, parts: int, least: int) -> list[bytes]:
+        """Paths that cut the locations under ``prefix`` into ``parts`` runs of about
+        the same length; none when there are fewer than ``least`` of them."""
+        where = "WHERE file_path >= ? AND file_path < ?"
+        bounds = [prefix, prefix_upper_bound(prefix)]
+        (count,) = self.store.query(f"SELECT COUNT(*) FROM cache_state {where}", bounds)[0]
+        if count < max(least, parts):
+            return []
+        cuts: list[bytes] = []
+        step = count // parts
+        for _ in range(1, parts):  # each from the last cut: one pass over the index in all
+            rows = self.store.query(
+                f"SELECT file_path FROM cache_state {where} ORDER BY file_path LIMIT 1 OFFSET ?",
+                [*bounds, step],
+            )
+            bounds[0] = bytes(rows[0][0])
+            cuts.append(bounds[0])
+        return sorted(set(cuts))
+
+    def pending_states(
+        self, prefixes: Sequence[bytes], *, after: int = 0, limit: int = CHUNK
+    ) -> list[CachedState]:
+        """Live locations under ``prefixes`` with no or a stale hash, by id after ``after``."""
+        return self._live_states_under(
+            prefixes, "l.needs_verify", after, limit, self._pending_index()
+        )
+
+    def verify_states(
+        self, prefixes: Sequence[bytes], *, after: int = 0, limit: int = CHUNK
+    ) -> list[CachedState]:
+        """Live, hashed locations under ``prefixes`` (what ``verify`` re-hashes), by id."""
+        return self._live_states_under(
+            prefixes, "a.hash IS NOT NULL AND NOT l.needs_verify", after, limit
+        )
+
+    def _live_states_under(
+        self, prefixes: Sequence[bytes], condition: str, after: int, limit: int, index: str = ""
+    ) -> list[CachedState]:
+        if not prefixes:
+            return []
+        ranges, bounds = prefix_ranges(prefixes)
+        return self._states(
+            f"WHERE {condition} AND NOT l.is_missing AND l.id > ? AND ({ranges}) "
+            "ORDER BY l.id LIMIT ?",
+            [after, *bounds, limit],
+            index,
+        )
+
+    def sample_ids(self, prefixes: Sequence[bytes], count: int) -> list[int]:
+        """The ids of ``count`` live, hashed locations under ``prefixes``, at random, sorted."""
+        if not prefixes or count <= 0:
+            return []
+        ranges, bounds = prefix_ranges(prefixes)
+        rows = self.store.query(
+            "SELECT l.id FROM cache_state l JOIN asset a ON a.id = l.asset_id "
+            f"WHERE a.hash IS NOT NULL AND NOT l.needs_verify AND NOT l.is_missing AND ({ranges}) "
+            "ORDER BY random() LIMIT ?",
+            [*bounds, count],
+        )
+        return sorted(r[0] for r in rows)
+
+    def count_pending_hash(self, prefixes: Sequence[bytes]) -> tuple[int, int]:
+        """How many live locations under ``prefixes`` wait for a hash, and their bytes."""
+        if not prefixes:
+            return 0, 0
+        ranges, bounds = prefix_ranges(prefixes)
+        ((count, size),) = self.store.query(
+            f"SELECT COUNT(l.id), COALESCE(SUM(l.size), 0) FROM cache_state l"
+            f"{self._pending_index()} WHERE l.needs_verify AND NOT l.is_missing AND ({ranges})",
+            bounds,
+        )
+        return int(count), int(size)
+
+    def live_locations(self, ids: Sequence[int]) -> dict[int, tuple[int, str, bytes]]:
+        """Location id → (asset id, root, path), for the live ones among ``ids``."""
+        found: dict[int, tuple[int, str, bytes]] = {}
+        for batch in chunks(list(ids)):
+            rows = self.store.query(
+                "SELECT id, asset_id, root, file_path FROM cache_state "
+                f"WHERE id IN ({marks(batch)}) AND NOT is_missing",
+                batch,
+            )
+            found.update((loc, (asset, root, bytes(path))) for loc, asset, root, path in rows)
+        return found
+
+    def live_paths_under(self, prefix: bytes) -> list[bytes]:
+        """The paths of live locations under ``prefix``, in order."""
+        rows = self.store.query(
+            "SELECT file_path FROM cache_state WHERE NOT is_missing AND file_path >= ? "
+            "AND file_path < ? ORDER BY file_path",
+            [prefix, prefix_upper_bound(prefix)],
+        )
+        return [bytes(r[0]) for r in rows]
+
+    def set_stats(self, rows: Sequence[tuple[int, FileStat, bool, int | None]]) -> None:
+        """(location id, stat, needs_verify, asset id or None to keep it), in bulk."""
+        columns = "size = ?, mtime_ns = ?, ctime_ns = ?, inode = ?, device = ?, needs_verify = ?"
+        self.store.execute_many(
+            f"UPDATE cache_state SET {columns} WHERE id = ?",
+            [(*stat_params(st), verify, loc) for loc, st, verify, asset in rows if asset is None],
+        )
+        self.store.execute_many(
+            f"UPDATE cache_state SET {columns}, asset_id = ? WHERE id = ?",
+            [
+                (*stat_params(st), verify, asset, loc)
+                for loc, st, verify, asset in rows
+                if asset is not None
+            ],
+        )
+
+    # -- Location objects -----------------------------------------------------------
+
+    def render(self, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+        """Location JSON objects (CONTRACT.md *Location*) by location id."""
+        rows: list[tuple[Any, ...]] = []
+        for batch in chunks(sorted(set(ids))):
+            rows += self.store.query(LOCATION_SQL + f"WHERE l.id IN ({marks(batch)})", batch)
+        return dict(zip((r[0] for r in rows), self._rendered(rows), strict=True))
+
+    def _rendered(self, rows: Sequence[tuple[Any, ...]]) -> list[dict[str, Any]]:
+        """Rows of :data:`LOCATION_SQL` as Location JSON objects, in order."""
+        tags = self._tags_of({r[3] for r in rows})
+        return [location_json(r[1:], tags.get(r[3], [])) for r in rows]
+
+    def list(
+        self,
+        *,
+        root: str | None = None,
+        tag: str | None = None,
+        include_missing: bool = False,
+        missing_only: bool = False,
+        limit: int | None = None,
+        after: bytes | None = None,
+    ) -> tuple[list[dict[str, Any]], bytes | None]:
+        """A page of locations in path order, and the path to continue after (or None).
+
+        Plain SQL, not peewee's models: a page is read per request, and building a model
+        object for each row would cost more than the query.
+        """
+        where: list[str] = []
+        params: list[Any] = []
+        if missing_only:
+            where.append("l.is_missing")
+        elif not include_missing:
+            where.append("NOT l.is_missing")
+        if root is not None:
+            where.append("l.root = ?")
+            params.append(root)
+        if tag is not None:
+            where.append(self._has_tag(tag))
+            params.append(tag)
+        if after is not None:
+            where.append("l.file_path > ?")
+            params.append(after)
+        sql = LOCATION_SQL + (f"WHERE {' AND '.join(where)} " if where else "")
+        sql += "ORDER BY l.file_path"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit + 1)
+        rows = self.store.query(sql, params)
+        more = limit is not None and len(rows) > limit
+        rows = rows[:limit] if limit is not None else rows
+        return self._rendered(rows), (bytes(rows[-1][1]) if more else None)
+
+    def _has_tag(self, tag: str) -> str:
+        """The condition "the location's asset has the tag" (one ``?``: the tag), shaped
+        for the planner.
+
+        A page is read in path order. A tag on many assets is met soon along that
+        order, so each location is checked (EXISTS). A rare tag may be met only far
+        along, so its few assets are fetched from the tag index first and sorted (IN):
+        either way a page costs milliseconds, at a million locations too.
+        """
+        some = f"SELECT 1 FROM tag WHERE name = ? LIMIT {RARE_TAG_ASSETS}"
+        ((count,),) = self.store.query(f"SELECT COUNT(*) FROM ({some}) t", [tag])
+        if count < RARE_TAG_ASSETS:
+            return "l.asset_id IN (SELECT asset_id FROM tag WHERE name = ?)"
+        return "EXISTS (SELECT 1 FROM tag t WHERE t.asset_id = l.asset_id AND t.name = ?)"
+
+    def root_counts(self) -> dict[str, tuple[int, int]]:
+        """Root name → (live locations, missing locations)."""
+        counts: dict[str, list[int]] = {}
+        rows = self.store.query(
+            "SELECT root, is_missing, COUNT(id) FROM cache_state GROUP BY root, is_missing"
+        )
+        for root, is_missing, n in rows:
+            counts.setdefault(root, [0, 0])[1 if is_missing else 0] = n
+        return {root: (live, missing) for root, (live, missing) in counts.items()}

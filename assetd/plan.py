@@ -1,0 +1,96 @@
+"""What one batch of hints asks for: the pure planner of the live path.
+
+Hints arrive in any order, duplicated, some about paths outside every root or
+excluded. :func:`plan` coalesces them by path into what to move in the catalog, which
+single paths to look at (and whether each was closed after writing), and which folders
+to survey. No I/O here: the reconciler carries a plan out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from assetd.config import RootConfig
+from assetd.hints import Hint, HintKind
+from assetd.paths import ExcludeMatcher, root_for_path
+
+__all__ = ["Plan", "RootIndex", "inside_any", "outermost", "plan"]
+
+
+class RootIndex:
+    """The roots a path may belong to, exclusions applied."""
+
+    def __init__(self, roots: Sequence[RootConfig]) -> None:
+        self.roots = tuple(roots)
+        self._excludes = {r.name: ExcludeMatcher(r.exclude) for r in self.roots}
+
+    def of(self, path: bytes) -> RootConfig | None:
+        """The root that owns the file at ``path``; None outside every root, or excluded."""
+        root = root_for_path(path, self.roots)
+        if root is None:
+            return None
+        if self._excludes[root.name].excludes(path[len(root.prefix) :], is_dir=False):
+            return None
+        return root
+
+
+@dataclass
+class Plan:
+    """What one batch of hints asks for, coalesced by path."""
+
+    look: dict[bytes, bool] = field(default_factory=dict)  # path -> closed after writing
+    moves: list[tuple[bytes, bytes, str]] = field(default_factory=list)  # (old, new, root)
+    tree_moves: list[tuple[bytes, bytes, str]] = field(default_factory=list)
+    trees: set[bytes] = field(default_factory=set)  # folders to survey
+
+    def singles(self) -> dict[bytes, bool]:
+        """The paths to look at one by one: those no survey of :attr:`trees` covers."""
+        trees = outermost(self.trees)
+        return {p: c for p, c in self.look.items() if not inside_any(p, trees)}
+
+
+def plan(hints: Iterable[Hint], roots: RootIndex) -> Plan:
+    """Coalesce ``hints`` into a :class:`Plan` over ``roots``."""
+    out = Plan()
+    for hint in hints:
+        src_root = roots.of(hint.path)
+        if hint.kind in (HintKind.CHANGED, HintKind.CLOSED):
+            if src_root is not None:
+                closed = hint.kind is HintKind.CLOSED
+                out.look[hint.path] = out.look.get(hint.path, False) or closed
+            continue
+        if hint.kind is HintKind.DIR_CHANGED:
+            if src_root is not None:
+                out.trees.add(hint.path)
+            continue
+        assert hint.dest is not None
+        dst_root = roots.of(hint.dest)
+        if hint.kind is HintKind.MOVED:
+            if src_root is not None and dst_root is not None:
+                out.moves.append((hint.path, hint.dest, dst_root.name))
+            if src_root is not None:
+                out.look.setdefault(hint.path, False)
+            if dst_root is not None:
+                out.look[hint.dest] = True  # a rename is how writers publish a finished file
+        else:
+            if src_root is not None and dst_root is not None:
+                out.tree_moves.append((hint.path, hint.dest, dst_root.name))
+            if src_root is not None:
+                out.trees.add(hint.path)
+            if dst_root is not None:
+                out.trees.add(hint.dest)
+    return out
+
+
+def inside_any(path: bytes, folders: set[bytes]) -> bool:
+    return any(path.startswith(folder + b"/") for folder in folders)
+
+
+def outermost(folders: set[bytes]) -> set[bytes]:
+    """Drop folders that lie inside another folder of the set."""
+    keep: set[bytes] = set()
+    for folder in sorted(folders):
+        if not any(folder.startswith(k + b"/") for k in keep):
+            keep.add(folder)
+    return keep

@@ -1,0 +1,106 @@
+"""The survey of a tree: its walk merged with the catalog's rows, in path order.
+
+Both streams are in byte order, so the merge holds one row and one file at a time and
+yields an observation for every path whose file and row disagree. The seeder surveys
+whole roots (or spans of one, in worker processes); the reconciler surveys the folders
+that hints name.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+
+from assetd.apply import Observation, Tally, observe
+from assetd.catalog import Catalog
+from assetd.catalog.sql import STORED_STAT, StateRow, state_of_row
+from assetd.config import RootConfig
+from assetd.decide import Outcome, decide, unchanged
+from assetd.paths import ExcludeMatcher, prefix_upper_bound
+from assetd.walk import Entry, Problem, Span, Unlisted, walk_root
+
+__all__ = ["survey", "survey_span"]
+
+Problems = Callable[[str, bytes, str], None]  # (root name, path, message)
+
+
+def survey(
+    catalog: Catalog,
+    root: RootConfig,
+    follow_symlinks: bool,
+    on_problem: Problems,
+    tally: Tally,
+    top: bytes | None = None,
+    span: Span = (None, None),
+) -> Iterator[Observation]:
+    """Merge the walk of ``root`` (or of its folder ``top``) with the catalog's rows.
+
+    Both streams are in byte order, so the merge holds one row and one file at a time.
+    Unchanged files are only counted (``tally.skipped``), not yielded.
+    Rows under a folder that could not be listed are left exactly as they are; rows
+    under a ``top`` that no longer exists are all missing. With ``span``, only the
+    paths in that byte range, on disk and in the catalog.
+    """
+    top = top if top is not None else os.fsencode(root.path)
+    walk = walk_root(
+        top,
+        exclude=ExcludeMatcher(root.exclude),
+        follow_symlinks=follow_symlinks,
+        root_prefix=root.prefix,
+        span=span if span != (None, None) else None,
+    )
+    rows = catalog.locations.iter_rows(top.rstrip(b"/") + b"/", span=span)
+    row: StateRow | None = next(rows, None)  # raw: most are unchanged, and never built
+    for item in walk:
+        if isinstance(item, Problem):
+            on_problem(root.name, item.path, item.message)
+            continue
+        key = item.path + b"/" if isinstance(item, Unlisted) and item.is_dir else item.path
+        while row is not None and row[1] < key:
+            yield observe(row[1], root.name, None, state_of_row(row))
+            row = next(rows, None)
+        if isinstance(item, Unlisted):
+            on_problem(root.name, item.path, f"cannot read: {item.message}")
+            end = prefix_upper_bound(key) if item.is_dir else key + b"\0"
+            while row is not None and row[1] < end:
+                row = next(rows, None)
+            continue
+        assert isinstance(item, Entry)
+        tally.scanned += 1
+        tally.total += 1
+        if row is not None and row[1] == item.path:
+            if unchanged(item.stat, row[STORED_STAT], row[9], row[10]):
+                tally.skipped += 1  # the common case on a restart: nothing to write
+            else:
+                state = state_of_row(row)
+                decision = decide(item.stat, state)
+                if decision.outcome is Outcome.UNCHANGED:
+                    tally.skipped += 1
+                else:
+                    yield Observation(item.path, root.name, item.stat, state, decision)
+            row = next(rows, None)
+        else:
+            yield observe(item.path, root.name, item.stat, None)
+    while row is not None:
+        yield observe(row[1], root.name, None, state_of_row(row))
+        row = next(rows, None)
+
+
+def survey_span(
+    url: str, root: RootConfig, follow_symlinks: bool, span: Span
+) -> tuple[list[Observation], dict[str, int], list[tuple[str, bytes, str]]]:
+    """:func:`survey` over one span, in a worker process: what it saw, its counts, and
+    the problems to report."""
+    catalog = Catalog(url, upgrade=False)
+    try:
+        tally = Tally()
+        problems: list[tuple[str, bytes, str]] = []
+
+        def problem(name: str, path: bytes, message: str) -> None:
+            problems.append((name, path, message))
+
+        observations = list(survey(catalog, root, follow_symlinks, problem, tally, span=span))
+        counts = {"scanned": tally.scanned, "total": tally.total, "skipped": tally.skipped}
+        return observations, counts, problems
+    finally:
+        catalog.close()
