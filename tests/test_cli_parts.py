@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import inspect
 import json
 import os
 from pathlib import Path
@@ -327,3 +328,15 @@ def test_print_json_is_one_line_keeping_non_ascii(capsys: pytest.CaptureFixture[
     """One value, one line, characters as they are."""
     print_json({"tags": ["été"]})
     assert capsys.readouterr().out == '{"tags": ["été"]}\n'
+
+
+@pytest.mark.parametrize("name", ["tag", "meta", "restore", "prune", "cleanup", "verify", "seed"])
+def test_local_operations_take_the_daemons_arguments(name: str) -> None:
+    """Each operation run here has the name and parameters of the daemon's own."""
+    from assetd.cli.local import LocalOperations
+    from assetd.service import Service
+
+    def parameters(fn: Any) -> list[str]:
+        return list(inspect.signature(fn).parameters)
+
+    assert parameters(getattr(LocalOperations, name)) == parameters(getattr(Service, name))

@@ -1,8 +1,4 @@
-"""The ``assetd`` command line: parse, build the configuration once, run one command.
-
-Only this package maps errors to exit codes (``EXIT_CODES``). Heavy imports wait until
-a command needs them.
-"""
+"""The ``assetd`` command line: parse, build the configuration once, run one command."""
 
 from __future__ import annotations
 
@@ -26,8 +22,9 @@ from assetd.exceptions import AssetdError, ConfigError, InvalidRequestError, NoD
 
 __all__ = ["COMMANDS", "EXIT_CODES", "build_parser", "exit_code", "main"]
 
-# The first class an error is an instance of gives the exit status (ConfigError
-# covers UsageError).
+# Only the command line maps errors to exit statuses, here: the first row whose class
+# the error is an instance of (ConfigError covers UsageError). Heavy imports wait until
+# a command needs them, so that ``assetd --help`` stays quick.
 EXIT_CODES: tuple[tuple[type[AssetdError], int], ...] = (
     (ConfigError, EXIT_USAGE),
     (InvalidRequestError, EXIT_USAGE),

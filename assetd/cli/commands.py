@@ -1,6 +1,4 @@
-"""The commands. Each one a daemon carries out is described once, as the request it
-sends and the same operation run here; ``carry`` is the one path that picks between them.
-"""
+"""The commands; each one a daemon carries out is one ``Carried`` entry, run by ``carry``."""
 
 from __future__ import annotations
 
@@ -184,6 +182,10 @@ def _only(key: str) -> Callable[[Result], Any]:
     return lambda result: {key: result[key]}
 
 
+def _whole(result: Result) -> Any:
+    return result
+
+
 CARRIED: dict[str, Carried] = {
     "scan": Carried(_scan, _scan_summary, _scan_exit),
     "tag": Carried(_tag, _field("tags")),
@@ -191,7 +193,7 @@ CARRIED: dict[str, Carried] = {
     "restore": Carried(_restore, _only("restored")),
     "prune": Carried(_prune, _only("marked")),
     "cleanup": Carried(_cleanup, _only("deleted")),
-    "verify": Carried(_verify, dict),
+    "verify": Carried(_verify, _whole),
 }
 
 

@@ -1,11 +1,4 @@
-"""The daemon's operations, carried out here on a directly opened catalog.
-
-When no daemon serves the catalog, a command does what the daemon would have done, under
-the same operation names as ``assetd.service.Service``. It is not that class: the daemon
-refuses paths outside every root and prunes through its seeder, while a command run here
-works on whatever the catalog holds, as it always has. Writes run in this thread, the
-only writer there is.
-"""
+"""The daemon's operations, carried out here on a directly opened catalog."""
 
 from __future__ import annotations
 
@@ -37,7 +30,13 @@ def open_catalog(config: Config) -> Catalog:
 
 
 class LocalOperations:
-    """``tag``, ``meta``, ``restore``, ``prune``, ``cleanup``, ``verify`` and ``seed``."""
+    """What a command does when no daemon serves the catalog.
+
+    The operations have the names and arguments of ``assetd.service.Service``'s, but this
+    is not that class: the daemon refuses paths outside every root and prunes through its
+    seeder, while a command run here works on whatever the catalog holds. Writes run in
+    this thread, the only writer there is; ``seed`` runs its pass to the end.
+    """
 
     def __init__(self, config: Config) -> None:
         self.config = config
