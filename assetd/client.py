@@ -30,7 +30,7 @@ def find_daemon(config: Config) -> str | None:
     address = config.feed.listen
     try:
         with DaemonClient(address, config.feed.token(), timeout=2) as client:
-            from assetd.db import Catalog
+            from assetd.catalog import Catalog
 
             catalog = Catalog(config.database, node=config.node)
             try:
@@ -83,12 +83,16 @@ class DaemonClient:
         from websockets.sync.client import connect
 
         headers = {"Authorization": f"Bearer {token}"} if token else None
-        self.ws = connect(
-            f"ws://{address}/ws",
-            additional_headers=headers,
-            open_timeout=timeout,
-            max_size=None,
-            compression=None,
+        # Entered as a context manager, as websockets asks of a connection kept open.
+        self._connection = contextlib.ExitStack()
+        self.ws = self._connection.enter_context(
+            connect(
+                f"ws://{address}/ws",
+                additional_headers=headers,
+                open_timeout=timeout,
+                max_size=None,
+                compression=None,
+            )
         )
         self.timeout = timeout
         self.hello = json.loads(self.ws.recv(timeout))
@@ -102,7 +106,7 @@ class DaemonClient:
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
-            self.ws.close()
+            self._connection.close()
 
     def send(self, cmd: str, **args: Any) -> int:
         """Send one request; returns its id."""

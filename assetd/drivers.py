@@ -4,7 +4,7 @@ peewee imports every PostgreSQL driver it finds when it is itself imported; psyc
 alone adds a noticeable part of a command's start, which every command, the daemon's
 start and each of its worker processes would pay for nothing on the embedded SQLite
 default. A process
-that knows its only catalog is SQLite calls :func:`sqlite_only` before ``assetd.db`` is
+that knows its only catalog is SQLite calls :func:`sqlite_only` before ``assetd.catalog`` is
 first imported; the drivers then stay unimported in this process (its catalog cannot
 change: the daemon opens one at start, and every command works on one).
 """

@@ -1,0 +1,64 @@
+"""The ``assetd`` command line: parse, build the configuration once, run one command."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from assetd import drivers, gcpace
+from assetd.cli import output
+from assetd.cli.commands import run_command
+from assetd.cli.parser import (
+    COMMANDS,
+    EXIT_ERROR,
+    EXIT_NO_DAEMON,
+    EXIT_USAGE,
+    build_parser,
+    load,
+)
+from assetd.exceptions import AssetdError, ConfigError, InvalidRequestError, NoDaemonError
+
+__all__ = ["COMMANDS", "EXIT_CODES", "build_parser", "exit_code", "main"]
+
+# Only the command line maps errors to exit statuses, here: the first row whose class
+# the error is an instance of (ConfigError covers UsageError). Heavy imports wait until
+# a command needs them, so that ``assetd --help`` stays quick.
+EXIT_CODES: tuple[tuple[type[AssetdError], int], ...] = (
+    (ConfigError, EXIT_USAGE),
+    (InvalidRequestError, EXIT_USAGE),
+    (NoDaemonError, EXIT_NO_DAEMON),
+    (AssetdError, EXIT_ERROR),
+)
+
+
+def exit_code(exc: AssetdError) -> int:
+    return next(code for kind, code in EXIT_CODES if isinstance(exc, kind))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    gcpace.pace()  # see assetd/gcpace.py
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING, format="assetd: %(levelname)s: %(message)s", stream=sys.stderr
+    )
+    if not getattr(args, "command", None):
+        print(
+            f"assetd: a command is required: {', '.join(COMMANDS)} (see assetd --help)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    try:
+        config = load(args)
+        drivers.sqlite_only(config.database)  # before the catalog: see assetd/drivers.py
+        return int(run_command(args, config))
+    except AssetdError as exc:
+        output.error(exc)
+        return exit_code(exc)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # Someone piped us into `head`: not an error worth a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
