@@ -12,6 +12,7 @@ import ctypes
 import errno
 import logging
 import os
+import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -65,20 +66,32 @@ _OVERFLOW_LOGGERS = ("watchdog.observers.inotify_c", "watchdog.observers.inotify
 
 def filesystem_type(path: str, mountinfo: str = "/proc/self/mountinfo") -> str:
     """The type of the file system holding ``path`` (``fuse.sshfs`` style for FUSE)."""
-    best, kind = "", ""
+    target = os.fsencode(path)
+    best, kind = b"", ""
     try:
-        with open(mountinfo, encoding="utf-8", errors="surrogateescape") as fh:
+        with open(mountinfo, "rb") as fh:
             for line in fh:
                 fields = line.split()
-                dash = fields.index("-")
-                mount_point = fields[4].encode().decode("unicode_escape")
-                if (path == mount_point or path.startswith(mount_point.rstrip("/") + "/")) and len(
-                    mount_point
-                ) >= len(best):
-                    best, kind = mount_point, fields[dash + 1]
-    except (OSError, ValueError):
+                dash = fields.index(b"-")
+                mount_point = _unescape_mount_field(fields[4])
+                if _holds(mount_point, target) and len(mount_point) >= len(best):
+                    best, kind = mount_point, os.fsdecode(fields[dash + 1])
+    except (OSError, ValueError, IndexError):
         return ""
     return kind
+
+
+# The kernel writes space, tab, newline and backslash in mountinfo as \ooo octal; every
+# other byte of the name is as it is on disk (UTF-8 or not), so only these are undone.
+_OCTAL_ESCAPE = re.compile(rb"\\([0-7]{3})")
+
+
+def _unescape_mount_field(field: bytes) -> bytes:
+    return _OCTAL_ESCAPE.sub(lambda m: bytes([int(m.group(1), 8) & 0xFF]), field)
+
+
+def _holds(mount_point: bytes, path: bytes) -> bool:
+    return path == mount_point or path.startswith(mount_point.rstrip(b"/") + b"/")
 
 
 def wants_polling(root: RootConfig) -> bool:

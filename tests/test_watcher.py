@@ -97,6 +97,25 @@ def test_filesystem_type_from_mountinfo(tmp_path: Path) -> None:
     assert filesystem_type("/x", str(tmp_path / "absent")) == ""
 
 
+def test_mount_points_are_unescaped_as_bytes(tmp_path: Path) -> None:
+    """mountinfo escapes only space, tab, newline and backslash (as \\ooo octal); every
+    other byte of a mount point is raw, UTF-8 or not, and stays exactly as it is."""
+    info = tmp_path / "mountinfo"
+    info.write_bytes(
+        b"22 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
+        b"40 22 0:50 / /mnt/mod\xc3\xa8les rw - nfs4 server:/models rw\n"
+        b"41 22 0:51 / /mnt/mod\xc3\xa8les\\040x rw - cifs //host/x rw\n"
+        b"42 22 0:52 / /mnt/raw\xff rw - 9p tag rw\n"
+        b"43 22 0:53 / /mnt/back\\134slash\\011tab rw - fuse.sshfs host: rw\n"
+    )
+    assert filesystem_type("/mnt/mod\u00e8les/sdxl/x", str(info)) == "nfs4"
+    assert filesystem_type("/mnt/mod\u00e8les x/a", str(info)) == "cifs"
+    assert filesystem_type(os.fsdecode(b"/mnt/raw\xff/a"), str(info)) == "9p"
+    assert filesystem_type("/mnt/back\\slash\ttab/a", str(info)) == "fuse.sshfs"
+    assert filesystem_type("/mnt/mode\u0300les/x", str(info)) == "ext4"  # another spelling
+    assert filesystem_type("/mnt/mod\u00e8les\\040x/a", str(info)) == "ext4"  # not a space
+
+
 def test_polling_is_chosen_by_setting() -> None:
     """watch = polling always polls; inotify never does."""
     assert wants_polling(RootConfig("a", "/tmp", watch="polling")) is True
