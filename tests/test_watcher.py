@@ -30,7 +30,7 @@ from assetd.hints import Hint, HintKind
 from assetd.inotify import OverflowReportingObserver
 from assetd.paths import ExcludeMatcher
 from assetd.watcher import WatchSet, filesystem_type, make_hint, wants_polling
-from tests.conftest import make_root, wait_for, write
+from tests.conftest import make_root, python, wait_for, write
 
 PREFIX = b"/r/"
 
@@ -280,3 +280,23 @@ def test_a_real_overflow_rescans_the_root_and_events_flow_again(
     finally:
         gate.set()
         watchers.stop()
+
+
+CATALOG_MODULES = (
+    "peewee", "playhouse", "sqlite3", "psycopg", "assetd.db", "assetd.schema",
+    "assetd.catalog", "assetd.ingest", "assetd.reconciler", "assetd.seeder",
+    "assetd.service", "assetd.relay", "assetd.verify",
+)  # fmt: skip
+
+
+def test_importing_the_watcher_loads_no_catalog() -> None:
+    """The watcher turns events into hints and knows nothing of the catalog: importing it
+    in a fresh interpreter loads neither peewee, nor a database driver, nor any module
+    of the catalog or the writer."""
+    loaded = python(
+        "import sys, assetd.watcher\n"
+        f"names = {CATALOG_MODULES!r}\n"
+        "print(' '.join(sorted(m for m in sys.modules"
+        " if any(m == n or m.startswith(n + '.') for n in names))))"
+    )
+    assert loaded == ""
