@@ -62,8 +62,8 @@ NETWORK_FS = {
 
 # The events a hint comes from. watchdog asks inotify for only these, so opening and
 # reading a file (a pass hashing it, a program loading a model) costs no queue space:
-# with every event asked for, a pass that hashes a root of 20,000 files would
-# overflow the kernel's default queue of 16,384 events with its own reads.
+# with every event asked for, a pass hashing a large root would overflow the kernel's
+# queue with its own reads, and every overflow costs a rescan of the root.
 WATCHED_EVENTS = [
     FileCreatedEvent, DirCreatedEvent, FileDeletedEvent, DirDeletedEvent, FileMovedEvent,
     DirMovedEvent, FileModifiedEvent, FileAttribEvent, FileClosedEvent,
