@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import base64
+import functools
+import logging
 import os
-import re
 from collections.abc import Iterable, Sequence
 from typing import Any
+
+from pathspec import GitIgnoreSpec
+from pathspec.patterns.gitignore import GitIgnorePatternError
+from pathspec.patterns.gitignore.spec import GitIgnoreSpecPattern
 
 from assetd.config import RootConfig
 
@@ -18,6 +23,8 @@ __all__ = [
     "prefix_upper_bound",
     "root_for_path",
 ]
+
+log = logging.getLogger(__name__)
 
 
 def get_all_known_prefixes(roots: Iterable[RootConfig]) -> list[bytes]:
@@ -64,17 +71,24 @@ def path_json(path: bytes) -> dict[str, Any]:
 
 
 class ExcludeMatcher:
-    """Glob patterns relative to a root, in the dialect of ``.gitignore``.
+    """Glob patterns relative to a root, in the dialect of ``.gitignore`` (see
+    docs/configuration.md), matched by ``pathspec``'s ``GitIgnoreSpec``.
 
-    A pattern without ``/`` matches a file or folder name at any depth (``*.part``);
-    one with ``/`` matches the path from the root, where ``**`` spans folders
-    (``**/.git/**``). A folder that matches is not descended into.
+    A folder that is excluded is not descended into, so nothing below it can be
+    re-included by a ``!`` pattern, as in git: ``excludes`` answers the same for a path
+    it is asked about directly (a watcher event) as the walk does by not going there.
+    A pattern git would reject (a trailing backslash, a lone ``!``) never matches.
     """
 
     def __init__(self, patterns: Iterable[str]) -> None:
         self.patterns = tuple(patterns)
-        self._names = [_compile(p) for p in self.patterns if "/" not in p]
-        self._paths = [_compile(p.lstrip("/")) for p in self.patterns if "/" in p]
+        valid = [p for p in self.patterns if _valid(p)]
+        self._match = GitIgnoreSpec.from_lines(valid).match_file
+        # Without a negation, a path below an excluded folder is matched by the same
+        # pattern, so its folders need no asking of their own. With one, the folders are
+        # asked once each and remembered: the walk asks about a folder's entries in a row.
+        negates = any(p.startswith("!") for p in valid)
+        self._folder_excluded = functools.lru_cache(maxsize=4096)(self._folder) if negates else None
 
     def __bool__(self) -> bool:
         return bool(self.patterns)
@@ -84,30 +98,28 @@ class ExcludeMatcher:
         if not self.patterns:
             return False
         text = os.fsdecode(rel)
-        name = text.rsplit("/", 1)[-1]
-        if any(rx.fullmatch(name) for rx in self._names):
+        if self._folder_excluded is not None:
+            parent = text.rpartition("/")[0]
+            if parent and self._folder_excluded(parent):
+                return True
+        return self._match(text + "/" if is_dir else text, _AS_GIVEN)
+
+    def _folder(self, folder: str) -> bool:
+        """Whether ``folder`` or a folder above it is excluded (only asked with negations)."""
+        assert self._folder_excluded is not None
+        parent = folder.rpartition("/")[0]
+        if parent and self._folder_excluded(parent):
             return True
-        candidates = (text, text + "/") if is_dir else (text,)
-        return any(rx.fullmatch(c) for rx in self._paths for c in candidates)
+        return self._match(folder + "/", _AS_GIVEN)
 
 
-def _compile(pattern: str) -> re.Pattern[str]:
-    out = []
-    i = 0
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif pattern[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif pattern[i] == "?":
-            out.append("[^/]")
-            i += 1
-        else:
-            out.append(re.escape(pattern[i]))
-            i += 1
-    return re.compile("".join(out), re.DOTALL)
+_AS_GIVEN: tuple[str, ...] = ()  # the paths are relative with "/" already: no normalising
+
+
+def _valid(pattern: str) -> bool:
+    try:
+        GitIgnoreSpecPattern(pattern)
+    except GitIgnorePatternError:
+        log.warning("exclude pattern %r is not valid gitignore syntax: it matches nothing", pattern)
+        return False
+    return True

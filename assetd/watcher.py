@@ -8,10 +8,11 @@ cannot be added (the inotify watch limit) falls back to polling.
 
 from __future__ import annotations
 
-import ctypes
 import errno
+import functools
 import logging
 import os
+import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,14 @@ from watchdog.observers.api import BaseObserver
 
 from assetd.config import RootConfig
 from assetd.hints import Hint, HintKind
+from assetd.inotify import (
+    OverflowReportingObserver,
+    count_folders,
+    inotify_watch_count,
+    inotify_watched_inodes,
+    read_int,
+    watch_limit_reached,
+)
 from assetd.paths import ExcludeMatcher
 
 __all__ = [
@@ -53,32 +62,42 @@ NETWORK_FS = {
 
 # The events a hint comes from. watchdog asks inotify for only these, so opening and
 # reading a file (a pass hashing it, a program loading a model) costs no queue space:
-# with every event asked for, a pass that hashes a root of 20,000 files would
-# overflow the kernel's default queue of 16,384 events with its own reads.
+# with every event asked for, a pass hashing a large root would overflow the kernel's
+# queue with its own reads, and every overflow costs a rescan of the root.
 WATCHED_EVENTS = [
     FileCreatedEvent, DirCreatedEvent, FileDeletedEvent, DirDeletedEvent, FileMovedEvent,
     DirMovedEvent, FileModifiedEvent, FileAttribEvent, FileClosedEvent,
 ]  # fmt: skip
 
-_OVERFLOW_LOGGERS = ("watchdog.observers.inotify_c", "watchdog.observers.inotify")
-
 
 def filesystem_type(path: str, mountinfo: str = "/proc/self/mountinfo") -> str:
     """The type of the file system holding ``path`` (``fuse.sshfs`` style for FUSE)."""
-    best, kind = "", ""
+    target = os.fsencode(path)
+    best, kind = b"", ""
     try:
-        with open(mountinfo, encoding="utf-8", errors="surrogateescape") as fh:
+        with open(mountinfo, "rb") as fh:
             for line in fh:
                 fields = line.split()
-                dash = fields.index("-")
-                mount_point = fields[4].encode().decode("unicode_escape")
-                if (path == mount_point or path.startswith(mount_point.rstrip("/") + "/")) and len(
-                    mount_point
-                ) >= len(best):
-                    best, kind = mount_point, fields[dash + 1]
-    except (OSError, ValueError):
+                dash = fields.index(b"-")
+                mount_point = _unescape_mount_field(fields[4])
+                if _holds(mount_point, target) and len(mount_point) >= len(best):
+                    best, kind = mount_point, os.fsdecode(fields[dash + 1])
+    except (OSError, ValueError, IndexError):
         return ""
     return kind
+
+
+# The kernel writes space, tab, newline and backslash in mountinfo as \ooo octal; every
+# other byte of the name is as it is on disk (UTF-8 or not), so only these are undone.
+_OCTAL_ESCAPE = re.compile(rb"\\([0-7]{3})")
+
+
+def _unescape_mount_field(field: bytes) -> bytes:
+    return _OCTAL_ESCAPE.sub(lambda m: bytes([int(m.group(1), 8) & 0xFF]), field)
+
+
+def _holds(mount_point: bytes, path: bytes) -> bool:
+    return path == mount_point or path.startswith(mount_point.rstrip(b"/") + b"/")
 
 
 def wants_polling(root: RootConfig) -> bool:
@@ -159,18 +178,6 @@ class RootState:
     observer: BaseObserver | None = None
 
 
-class _OverflowAlarm(logging.Handler):
-    """watchdog logs the kernel's IN_Q_OVERFLOW and carries on: we turn it into a rescan."""
-
-    def __init__(self, callback: Callable[[], None]) -> None:
-        super().__init__(logging.WARNING)
-        self.callback = callback
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if "overflow" in record.getMessage().lower():
-            self.callback()
-
-
 class WatchSet:
     """The observers of every root, and a small monitor of the roots' folders.
 
@@ -204,12 +211,9 @@ class WatchSet:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._monitor = threading.Thread(target=self._watch_roots, name="assetd-roots", daemon=True)
-        self._alarm = _OverflowAlarm(self._overflowed)
 
     def start(self) -> None:
         """Arm every root that is online now, then keep an eye on them."""
-        for name in _OVERFLOW_LOGGERS:
-            logging.getLogger(name).addHandler(self._alarm)
         with self._lock:
             for state in self.states.values():
                 self._arm(state, initial=True)
@@ -220,8 +224,6 @@ class WatchSet:
         self._wake.set()
         if self._monitor.is_alive():
             self._monitor.join(5)
-        for name in _OVERFLOW_LOGGERS:
-            logging.getLogger(name).removeHandler(self._alarm)
         with self._lock:
             for state in self.states.values():
                 self._disarm(state)
@@ -278,7 +280,7 @@ class WatchSet:
 
     def _poll_instead(self, state: RootState, what: str, needed: int) -> None:
         """Past the inotify watch limit: say so in one actionable line, and poll the root."""
-        limit = _read_int("/proc/sys/fs/inotify/max_user_watches")
+        limit = read_int("/proc/sys/fs/inotify/max_user_watches")
         message = (
             f"inotify watch limit reached: {what} (fs.inotify.max_user_watches is {limit}); "
             f"polling this root instead. Raise it (sysctl fs.inotify.max_user_watches="
@@ -295,9 +297,7 @@ class WatchSet:
 
             observer: BaseObserver = PollingObserver(timeout=1.0)
         else:
-            from watchdog.observers.inotify import InotifyObserver
-
-            observer = InotifyObserver()
+            observer = OverflowReportingObserver(functools.partial(self._overflowed, root.name))
         handler = _Handler(root, self.sink, self._wake.set, self._note_new_folder)
         observer.schedule(
             handler,
@@ -387,39 +387,20 @@ class WatchSet:
             self._poll_instead(state, what, len(watched) + 1)
             self.on_rescan(name)
 
-    def _overflowed(self) -> None:
+    def _overflowed(self, root_name: str) -> None:
+        """The root's inotify queue overflowed (each root has its own): rescan that root."""
         self.overflows += 1
-        for state in list(self.states.values()):
-            if state.state == "online":
-                self.on_rescan(state.root.name)
+        log.warning("inotify queue of root %r overflowed: events were lost; rescanning", root_name)
+        # No lock here: this runs on the thread that reads the kernel, which disarming
+        # joins while holding the lock. A root not online is rescanned when re-armed.
+        state = self.states.get(root_name)
+        if state is not None and state.state == "online":
+            self.on_rescan(root_name)
 
 
 def _still_watching(observer: BaseObserver) -> bool:
     """The observer's thread and every emitter's (the one reading the kernel) are alive."""
     return observer.is_alive() and all(emitter.is_alive() for emitter in observer.emitters)
-
-
-def inotify_watched_inodes(fdinfo: str = "/proc/self/fdinfo") -> list[int]:
-    """The inode of every inotify watch this process holds, from the kernel's fdinfo."""
-    inodes: list[int] = []
-    try:
-        fds = os.listdir(fdinfo)
-    except OSError:
-        return inodes
-    for fd in fds:
-        try:
-            with open(os.path.join(fdinfo, fd), "rb") as fh:
-                for line in fh:
-                    if line.startswith(b"inotify wd:"):
-                        inodes.append(int(line.split(b" ino:", 1)[1].split(b" ", 1)[0], 16))
-        except (OSError, IndexError, ValueError):
-            continue
-    return inodes
-
-
-def inotify_watch_count(fdinfo: str = "/proc/self/fdinfo") -> int:
-    """How many inotify watches this process holds."""
-    return len(inotify_watched_inodes(fdinfo))
 
 
 def _unwatched(folder: bytes, watched: set[int]) -> bool:
@@ -428,37 +409,3 @@ def _unwatched(folder: bytes, watched: set[int]) -> bool:
     except OSError:
         return False  # gone again: nothing to watch
     return st.st_ino not in watched
-
-
-def watch_limit_reached(path: str) -> bool:
-    """Whether the inotify watch limit refuses one more watch right now.
-
-    Asked once after arming: if one more is granted, watchdog was refused none for the
-    limit, and counting the root's folders (a walk of the whole tree) is not needed.
-    """
-    libc = ctypes.CDLL(None, use_errno=True)
-    fd = libc.inotify_init1(os.O_CLOEXEC)
-    if fd < 0:
-        return ctypes.get_errno() in (errno.EMFILE, errno.ENFILE, errno.ENOSPC)
-    try:
-        if libc.inotify_add_watch(fd, os.fsencode(path), _IN_ONLYDIR | _IN_ATTRIB) >= 0:
-            return False
-        return ctypes.get_errno() == errno.ENOSPC
-    finally:
-        os.close(fd)
-
-
-_IN_ATTRIB, _IN_ONLYDIR = 0x00000004, 0x01000000
-
-
-def count_folders(path: str, follow_symlinks: bool = False) -> int:
-    """The folders under ``path``, itself included: the inotify watches it needs."""
-    return sum(1 for _ in os.walk(path, followlinks=follow_symlinks))
-
-
-def _read_int(path: str) -> int | None:
-    try:
-        with open(path) as fh:
-            return int(fh.read().strip())
-    except (OSError, ValueError):
-        return None

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import base64
+import os
+from pathlib import Path
 
 import pytest
 
 from assetd.paths import ExcludeMatcher, auto_tags, path_json, prefix_upper_bound
+from assetd.walk import walk_root
+from tests.conftest import write
 
 
 @pytest.mark.parametrize(
@@ -73,8 +77,139 @@ def test_path_json_carries_undecodable_bytes() -> None:
         (["tmp"], b"a/tmp", True, True),
         (["?.tmp"], b"a.tmp", False, True),
         (["?.tmp"], b"ab.tmp", False, False),
+        (["/renders"], b"renders", True, True),
+        (["/renders"], b"sub/renders", True, False),
+        (["a/**/b"], b"a/b", False, True),
+        (["a/**/b"], b"a/x/y/b", False, True),
+        (["a/**/b"], b"x/a/b", False, False),
+        (["\\!x", "\\#x"], b"!x", False, True),
+        (["\\!x", "\\#x"], b"#x", False, True),
+        (["#x"], b"#x", False, False),
     ],
 )
 def test_exclude_patterns(patterns: list[str], rel: bytes, is_dir: bool, excluded: bool) -> None:
     """Patterns follow .gitignore: bare names match at any depth, ** spans folders."""
     assert ExcludeMatcher(patterns).excludes(rel, is_dir=is_dir) is excluded
+
+
+@pytest.mark.parametrize(
+    ("patterns", "rel", "is_dir", "excluded"),
+    [
+        (["*.tmp", "!keep.tmp"], b"a.tmp", False, True),
+        (["*.tmp", "!keep.tmp"], b"keep.tmp", False, False),
+        (["*.tmp", "!keep.tmp"], b"deep/keep.tmp", False, False),
+        (["!keep.tmp", "*.tmp"], b"keep.tmp", False, True),
+        (["cache/*", "!cache/keep/"], b"cache/keep", True, False),
+        (["cache/*", "!cache/keep/"], b"cache/keep/x.png", False, False),
+        (["cache/*", "!cache/keep/"], b"cache/other/x.png", False, True),
+        (["build/*", "!build/keep.txt"], b"build/keep.txt", False, False),
+        (["build/*", "!build/keep.txt"], b"build/other.txt", False, True),
+    ],
+)
+def test_exclude_negation(patterns: list[str], rel: bytes, is_dir: bool, excluded: bool) -> None:
+    """A later ``!`` pattern re-includes what an earlier one excluded; the last match wins."""
+    assert ExcludeMatcher(patterns).excludes(rel, is_dir=is_dir) is excluded
+
+
+@pytest.mark.parametrize(
+    ("patterns", "rel", "excluded"),
+    [
+        (["[ab].png"], b"a.png", True),
+        (["[ab].png"], b"sub/b.png", True),
+        (["[ab].png"], b"c.png", False),
+        (["shot[0-9].png"], b"shot7.png", True),
+        (["shot[0-9].png"], b"shotx.png", False),
+        (["[!a].png"], b"b.png", True),
+        (["[!a].png"], b"a.png", False),
+    ],
+)
+def test_exclude_character_classes(patterns: list[str], rel: bytes, excluded: bool) -> None:
+    """``[...]`` matches one character of a set or range, ``[!...]`` one outside it."""
+    assert ExcludeMatcher(patterns).excludes(rel, is_dir=False) is excluded
+
+
+@pytest.mark.parametrize(
+    ("rel", "is_dir", "excluded"),
+    [
+        (b"build", True, True),
+        (b"sub/build", True, True),
+        (b"build", False, False),
+        (b"sub/build", False, False),
+        (b"build/x.png", False, True),
+    ],
+)
+def test_a_trailing_slash_matches_folders_only(rel: bytes, is_dir: bool, excluded: bool) -> None:
+    """``build/`` excludes a folder named build (and what is in it), not a file so named."""
+    assert ExcludeMatcher(["build/"]).excludes(rel, is_dir=is_dir) is excluded
+
+
+@pytest.mark.parametrize(
+    "patterns",
+    [["build/", "!build/keep.txt"], ["build", "!keep.txt"], ["/build/", "!*.txt"]],
+)
+def test_nothing_in_an_excluded_folder_is_re_included(patterns: list[str]) -> None:
+    """As in git, a ``!`` pattern cannot bring back a file whose folder is excluded: the
+    walk never enters the folder, and a watcher event for the file is dropped alike."""
+    matcher = ExcludeMatcher(patterns)
+    assert matcher.excludes(b"build", is_dir=True)
+    assert matcher.excludes(b"build/keep.txt", is_dir=False)
+    assert matcher.excludes(b"build/deeper/keep.txt", is_dir=False)
+
+
+def test_the_walk_and_the_matcher_agree(tmp_path: Path) -> None:
+    """Every file the walk skips is one ``excludes`` excludes, and every file it yields
+    is one it keeps, negations included."""
+    for rel in ["build/keep.txt", "build/x.png", "keep.txt", "a.tmp", "keep.tmp", "d/keep.tmp",
+                "d/a.tmp", "cache/keep/x", "cache/y", "buildx/keep.txt"]:  # fmt: skip
+        write(tmp_path / rel)
+    matcher = ExcludeMatcher(["build/", "!build/keep.txt", "*.tmp", "!keep.tmp", "cache/*",
+                              "!cache/keep/"])  # fmt: skip
+    top = os.fsencode(tmp_path)
+    walked = {e.path[len(top) + 1 :] for e in walk_root(top, exclude=matcher)}
+    assert walked == {b"keep.txt", b"keep.tmp", b"d/keep.tmp", b"cache/keep/x", b"buildx/keep.txt"}
+    for path, _dirs, files in os.walk(top):
+        for name in files:
+            rel = os.path.join(path, name)[len(top) + 1 :]
+            assert matcher.excludes(rel, is_dir=False) is (rel not in walked), rel
+
+
+@pytest.mark.parametrize(
+    "pattern", ["*.part", "tmp", "build/", "/build", "cache/*", "**/.git/**", "a/**/b", "[ab]"]
+)
+def test_without_negation_what_is_below_an_excluded_folder_is_excluded(pattern: str) -> None:
+    """The matcher asks only about the path itself when no pattern negates: a folder the
+    pattern excludes makes it exclude everything below that folder too."""
+    matcher = ExcludeMatcher([pattern])
+    folders = [b"x.part", b"d/tmp", b"build", b"cache/c", b".git", b"d/.git", b"a/b", b"a/z/b",
+               b"a", b"d/b"]  # fmt: skip
+    for folder in folders:
+        if matcher.excludes(folder, is_dir=True):
+            for below in (folder + b"/f", folder + b"/sub/f", folder + b"/sub"):
+                assert matcher.excludes(below, is_dir=False), (folder, below)
+                assert matcher.excludes(below, is_dir=True), (folder, below)
+
+
+def test_an_invalid_pattern_matches_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    """A pattern git rejects (a trailing backslash, a lone ``!``) is logged and matches
+    nothing; the others still apply."""
+    matcher = ExcludeMatcher(["oops\\", "!", "*.part"])
+    assert "oops" in caplog.text
+    assert matcher.excludes(b"x.part", is_dir=False)
+    assert not matcher.excludes(b"oops\\", is_dir=False)
+    assert not matcher.excludes(b"oops", is_dir=False)
+
+
+def test_non_utf8_names_are_matched() -> None:
+    """Names that are not UTF-8 are matched through their surrogate-escaped text."""
+    matcher = ExcludeMatcher(["*.part", "bad\udcff/"])
+    assert matcher.excludes(b"d/\xff.part", is_dir=False)
+    assert matcher.excludes(b"bad\xff", is_dir=True)
+    assert not matcher.excludes(b"d/\xff.png", is_dir=False)
+
+
+def test_no_patterns_exclude_nothing() -> None:
+    """An empty matcher is false, and excludes nothing."""
+    matcher = ExcludeMatcher([])
+    assert not matcher
+    assert not matcher.excludes(b"anything", is_dir=True)
+    assert ExcludeMatcher(["*.part"]).patterns == ("*.part",)

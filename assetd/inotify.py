@@ -1,0 +1,147 @@
+"""watchdog's inotify observer with the kernel's queue overflow reported, and the
+process's inotify watches as the kernel counts them."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from watchdog.events import FileSystemEvent
+from watchdog.observers.api import (
+    DEFAULT_EMITTER_TIMEOUT,
+    BaseObserver,
+    EventQueue,
+    ObservedWatch,
+)
+from watchdog.observers.inotify import InotifyEmitter, InotifyWatchGroup
+from watchdog.observers.inotify_c import InotifyFD
+
+__all__ = [
+    "OverflowReportingObserver",
+    "count_folders",
+    "inotify_watch_count",
+    "inotify_watched_inodes",
+    "read_int",
+    "watch_limit_reached",
+]
+
+
+def _nothing() -> None:
+    pass
+
+
+@dataclass(eq=False)
+class _ReportingWatchGroup(InotifyWatchGroup):
+    """A watch group that, once watchdog has re-added its watches after the kernel's
+    IN_Q_OVERFLOW, says so: watchdog itself only logs it, and the events are gone."""
+
+    on_overflow: Callable[[], None] = _nothing
+
+    def on_queue_overflow(self) -> None:
+        super().on_queue_overflow()
+        if self.is_active:  # not while the emitter is stopping
+            self.on_overflow()
+
+
+class _ReportingEmitter(InotifyEmitter):
+    def __init__(
+        self,
+        event_queue: EventQueue,
+        watch: ObservedWatch,
+        *,
+        timeout: float = DEFAULT_EMITTER_TIMEOUT,
+        event_filter: list[type[FileSystemEvent]] | None = None,
+        inotify_fd: InotifyFD | None = None,
+        on_overflow: Callable[[], None],
+    ) -> None:
+        super().__init__(
+            event_queue, watch, timeout=timeout, event_filter=event_filter, inotify_fd=inotify_fd
+        )
+        self.on_overflow = on_overflow
+
+    def on_thread_start(self) -> None:
+        # InotifyEmitter.on_thread_start, with the group that reports overflow.
+        self._inotify = _ReportingWatchGroup(
+            self._inotify_fd,
+            os.fsencode(self.watch.path),
+            is_recursive=self.watch.is_recursive,
+            event_mask=self.get_event_mask_from_filter(),
+            follow_symlink=self.watch.follow_symlink,
+            on_overflow=self.on_overflow,
+        )
+
+
+class OverflowReportingObserver(BaseObserver):
+    """watchdog's ``InotifyObserver`` (one inotify instance of its own, so a small
+    ``max_queued_events`` set before it is made applies to it), calling ``on_overflow``
+    on the kernel's reading thread after each IN_Q_OVERFLOW of its queue."""
+
+    def __init__(self, on_overflow: Callable[[], None]) -> None:
+        self._inotify_fd = InotifyFD()
+        self._inotify_fd.start()
+        super().__init__(_ReportingEmitter, inotify_fd=self._inotify_fd, on_overflow=on_overflow)
+
+    def on_thread_stop(self) -> None:
+        super().on_thread_stop()
+        self._inotify_fd.stop()
+        self._inotify_fd.join()
+
+
+def inotify_watched_inodes(fdinfo: str = "/proc/self/fdinfo") -> list[int]:
+    """The inode of every inotify watch this process holds, from the kernel's fdinfo."""
+    inodes: list[int] = []
+    try:
+        fds = os.listdir(fdinfo)
+    except OSError:
+        return inodes
+    for fd in fds:
+        try:
+            with open(os.path.join(fdinfo, fd), "rb") as fh:
+                for line in fh:
+                    if line.startswith(b"inotify wd:"):
+                        inodes.append(int(line.split(b" ino:", 1)[1].split(b" ", 1)[0], 16))
+        except (OSError, IndexError, ValueError):
+            continue
+    return inodes
+
+
+def inotify_watch_count(fdinfo: str = "/proc/self/fdinfo") -> int:
+    """How many inotify watches this process holds."""
+    return len(inotify_watched_inodes(fdinfo))
+
+
+def watch_limit_reached(path: str) -> bool:
+    """Whether the inotify watch limit refuses one more watch right now.
+
+    Asked once after arming: if one more is granted, watchdog was refused none for the
+    limit, and counting the root's folders (a walk of the whole tree) is not needed.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.inotify_init1(os.O_CLOEXEC)
+    if fd < 0:
+        return ctypes.get_errno() in (errno.EMFILE, errno.ENFILE, errno.ENOSPC)
+    try:
+        if libc.inotify_add_watch(fd, os.fsencode(path), _IN_ONLYDIR | _IN_ATTRIB) >= 0:
+            return False
+        return ctypes.get_errno() == errno.ENOSPC
+    finally:
+        os.close(fd)
+
+
+_IN_ATTRIB, _IN_ONLYDIR = 0x00000004, 0x01000000
+
+
+def count_folders(path: str, follow_symlinks: bool = False) -> int:
+    """The folders under ``path``, itself included: the inotify watches it needs."""
+    return sum(1 for _ in os.walk(path, followlinks=follow_symlinks))
+
+
+def read_int(path: str) -> int | None:
+    try:
+        with open(path) as fh:
+            return int(fh.read().strip())
+    except (OSError, ValueError):
+        return None
