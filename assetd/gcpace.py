@@ -5,8 +5,8 @@ makes millions of short-lived tuples and lists, thousands of them alive at once 
 of 2,000 observations, their rows, their change messages): at that pace the collector
 examines each live batch again and again, promotes it, and examines it once more in the
 older generations, for almost no garbage (reference counting frees nearly everything
-assetd makes). A 50,000-file cold index spent 0.64-0.74 s in the collector; at
-:data:`YOUNG`, 0.15-0.17 s. Reference cycles are still collected, a little later:
+assetd makes); docs/performance.md has what a cold index spent in it, before and
+after. Reference cycles are still collected, a little later:
 at most :data:`YOUNG` objects' worth of them wait for the next young collection.
 """
 

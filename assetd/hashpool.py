@@ -106,7 +106,7 @@ class HashPool:
 
     def warm_for_walks(self) -> None:
         """Start the workers now, importing what a restart's walk needs, so that they are
-        ready when the pass hands them their span (their start costs ~0.2 s)."""
+        ready when the pass hands them their span (a worker's start is not free)."""
         procs = self.workers(preload=(WALK_MODULE,))
         if procs is not None:
             procs.warm()

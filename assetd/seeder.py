@@ -251,7 +251,7 @@ class AssetSeeder:
         A root the catalog already knows well (a restart) is cut into a few spans per
         core, of about as many locations each. This thread walks spans from the front,
         each worker process from the back, until none is left: a worker that started
-        late (Python and the imports take ~0.2 s) simply walks fewer. A span whose worker
+        late (Python and the imports take a while) simply walks fewer. A span whose worker
         failed is walked here afterwards.
         """
         spans = collections.deque(self._spans(root, pool))
