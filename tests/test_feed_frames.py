@@ -52,3 +52,10 @@ def test_a_change_frame_carries_the_logged_message() -> None:
     message = Message.of_change(change)
     assert (message.seq, message.root) == (42, "r")
     assert json.loads(parse(message.frame).data) == change.message()
+
+
+def test_a_reply_echoes_any_request_id_exactly() -> None:
+    """Ids that orjson would write as null (NaN, the infinities) come back as sent."""
+    reply = {"type": "result", "id": [float("nan"), float("inf"), 2**70], "ok": True}
+    echoed = json.loads(parse(Message.of_reply(reply).frame).data)
+    assert json.dumps(echoed) == json.dumps(reply)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,13 @@ class Message:
     @classmethod
     def of(cls, message: dict[str, Any]) -> Message:
         return cls(text_frame(dumps(message)))
+
+    @classmethod
+    def of_reply(cls, message: dict[str, Any]) -> Message:
+        """A message for one client (a reply, the hello): written by ``json`` itself, as
+        a reply echoes the request's id exactly, where orjson would write NaN and the
+        infinities as null."""
+        return cls(text_frame(json.dumps(message).encode()))
 
     @classmethod
     def of_change(cls, change: Change) -> Message:

@@ -175,7 +175,7 @@ class Feed:
         seq = await asyncio.to_thread(self.service.latest_seq)
         if ws is None:  # gone already
             return
-        client.deliver(Message.of({"type": "resync-required", "seq": seq}))
+        client.deliver(Message.of_reply({"type": "resync-required", "seq": seq}))
         with contextlib.suppress(ConnectionClosed, TimeoutError, OSError):
             await asyncio.wait_for(ws.drain(), 2)
         with contextlib.suppress(ConnectionClosed, TimeoutError):
@@ -203,7 +203,7 @@ class Feed:
             "seq": latest,
             "state": state,
         }
-        client.push(Message.of(hello))
+        client.push(Message.of_reply(hello))
         self.clients[client] = ws
         pump = asyncio.create_task(self._pump(client, ws))
         try:
@@ -252,7 +252,7 @@ class Feed:
         if since + 1 < oldest:
             latest = await asyncio.to_thread(self.service.latest_seq)
             client.cursor = max(client.cursor, latest)
-            client.deliver(Message.of({"type": "resync-required", "seq": latest}))
+            client.deliver(Message.of_reply({"type": "resync-required", "seq": latest}))
             return
         client.cursor = since
         while True:
@@ -275,9 +275,9 @@ class Feed:
                 items = await self._subscribe(client, message)
             else:
                 result = await asyncio.to_thread(commands.run, self.service, message)
-                items = [Message.of(commands.result_reply(request_id, result))]
+                items = [Message.of_reply(commands.result_reply(request_id, result))]
         except Exception as exc:
-            items = [Message.of(commands.error_reply(request_id, exc))]
+            items = [Message.of_reply(commands.error_reply(request_id, exc))]
         if not client.push(*items):
             self._drop(client)
 
@@ -287,7 +287,7 @@ class Feed:
         latest = await asyncio.to_thread(self.service.latest_seq)
         client.roots = roots
         client.subscribed = True
-        reply = Message.of(commands.result_reply(message.get("id"), {"seq": latest}))
+        reply = Message.of_reply(commands.result_reply(message.get("id"), {"seq": latest}))
         if since is None:
             client.cursor = max(client.cursor, latest)
             return [reply]
@@ -295,8 +295,10 @@ class Feed:
 
 
 def _peer(ws: ServerConnection | None) -> str:
+    if ws is None:
+        return "?"
     try:
-        host, port = ws.remote_address[:2]  # type: ignore[union-attr]
+        host, port = ws.remote_address[:2]
         return f"{host}:{port}"
-    except (AttributeError, TypeError, ValueError):
+    except (TypeError, ValueError):
         return "?"
