@@ -21,16 +21,15 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from assetd.backoff import Backoff
+from assetd.catalog import Catalog, shown_url
 from assetd.config import Config, RootConfig, runtime_file
-from assetd.db import Catalog, shown_url
 from assetd.exceptions import CatalogError, ConfigError, DaemonRunningError
+from assetd.feed import Feed, Relay
 from assetd.hashpool import HashPool
 from assetd.reconciler import Reconciler
-from assetd.relay import Relay
 from assetd.seeder import PARALLEL_MIN, AssetSeeder
 from assetd.service import Service
 from assetd.watcher import WatchSet
-from assetd.wsfeed import Feed
 
 __all__ = ["Daemon", "RuntimeLock", "sd_notify"]
 
@@ -231,8 +230,11 @@ class Daemon:
             config=lambda: self.config,
             seeder=lambda: self.seeder,
             reconciler=lambda: self.reconciler,
-            extra_status=self._extra_status,
             start_pass=self._start_requested_pass,
+            watch_states=lambda: self.watchers.snapshot(),
+            watch=self._watch_status,
+            catalog_status=self._catalog_status,
+            feed=lambda: self.feed.counts(),
         )
         self.feed = Feed(
             self.service,
@@ -254,21 +256,20 @@ class Daemon:
         if self._runtime is not None:
             self._runtime.update({"pid": os.getpid(), "listen": self.feed.address})
 
-    def _extra_status(self) -> dict[str, Any]:
+    def _watch_status(self) -> dict[str, Any]:
         return {
-            "roots": self.watchers.snapshot(),
-            "watch": {
-                "overflows": self.watchers.overflows + self.reconciler.overflows,
-                "hints": self.reconciler.hints_seen,
-                "passes": self.passes,
-            },
-            "catalog": {
-                "writable": self.reconciler.catalog_error is None,
-                "error": self.reconciler.catalog_error,
-                "node": self.config.node,
-                "shared": self.catalog.shared,
-                **({"relay_connected": self.relay.connected} if self.relay else {}),
-            },
+            "overflows": self.watchers.overflows + self.reconciler.overflows,
+            "hints": self.reconciler.hints_seen,
+            "passes": self.passes,
+        }
+
+    def _catalog_status(self) -> dict[str, Any]:
+        return {
+            "writable": self.reconciler.catalog_error is None,
+            "error": self.reconciler.catalog_error,
+            "node": self.config.node,
+            "shared": self.catalog.shared,
+            **({"relay_connected": self.relay.connected} if self.relay else {}),
         }
 
     def _start_requested_pass(

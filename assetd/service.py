@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from assetd.apply import Tally, apply_hashes, catch_up, restore_found
-from assetd.catalog import Catalog
+from assetd.catalog import Catalog, Change
 from assetd.config import Config
 from assetd.exceptions import InvalidRequestError
 from assetd.hashing import HashOutcome
@@ -22,8 +22,17 @@ from assetd.seeder import AssetSeeder
 __all__ = ["Service"]
 
 
+Part = Callable[[], dict[str, Any]]
+
+
 class Service:
-    """The daemon's operations, as the feed, the HTTP API and the command line use them."""
+    """The daemon's operations, as the feed, the HTTP API and the command line use them.
+
+    The status object is built here only. The parts that other components know are
+    asked for through callables: ``watch_states`` (each root's watch state by name),
+    and ``watch``, ``catalog`` and ``feed``, the objects under those keys. The older
+    ``extra_status`` (one dict with ``roots`` and further keys) still works.
+    """
 
     def __init__(
         self,
@@ -31,8 +40,13 @@ class Service:
         config: Callable[[], Config],
         seeder: Callable[[], AssetSeeder],
         reconciler: Callable[[], Reconciler],
-        extra_status: Callable[[], dict[str, Any]],
-        start_pass: Callable[[list[str] | None, bool, bool], bool],
+        extra_status: Part | None = None,
+        start_pass: Callable[[list[str] | None, bool, bool], bool] | None = None,
+        *,
+        watch_states: Callable[[], dict[str, str]] | None = None,
+        watch: Part | None = None,
+        catalog_status: Part | None = None,
+        feed: Part | None = None,
     ) -> None:
         self.catalog = catalog
         self._config = config
@@ -40,6 +54,9 @@ class Service:
         self._reconciler = reconciler
         self._extra_status = extra_status
         self._start_pass = start_pass
+        self._watch_states = watch_states
+        parts = {"watch": watch, "catalog": catalog_status, "feed": feed}
+        self._parts = {key: part for key, part in parts.items() if part is not None}
 
     @property
     def catalog_id(self) -> str:
@@ -53,17 +70,30 @@ class Service:
     def oldest_seq(self) -> int:
         return self.catalog.oldest_seq()
 
-    def changes_since(self, seq: int, limit: int) -> list[dict[str, Any]]:
-        return self.catalog.changes_since(seq, limit)
+    def change_rows_since(self, seq: int, limit: int) -> list[Change]:
+        """Logged changes after ``seq``, as the feed sends them live."""
+        return self.catalog.change_rows_since(seq, limit)
 
     def state(self) -> str:
         return str(self._seeder().get_status()["state"])
 
     def status(self) -> dict[str, Any]:
+        """The status object of the feed's ``status``, ``assetd status`` and HTTP."""
         seeder = self._seeder().get_status()
-        counts = self.catalog.root_counts()
-        extra = self._extra_status()
+        extra = self._extra_status() if self._extra_status is not None else {}
         watch_states = extra.pop("roots", {})
+        if self._watch_states is not None:
+            watch_states = self._watch_states()
+        extra.update((key, part()) for key, part in self._parts.items())
+        catalog_error = extra.get("catalog", {}).get("error")
+        if catalog_error:  # the live writer cannot commit: the first thing to report
+            message = f"{catalog_error}; changes wait and are retried"
+            seeder["errors"] = [{"root": None, "message": message}, *seeder["errors"]]
+        roots = self._root_status(watch_states)
+        return {**seeder, "seq": self.catalog.latest_seq(), "roots": roots, **extra}
+
+    def _root_status(self, watch_states: dict[str, str]) -> list[dict[str, Any]]:
+        counts = self.catalog.root_counts()
         roots = []
         for root in self._config().roots:
             live, missing = counts.get(root.name, (0, 0))
@@ -78,11 +108,7 @@ class Service:
                     "missing": missing,
                 }
             )
-        catalog_error = extra.get("catalog", {}).get("error")
-        if catalog_error:  # the live writer cannot commit: the first thing to report
-            message = f"{catalog_error}; changes wait and are retried"
-            seeder["errors"] = [{"root": None, "message": message}, *seeder["errors"]]
-        return {**seeder, "seq": self.catalog.latest_seq(), "roots": roots, **extra}
+        return roots
 
     def list_locations(self, **kwargs: Any) -> tuple[list[dict[str, Any]], bytes | None]:
         return self.catalog.list_locations(**kwargs)
@@ -150,6 +176,10 @@ class Service:
 
     def seed(self, roots: list[str] | None, prune_first: bool, compute_hashes: bool) -> bool:
         """Start a pass; False when one is running already."""
+        if self._start_pass is None:
+            return self._seeder().start(
+                roots, prune_first=prune_first, compute_hashes=compute_hashes
+            )
         return self._start_pass(roots, prune_first, compute_hashes)
 
     def seed_wait(self) -> dict[str, Any]:

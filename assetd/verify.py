@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from assetd.apply import Tally, apply_hashes
-from assetd.db import CHUNK, Catalog
+from assetd.catalog import Catalog
+from assetd.catalog.sql import CHUNK
 from assetd.exceptions import VerifyBusyError
 from assetd.hashing import HashOutcome, hash_file, hash_one
 

@@ -532,7 +532,7 @@ def test_pushed_frames_parse_as_websocket_text_frames(size: int) -> None:
     from websockets.frames import Frame, Opcode
     from websockets.streams import StreamReader
 
-    from assetd.wsfeed import text_frame
+    from assetd.feed import text_frame
 
     payload = json.dumps({"type": "change", "pad": "x" * max(0, size - 24)}).encode()[:size]
     reader = StreamReader()

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 
 from assetd.backoff import Backoff
-from assetd.db import CHANGE_CHANNEL, Catalog, Change
+from assetd.catalog import CHANGE_CHANNEL, Catalog, Change
 from assetd.exceptions import CatalogError
 
 __all__ = ["Relay"]
