@@ -160,23 +160,6 @@ def test_a_location_joining_an_asset_of_another_folder_adds_its_tags(
     assert tags(catalog, asset, "auto") == {"models", "loras", "checkpoints", "sdxl"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="CONTRACT.md: automatic tags belong to a location; the catalog keeps them per asset",
-)
-def test_a_copy_shows_the_tags_of_its_own_folder_only(catalog: Catalog, root: RootConfig) -> None:
-    """A copy of a file under loras/ placed under checkpoints/ has checkpoints and not
-    loras, and the original keeps loras and not checkpoints."""
-    first = write(Path(root.path) / "loras" / "a.safetensors", b"same", OLD_NS)
-    copy = write(Path(root.path) / "checkpoints" / "b.safetensors", b"same", OLD_NS)
-    register(catalog, root, first, copy)
-
-    hash_files(catalog, first, copy)
-
-    assert location(catalog, copy)["tags"] == ["checkpoints", "models"]
-    assert location(catalog, first)["tags"] == ["loras", "models"]
-
-
 def test_changed_content_leaves_to_a_new_asset(catalog: Catalog, root: RootConfig) -> None:
     """Other bytes at a path: the location leaves to a new asset; the old asset keeps
     its hash and user tags and, with no location left, is tagged ``missing``."""
