@@ -205,7 +205,7 @@ class Daemon:
         self, env: dict[str, str] | None = None, wait: bool = True, prefix: tuple[str, ...] = ()
     ) -> Daemon:
         self.log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop)
-        passes = self.log_text().count("assets.seed.completed")  # a restart appends
+        self.passes_before = self.log_text().count("assets.seed.completed")  # a restart appends
         self.proc = subprocess.Popen(
             [*prefix, sys.executable, "-m", "assetd", "run", *self.args()],
             stdout=subprocess.DEVNULL,
@@ -213,8 +213,12 @@ class Daemon:
             env=checkout_env(env),
         )
         if wait:
-            self.wait_log("assets.seed.completed", passes + 1)
+            self.wait_started()
         return self
+
+    def wait_started(self, timeout: float = 60) -> None:
+        """Wait for the startup pass of the daemon last started."""
+        self.wait_log("assets.seed.completed", self.passes_before + 1, timeout)
 
     @property
     def db_path(self) -> Path:
