@@ -1,8 +1,4 @@
-"""The one test harness: real files, real commands, real daemons and feed requests.
-
-Imported by the tests (through ``tests/conftest.py``'s fixtures, or directly) and by
-``python -m bench``, which runs from the checkout and starts its daemons the same way.
-"""
+"""What the tests and the bench share: real files, commands, daemons and feed requests."""
 
 from __future__ import annotations
 
