@@ -20,7 +20,6 @@ import compileall
 import json
 import os
 import random
-import re
 import shutil
 import signal
 import socket
@@ -34,9 +33,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.harness import OLD_NS, REPO, Daemon, checkout_env, request_sync
+
 ASSETD = [sys.executable, "-m", "assetd"]
-AT_REST_NS = 1_600_000_000 * 10**9  # September 2020
 
 
 @dataclass
@@ -101,10 +100,6 @@ def vm_hwm_mib(pid: int) -> float:
     return 0.0
 
 
-def env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO)}
-
-
 def make_small_files(
     root: Path,
     count: int,
@@ -130,7 +125,7 @@ def make_small_files(
         content = b"%d" % i if distinct else rnd.randbytes(rnd.randint(lo, hi))
         path = folder / f"f{i:07}.bin"
         path.write_bytes(content)
-        os.utime(path, ns=(AT_REST_NS, AT_REST_NS))
+        os.utime(path, ns=(OLD_NS, OLD_NS))
         total += len(content)
     return total
 
@@ -164,14 +159,14 @@ def cold_index(tmp: Path, runs: int, quick: bool) -> Row:
     row.reference["catalog SQL alone"] = []
     for i in range(runs):
         db = tmp / f"cold{i}.db"
-        seconds, rss = run(scan_cmd(db, data), env=env())
+        seconds, rss = run(scan_cmd(db, data), env=checkout_env())
         row.assetd.append(seconds)
         row.rss_mib = max(row.rss_mib, rss)
         if b3sum:
             command = f"find {data} -type f -print0 | xargs -0 b3sum > /dev/null"
             row.reference["find|xargs b3sum"].append(run([command], shell=True)[0])
         floor = [sys.executable, "-m", "bench.floor", str(tmp / f"floor{i}.db"), str(data), "b"]
-        done = subprocess.run(floor, env=env(), capture_output=True, text=True, check=True)
+        done = subprocess.run(floor, env=checkout_env(), capture_output=True, text=True, check=True)
         row.reference["catalog SQL alone"].append(float(done.stdout))
     if b3sum:
         ratio = row.ratio("catalog SQL alone", "find|xargs b3sum")
@@ -185,13 +180,13 @@ def warm_restart(tmp: Path, runs: int, quick: bool) -> Row:
     data = tmp / "warm"
     make_small_files(data, count, max(1, count // 100), 0, 0)
     db = tmp / "warm.db"
-    run(scan_cmd(db, data), env=env())
+    run(scan_cmd(db, data), env=checkout_env())
     row.reference["find"] = []
     have_watchman = shutil.which("watchman") is not None
     if have_watchman:
         row.reference["watchman"] = []
     for _ in range(runs):
-        seconds, rss = run(scan_cmd(db, data), env=env())
+        seconds, rss = run(scan_cmd(db, data), env=checkout_env())
         row.assetd.append(seconds)
         row.rss_mib = max(row.rss_mib, rss)
         seconds, _ = run([f"find {data} -type f -printf '%s %T@\\n' > /dev/null"], shell=True)
@@ -282,12 +277,16 @@ def _big_file_scan(tmp: Path, target: Path, runs: int) -> Row:
         f"hash_file({str(target).encode()!r});print(time.perf_counter()-t)"  # fmt: skip
     inproc = []
     for i in range(runs):
-        seconds, rss = run(scan_cmd(tmp / f"big{i}.db", data), env=env())
+        seconds, rss = run(scan_cmd(tmp / f"big{i}.db", data), env=checkout_env())
         row.assetd.append(seconds)
         row.rss_mib = max(row.rss_mib, rss)
         started = time.perf_counter()
         out = subprocess.run(
-            [sys.executable, "-c", code], env=env(), capture_output=True, text=True, check=True
+            [sys.executable, "-c", code],
+            env=checkout_env(),
+            capture_output=True,
+            text=True,
+            check=True,
         )
         row.reference["python -c hash_file"].append(time.perf_counter() - started)
         inproc.append(float(out.stdout))
@@ -312,15 +311,14 @@ def _big_file_daemon(tmp: Path, target: Path, runs: int) -> Row:
     root.mkdir()
     stage = tmp / "big-stage"  # on the same filesystem: the move is a rename
     stage.mkdir()
-    daemon = Daemon(tmp, root, "big")
+    daemon = BenchDaemon(tmp, root, "big")
     b3sum = shutil.which("b3sum") is not None
     if b3sum:
         row.reference["b3sum"] = []
     try:
         with connect(f"ws://{daemon.address}/ws") as ws:
             json.loads(ws.recv())
-            ws.send(json.dumps({"id": 1, "cmd": "subscribe"}))
-            json.loads(ws.recv())
+            request_sync(ws, "subscribe")
             for i in range(runs):
                 staged = stage / f"model{i}.safetensors"
                 shutil.copyfile(target, staged)
@@ -341,14 +339,15 @@ def _big_file_daemon(tmp: Path, target: Path, runs: int) -> Row:
                     row.reference["b3sum"].append(run(["b3sum", str(arrived)])[0])
                 arrived.unlink()
     finally:
-        row.rss_mib = daemon.stop()
+        row.rss_mib = daemon.stop_measured()
     row.note = "from the rename into the watched root to the hashed change at a client"
     return row
 
 
-class Daemon:
-    """``assetd run`` over one root: on a SQLite catalog of its own, or on ``database``
-    as node ``node`` (a shared catalog). Waits for the startup pass unless told not to."""
+class BenchDaemon(Daemon):
+    """The harness's daemon over one root, started at once and measured: on a SQLite
+    catalog of its own, or on ``database`` as node ``node`` (a shared catalog). Waits for
+    the startup pass unless told not to."""
 
     def __init__(
         self,
@@ -360,24 +359,13 @@ class Daemon:
         node: str | None = None,
         wait: bool = True,
     ) -> None:
-        self.db = tmp / f"{name}.db"
-        self.url = database or f"sqlite:///{self.db}"
-        self.log_path = tmp / f"{name}.log"
-        self.log = open(self.log_path, "wb")  # noqa: SIM115
-        if node is None:
-            args = ["--db", self.url, "--root", f"r={root}", "--listen", "127.0.0.1:0"]
-        else:  # a node name is set in the file only
-            config = tmp / f"{name}.toml"
-            config.write_text(
-                f"[daemon]\ndatabase = {json.dumps(self.url)}\nnode = {json.dumps(node)}\n"
-                f"[[roots]]\nname = {json.dumps(node + '.r')}\npath = {json.dumps(str(root))}\n"
-                '[feed]\nlisten = "127.0.0.1:0"\n'
-            )
-            args = ["--config", str(config)]
+        # A node name is set in the file only; the harness writes one when it is given.
+        roots = {"r" if node is None else f"{node}.r": root}
+        database = database or f"sqlite:///{tmp / f'{name}.db'}"
+        super().__init__(tmp, roots, database=database, node=node, name=name)
         self.started = time.perf_counter()
-        self.proc = subprocess.Popen(
-            [*ASSETD, "run", *args], stdout=subprocess.DEVNULL, stderr=self.log, env=env()
-        )
+        self.start(wait=False)
+        assert self.proc is not None
         self.profiler: subprocess.Popen[bytes] | None = None
         if profile := os.environ.get("ASSETD_BENCH_PROFILE"):
             out = Path(profile) / f"{name}.txt"
@@ -391,35 +379,19 @@ class Daemon:
             self.wait_ready()
 
     def wait_ready(self) -> None:
-        deadline = time.time() + 600
-        while "assets.seed.completed" not in self.log_path.read_text():
-            if time.time() > deadline or self.proc.poll() is not None:
-                raise RuntimeError(self.log_path.read_text())
-            time.sleep(0.01)
+        self.wait_started(timeout=600)
         self.ready_s = time.perf_counter() - self.started  # start to the startup scan's end
-        if self.url.startswith("sqlite:"):
-            self.address = json.loads(Path(f"{self.db}.daemon").read_text())["listen"]
-        else:  # no runtime file beside a server database: the log says where it listens
-            found = re.findall(r"feed on ws://(\S+)/ws", self.log_path.read_text())
-            self.address = found[-1]
 
-    def status(self) -> dict[str, object]:
-        from websockets.sync.client import connect
-
-        with connect(f"ws://{self.address}/ws") as ws:
-            json.loads(ws.recv())
-            ws.send(json.dumps({"id": 1, "cmd": "status"}))
-            while (message := json.loads(ws.recv(30))).get("type") != "result":
-                pass
-            return dict(message["result"])
-
-    def stop(self) -> float:
+    def stop_measured(self) -> float:
+        """Stop the daemon; its peak RSS in MiB (its CPU seconds go to ``cpu_s``)."""
+        assert self.proc is not None
         if self.profiler is not None:  # py-spy writes its profile on SIGINT
             self.profiler.send_signal(signal.SIGINT)
             self.profiler.wait(60)
         peak = vm_hwm_mib(self.proc.pid)  # not ru_maxrss: see run()
         self.proc.send_signal(signal.SIGTERM)
-        _, _, usage = os.wait4(self.proc.pid, 0)
+        _, status, usage = os.wait4(self.proc.pid, 0)  # Popen.wait would drop the usage
+        self.proc.returncode = os.waitstatus_to_exitcode(status)
         self.log.close()
         self.cpu_s = usage.ru_utime + usage.ru_stime
         return peak
@@ -434,16 +406,16 @@ def scale(tmp: Path, runs: int, quick: bool) -> list[Row]:
         data = tmp / f"scale{count}"
         make_small_files(data, count, max(1, count // 1000), 0, 0, distinct=True)
         db = tmp / f"scale{count}.db"
-        run(scan_cmd(db, data, "r"), env=env())
+        run(scan_cmd(db, data, "r"), env=checkout_env())
         _tag_every(db, data, count // 1000, "pick")
         row.reference["find"] = []
         lists: list[float] = []
         for _ in range(runs):
-            daemon = Daemon(tmp, data, f"scale{count}")
+            daemon = BenchDaemon(tmp, data, f"scale{count}")
             row.assetd.append(daemon.ready_s)
             lists += _time_lists(daemon.address, {"tag": "pick", "limit": 100}, 20)
             lists += _time_lists(daemon.address, {"tag": "d0000", "limit": 100}, 20)
-            row.rss_mib = max(row.rss_mib, daemon.stop())
+            row.rss_mib = max(row.rss_mib, daemon.stop_measured())
             seconds, _ = run([f"find {data} -type f -printf '%s %T@\\n' > /dev/null"], shell=True)
             row.reference["find"].append(seconds)
         lists.sort()
@@ -458,7 +430,6 @@ def scale(tmp: Path, runs: int, quick: bool) -> list[Row]:
 
 def _tag_every(db: Path, data: Path, step: int, tag: str) -> None:
     """A user tag on every ``step``-th file, through the catalog API (no daemon runs)."""
-    sys.path.insert(0, str(REPO))
     from assetd.db import Catalog
 
     catalog = Catalog(f"sqlite:///{db}")
@@ -480,10 +451,9 @@ def _time_lists(address: str, args: dict[str, object], times: int) -> list[float
     out = []
     with connect(f"ws://{address}/ws") as ws:
         json.loads(ws.recv())
-        for i in range(times):
+        for _ in range(times):
             started = time.perf_counter()
-            ws.send(json.dumps({"id": i, "cmd": "list", **args}))
-            reply = json.loads(ws.recv(30))
+            reply = request_sync(ws, "list", **args)
             out.append(time.perf_counter() - started)
             if len(reply["result"]["items"]) != args["limit"]:
                 raise RuntimeError(f"list {args} returned {len(reply['result']['items'])} items")
@@ -495,10 +465,10 @@ def live_latency(tmp: Path, runs: int, quick: bool) -> Row:
     row = Row(f"live {count}@100/s", "p50 <= 5 ms, p99 <= 25 ms")
     root = tmp / "live"
     root.mkdir()
-    daemon = Daemon(tmp, root, "live")
+    daemon = BenchDaemon(tmp, root, "live")
     watchman = WatchmanSubscriptions(tmp, root) if shutil.which("watchman") else None
     latencies, closed_at = _close_to_hashed(root, daemon.address, count)
-    row.rss_mib = daemon.stop()
+    row.rss_mib = daemon.stop_measured()
     p50, p99 = percentiles(latencies)
     row.assetd = [p50]
     row.note = f"close→hashed change: p50 {p50 * 1000:.2f} ms, p99 {p99 * 1000:.2f} ms"
@@ -523,7 +493,7 @@ def live_latency(tmp: Path, runs: int, quick: bool) -> Row:
 def machine_steadiness(count: int) -> dict[str, float]:
     """bench/jitter.py's fixed units of work, in a process of their own."""
     probe = [sys.executable, "-m", "bench.jitter", str(count)]
-    done = subprocess.run(probe, env=env(), capture_output=True, text=True, check=True)
+    done = subprocess.run(probe, env=checkout_env(), capture_output=True, text=True, check=True)
     return dict(json.loads(done.stdout))
 
 
@@ -628,23 +598,23 @@ def burst(tmp: Path, runs: int, quick: bool) -> Row:
     try:
         root = work / "r"
         root.mkdir()
-        daemon = Daemon(tmp, root, "burst")
+        daemon = BenchDaemon(tmp, root, "burst")
         started = time.perf_counter()
         make_small_files(root, count, max(1, count // 100), 512, 4096)
         # Converged: every file has its location, and none waits for a hash. Read from
         # the catalog file (cheap, indexed) rather than through the feed, which would
         # load the daemon being measured.
-        while not _burst_done(daemon.db, count):
+        while not _burst_done(daemon.db_path, count):
             time.sleep(0.01)
         row.assetd = [time.perf_counter() - started]
-        hashed = _hashed_locations(daemon.db)
+        hashed = _hashed_locations(daemon.db_path)
         watch = daemon.status()["watch"]
         overflows = watch["overflows"] if isinstance(watch, dict) else "?"
-        row.rss_mib = daemon.stop()
+        row.rss_mib = daemon.stop_measured()
         shutil.rmtree(root)
         root.mkdir()
         make_small_files(root, count, max(1, count // 100), 512, 4096)
-        seconds, _ = run(scan_cmd(tmp / "burst-cold.db", root), env=env())
+        seconds, _ = run(scan_cmd(tmp / "burst-cold.db", root), env=checkout_env())
         row.reference["cold index"] = [seconds]
         row.note = f"{hashed} of {count} cataloged and hashed; {overflows} overflows rescanned"
     finally:
@@ -681,9 +651,9 @@ def fan_out(tmp: Path, runs: int, quick: bool) -> Row:
     row = Row(f"fan-out {clients}", "p99 delivery <= 100 ms, nothing lost")
     root = tmp / "fan"
     root.mkdir()
-    daemon = Daemon(tmp, root, "fan")
+    daemon = BenchDaemon(tmp, root, "fan")
     host, port = daemon.address.rsplit(":", 1)
-    start_seq = _latest_seq(daemon.db)
+    start_seq = _latest_seq(daemon.db_path)
     workers = 4
     import multiprocessing
 
@@ -707,8 +677,8 @@ def fan_out(tmp: Path, runs: int, quick: bool) -> Row:
     end_seq = 0
     deadline = time.time() + 60
     while time.time() < deadline:
-        end_seq = _latest_seq(daemon.db)
-        if end_seq >= start_seq + 2 * rate * seconds and _all_settled(daemon.db):
+        end_seq = _latest_seq(daemon.db_path)
+        if end_seq >= start_seq + 2 * rate * seconds and _all_settled(daemon.db_path):
             break
         time.sleep(0.2)
     received: list[dict[int, float]] = []
@@ -719,8 +689,8 @@ def fan_out(tmp: Path, runs: int, quick: bool) -> Row:
         client_cpu += cpu
     for proc in procs:
         proc.join(30)
-    row.rss_mib = daemon.stop()
-    committed = _commit_times(daemon.db, start_seq)
+    row.rss_mib = daemon.stop_measured()
+    committed = _commit_times(daemon.db_path, start_seq)
     latencies = [t - committed[seq] for seen in received for seq, t in seen.items()]
     wanted = set(range(start_seq + 1, end_seq + 1))
     complete = sum(1 for seen in received if wanted <= set(seen))
@@ -832,7 +802,6 @@ def scale_out(tmp: Path, runs: int, quick: bool) -> list[Row]:
     files = 100 if quick else 500
     cold = Row(f"scale-out 2x{count}", "two nodes on PostgreSQL vs one on SQLite (no goal)")
     live = Row(f"scale-out relay {files}@100/s", "a's disk -> b's feed (no goal)")
-    sys.path.insert(0, str(REPO))
     from tests.postgres import PostgresServer, why_no_postgres
 
     reason = why_no_postgres()
@@ -850,19 +819,19 @@ def scale_out(tmp: Path, runs: int, quick: bool) -> list[Row]:
             url = server.create_database()
             started = time.perf_counter()
             pair = [
-                Daemon(tmp, data / name, f"so{i}{name}", database=url, node=name, wait=False)
+                BenchDaemon(tmp, data / name, f"so{i}{name}", database=url, node=name, wait=False)
                 for name in ("a", "b")
             ]
             for daemon in pair:
                 daemon.wait_ready()
             cold.assetd.append(time.perf_counter() - started)
-            cold.rss_mib = max([cold.rss_mib] + [d.stop() for d in pair])
-            single = Daemon(tmp, data, f"so{i}sqlite")
+            cold.rss_mib = max([cold.rss_mib] + [d.stop_measured() for d in pair])
+            single = BenchDaemon(tmp, data, f"so{i}sqlite")
             cold.reference["1 node SQLite"].append(single.ready_s)
-            single.stop()
-            one = Daemon(tmp, data, f"so{i}pg", database=server.create_database(), node="one")
+            single.stop_measured()
+            one = BenchDaemon(tmp, data, f"so{i}pg", database=server.create_database(), node="one")
             cold.reference["1 node PostgreSQL"].append(one.ready_s)
-            one.stop()
+            one.stop_measured()
         cold.note = f"start to every startup pass done (registered and hashed), {2 * count} files"
 
         url = server.create_database()
@@ -870,15 +839,16 @@ def scale_out(tmp: Path, runs: int, quick: bool) -> list[Row]:
         for folder in roots.values():
             folder.mkdir()
         pair = [
-            Daemon(tmp, roots[name], f"relay{name}", database=url, node=name) for name in ("a", "b")
+            BenchDaemon(tmp, roots[name], f"relay{name}", database=url, node=name)
+            for name in ("a", "b")
         ]
         relayed, _ = _close_to_hashed(roots["a"], pair[1].address, files)
         for daemon in pair:
-            live.rss_mib = max(live.rss_mib, daemon.stop())
+            live.rss_mib = max(live.rss_mib, daemon.stop_measured())
         (tmp / "relay-one").mkdir()
-        single = Daemon(tmp, tmp / "relay-one", "relay-one")
+        single = BenchDaemon(tmp, tmp / "relay-one", "relay-one")
         local, _ = _close_to_hashed(tmp / "relay-one", single.address, files)
-        single.stop()
+        single.stop_measured()
         p50, p99 = percentiles(relayed)
         l50, l99 = percentiles(local)
         live.assetd = [p50]
@@ -902,8 +872,7 @@ def _close_to_hashed(root: Path, address: str, count: int) -> tuple[list[float],
     closed_at: dict[str, float] = {}
     with connect(f"ws://{address}/ws") as ws:
         json.loads(ws.recv())
-        ws.send(json.dumps({"id": 1, "cmd": "subscribe"}))
-        json.loads(ws.recv())
+        request_sync(ws, "subscribe")
 
         def writer() -> None:
             for i in range(count):

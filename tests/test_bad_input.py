@@ -19,6 +19,7 @@ from assetd.db import Catalog
 from assetd.hashing import HashResult, hash_file
 from assetd.seeder import AssetSeeder
 from tests.conftest import OLD_NS, WITHOUT_DAC_CAPS, make_root, run_cli, write
+from tests.harness import item_path, listed_by_path, locations_by_path
 
 
 @pytest.fixture
@@ -40,16 +41,7 @@ def scan(catalog: Catalog) -> Iterator[Any]:
 
 
 def locations(catalog: Catalog) -> dict[bytes, dict[str, Any]]:
-    items, _ = catalog.list_locations(include_missing=True)
-    out = {}
-    for item in items:
-        raw = item["path"].encode() if "path_bytes_b64" not in item else None
-        if raw is None:
-            import base64
-
-            raw = base64.b64decode(item["path_bytes_b64"])
-        out[raw] = item
-    return out
+    return locations_by_path(catalog, key=item_path)
 
 
 def test_names_that_are_not_utf8_or_have_newlines(
@@ -223,7 +215,7 @@ def test_unreadable_folder_and_file(tmp_path: Path) -> None:
     assert summary["errors"] >= 2
     assert "closed" in second.stderr and "secret.txt" in second.stderr
     listed = run_cli("ls", "--db", db, "--json", "--include-missing")
-    items = {json.loads(line)["path"]: json.loads(line) for line in listed.stdout.splitlines()}
+    items = listed_by_path(listed.stdout)
     assert set(items) == {
         str(r / p) for p in ("open/a.txt", "open/new.txt", "closed/b.txt", "secret.txt")
     }

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import OLD_NS, run_cli, write
+from tests.harness import listed_by_path
 
 LOCATION_KEYS = {
     "path",
@@ -48,8 +49,7 @@ class Cli:
         return json.loads(self(*args, **kwargs).stdout.strip().splitlines()[-1])
 
     def ls(self, *args: str) -> dict[str, dict[str, Any]]:
-        out = self("ls", "--json", *args).stdout
-        return {item["path"]: item for item in map(json.loads, out.splitlines())}
+        return listed_by_path(self("ls", "--json", *args).stdout)
 
 
 @pytest.fixture

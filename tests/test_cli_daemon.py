@@ -13,6 +13,7 @@ from typing import Any
 from websockets.sync.client import connect
 
 from tests.conftest import OLD_NS, REPO, hashed, run_cli, write
+from tests.harness import request_sync
 
 
 def flags(d: Any) -> list[str]:
@@ -83,8 +84,7 @@ def test_writes_go_through_the_daemon_and_reach_its_feed(tmp_path: Path, make_da
     d = make_daemon().start()
     with connect(f"ws://{d.address}/ws") as ws:
         json.loads(ws.recv(10))
-        ws.send(json.dumps({"id": 1, "cmd": "subscribe"}))
-        assert json.loads(ws.recv(10))["ok"]
+        assert request_sync(ws, "subscribe")["ok"]
         proc = run_cli("tag", "add", str(f), "fav", *flags(d))
         assert proc.returncode == 0 and json.loads(proc.stdout) == ["fav", "r"]
         message = json.loads(ws.recv(10))

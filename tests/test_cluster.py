@@ -18,6 +18,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests.conftest import OLD_NS, Daemon, hashed, run_cli, wait_for, write
+from tests.harness import request
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -45,12 +46,7 @@ def nodes(tmp_path: Path, pg_url: str) -> Any:
 async def _subscribe(address: str, since: int | None = None) -> Any:
     ws = await connect(f"ws://{address}/ws")
     hello = json.loads(await ws.recv())
-    request: dict[str, Any] = {"id": 1, "cmd": "subscribe"}
-    if since is not None:
-        request["since"] = since
-    await ws.send(json.dumps(request))
-    while (reply := json.loads(await ws.recv()))["type"] != "result":
-        pass
+    reply = await request(ws, "subscribe", **({} if since is None else {"since": since}))
     assert reply["ok"], reply
     return ws, hello
 

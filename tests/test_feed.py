@@ -18,20 +18,11 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.conftest import OLD_NS, hashed, wait_for, write
+from tests.harness import request
 
 
 async def recv(ws: ClientConnection, timeout: float = 20) -> dict[str, Any]:
     return json.loads(await asyncio.wait_for(ws.recv(), timeout))
-
-
-async def request(ws: ClientConnection, cmd: str, **args: Any) -> dict[str, Any]:
-    """Send a request and return its reply, setting aside anything pushed meanwhile."""
-    request_id = f"{cmd}-{os.urandom(4).hex()}"
-    await ws.send(json.dumps({"id": request_id, "cmd": cmd, **args}))
-    while True:
-        message = await recv(ws)
-        if message.get("type") == "result" and message.get("id") == request_id:
-            return message
 
 
 async def changes(ws: ClientConnection, until: int, timeout: float = 60) -> list[dict[str, Any]]:

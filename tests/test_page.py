@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
@@ -13,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import OLD_NS, run_cli, wait_for, write
+from tests.harness import listed_by_path
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
@@ -82,9 +82,8 @@ def test_page_follows_the_disk_and_tags_reach_the_catalog(
     target.locator(".tag-input").fill("favourite")
     target.locator(".tag-add").click()
     page.locator(f'tr[data-path="{created}"] .tag[data-tag="favourite"]').wait_for()
-    listed = run_cli("ls", "--json", *d.args()).stdout.splitlines()
-    tags = {json.loads(line)["path"]: json.loads(line)["tags"] for line in listed}
-    assert "favourite" in tags[str(created)]
+    listed = listed_by_path(run_cli("ls", "--json", *d.args()).stdout)
+    assert "favourite" in listed[str(created)]["tags"]
 
     assert page.locator(f'tr[data-path="{created}"] .tag[data-tag="r"] .tag-remove').count() == 0
     page.locator(f'tr[data-path="{created}"] .tag[data-tag="favourite"] .tag-remove').click()

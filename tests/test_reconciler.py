@@ -20,6 +20,7 @@ from assetd.hashing import hash_file
 from assetd.hints import Hint, HintKind
 from assetd.reconciler import Reconciler
 from tests.conftest import OLD_NS, wait_for, write
+from tests.harness import locations_by_path
 
 
 @pytest.fixture
@@ -38,8 +39,7 @@ def settle(rec: Reconciler) -> None:
 
 
 def live(catalog: Catalog) -> dict[str, Any]:
-    items, _ = catalog.list_locations()
-    return {i["path"]: i for i in items}
+    return locations_by_path(catalog, include_missing=False)
 
 
 def test_hints_are_only_hints(tmp_path: Path, catalog: Catalog, reconciler: Reconciler) -> None:
@@ -142,8 +142,7 @@ def test_shuffled_and_repeated_hints_converge_to_the_disk(
             for dirpath, _, names in os.walk(base / "r")
             for name in names
         }
-        items, _ = catalog.list_locations()
-        assert {i["path"]: i["hash"] for i in items} == on_disk
+        assert {p: i["hash"] for p, i in live(catalog).items()} == on_disk
         seqs = [c["seq"] for c in catalog.changes_since(0, limit=10**6)]
         assert seqs == list(range(1, len(seqs) + 1))
     finally:

@@ -17,6 +17,7 @@ from assetd.exceptions import SeederBusyError
 from assetd.hashing import HashResult, hash_file
 from assetd.seeder import AssetSeeder
 from tests.conftest import OLD_NS, make_root, wait_for, write
+from tests.harness import locations_by_path
 
 
 class Events:
@@ -55,8 +56,8 @@ def run(seeder: AssetSeeder, *args: Any, **kwargs: Any) -> dict[str, Any]:
 
 
 def rows(catalog: Catalog, *, missing: bool | None = None) -> dict[str, Any]:
-    items, _ = catalog.list_locations(include_missing=True)
-    return {i["path"]: i for i in items if missing is None or i["is_missing"] is missing}
+    listed = locations_by_path(catalog)
+    return {p: i for p, i in listed.items() if missing is None or i["is_missing"] is missing}
 
 
 class CountingHasher:

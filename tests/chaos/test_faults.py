@@ -53,10 +53,6 @@ def fill(folder: Path) -> Path:
     return filler
 
 
-def db_file(daemon: Any) -> Path:
-    return Path(daemon.db.removeprefix("sqlite:///"))
-
-
 @pytest.mark.timeout(180)
 def test_catalog_disk_full_reported_then_caught_up(tmp_path: Path, make_daemon: Any) -> None:
     root = tmp_path / "r"
@@ -82,7 +78,7 @@ def test_catalog_disk_full_reported_then_caught_up(tmp_path: Path, make_daemon: 
             daemon.until(path, "cataloged and hashed after space returned", hashed, timeout=60)
         catalog = daemon.status()["catalog"]
         assert (catalog["writable"], catalog["error"]) == (True, None)
-        db = db_file(daemon)
+        db = daemon.db_path
         assert checker.integrity(db) == "ok"
         assert checker.sequence_problems(db) == []
         assert checker.differences(db, root) == []
@@ -95,7 +91,7 @@ def test_catalog_locked_by_another_process_for_seconds(tmp_path: Path, make_daem
     root = tmp_path / "r"
     write(root / "a.png", "a", OLD_NS)
     daemon = make_daemon().start()
-    db = db_file(daemon)
+    db = daemon.db_path
     locker = sqlite3.connect(db, timeout=30, isolation_level=None)
     locker.execute("BEGIN EXCLUSIVE")
     try:
@@ -149,7 +145,7 @@ def test_root_replaced_by_a_symlink_or_a_file(
     assert daemon.proc is not None and daemon.proc.poll() is None  # still running
     root.unlink()
     os.rename(tmp_path / "away", root)
-    wait_for(lambda: not checker.differences(db_file(daemon), root), 20, "the original back")
+    wait_for(lambda: not checker.differences(daemon.db_path, root), 20, "the original back")
     assert "fav" in daemon.item(files[0])["tags"]
     write(root / "after.png", "x")
     daemon.until(root / "after.png", "watched again", hashed)
@@ -178,5 +174,5 @@ def test_root_permissions_revoked_then_restored(tmp_path: Path, make_daemon: Any
     daemon.until(root / "sub" / "new.png", "seen after access returned", hashed)
     seed = run_cli("scan", *daemon.args())
     assert seed.returncode == 0, seed.stderr
-    assert checker.differences(db_file(daemon), root) == []
+    assert checker.differences(daemon.db_path, root) == []
     daemon.stop()

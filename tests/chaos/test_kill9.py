@@ -71,7 +71,7 @@ def tag_some(daemon: Any, rnd: random.Random, root: Path, count: int) -> dict[in
         tag = f"keep-{rnd.randint(0, 999)}"
         proc = run_cli("tag", "add", str(path), tag, "--db", daemon.db, *daemon_roots(daemon))
         assert proc.returncode == 0, proc.stderr
-        asset = checker.asset_at(db_file(daemon), path)
+        asset = checker.asset_at(daemon.db_path, path)
         assert asset is not None
         tagged[asset] = tag
     return tagged
@@ -79,10 +79,6 @@ def tag_some(daemon: Any, rnd: random.Random, root: Path, count: int) -> dict[in
 
 def daemon_roots(daemon: Any) -> list[str]:
     return [f for name, path in daemon.roots.items() for f in ("--root", f"{name}={path}")]
-
-
-def db_file(daemon: Any) -> Path:
-    return Path(daemon.db.removeprefix("sqlite:///"))
 
 
 @pytest.mark.chaos
@@ -123,7 +119,7 @@ def test_kill9_then_restart_loses_nothing(make_daemon: Any, tmp_path: Path, seed
         churner.join()
 
     daemon.start()
-    db = db_file(daemon)
+    db = daemon.db_path
     checker.wait_converged(
         db, root, timeout=60, what=f"the catalog to converge to the disk (seed {seed}, {moment})"
     )

@@ -9,7 +9,6 @@ slower examples). User tags set on a file follow it through renames.
 
 from __future__ import annotations
 
-import base64
 import os
 import shutil
 import tempfile
@@ -30,6 +29,7 @@ from assetd.hashing import hash_one
 from assetd.seeder import AssetSeeder
 from tests.chaos import checker
 from tests.conftest import Daemon, wait_for
+from tests.harness import item_path
 
 pytestmark = pytest.mark.chaos
 
@@ -131,13 +131,6 @@ class Model:
 
     def expected(self) -> dict[bytes, str]:
         return {p: "blake3:" + blake3.blake3(c).hexdigest() for p, c in self.files.items()}
-
-
-def item_path(item: dict[str, Any]) -> bytes:
-    """A listed location's exact path: its bytes when the name is not UTF-8."""
-    if "path_bytes_b64" in item:
-        return base64.b64decode(item["path_bytes_b64"])
-    return os.fsencode(item["path"])
 
 
 def roots_of(base: bytes) -> list[RootConfig]:
