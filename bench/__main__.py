@@ -430,7 +430,7 @@ def scale(tmp: Path, runs: int, quick: bool) -> list[Row]:
 
 def _tag_every(db: Path, data: Path, step: int, tag: str) -> None:
     """A user tag on every ``step``-th file, through the catalog API (no daemon runs)."""
-    from assetd.db import Catalog
+    from assetd.catalog import Catalog
 
     catalog = Catalog(f"sqlite:///{db}")
     try:

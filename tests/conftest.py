@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from assetd.db import Catalog
+from assetd.catalog import Catalog
 from tests.harness import (
     OLD_NS,
     REPO,

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from assetd.catalog import Catalog
 from assetd.config import RootConfig
-from assetd.db import Catalog
 
 REPO = Path(__file__).resolve().parent.parent
 

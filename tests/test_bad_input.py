@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from assetd.catalog import Catalog
 from assetd.config import RootConfig
-from assetd.db import Catalog
 from assetd.hashing import HashResult, hash_file
 from assetd.seeder import AssetSeeder
 from tests.conftest import OLD_NS, WITHOUT_DAC_CAPS, make_root, run_cli, write

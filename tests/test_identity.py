@@ -11,8 +11,8 @@ import pytest
 from blake3 import blake3
 
 from assetd.apply import Tally, apply_hashes, apply_observations, observe, regular_stat
+from assetd.catalog import Catalog
 from assetd.config import RootConfig
-from assetd.db import Catalog
 from assetd.decide import CachedState, Outcome
 from assetd.hashing import HashOutcome, HashResult, hash_one
 from tests.conftest import OLD_NS, make_root, write

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from assetd.catalog import Catalog
 from assetd.config import RootConfig
-from assetd.db import Catalog
 from assetd.hashing import hash_file
 from assetd.hints import Hint, HintKind
 from assetd.reconciler import Reconciler

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
+from assetd.catalog import Catalog
+from assetd.catalog.sql import CHUNK
 from assetd.config import RootConfig
-from assetd.db import CHUNK, Catalog
 from assetd.exceptions import SeederBusyError
 from assetd.hashing import HashResult, hash_file
 from assetd.seeder import AssetSeeder

@@ -10,7 +10,7 @@ from typing import Any
 
 import blake3
 
-from assetd.db import Catalog
+from assetd.catalog import Catalog
 from assetd.hashing import HashResult
 from assetd.verify import MB, verify
 from tests.conftest import OLD_NS, run_cli, write

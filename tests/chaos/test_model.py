@@ -23,8 +23,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from assetd.apply import look_again
+from assetd.catalog import Catalog
 from assetd.config import RootConfig
-from assetd.db import Catalog
 from assetd.hashing import hash_one
 from assetd.seeder import AssetSeeder
 from tests.chaos import checker
