@@ -53,15 +53,25 @@ class FakeSeeder:
 
 
 class FakeReconciler:
-    """Records what is handed to the writer; runs it only when ``run`` is set."""
+    """Records what is handed to the writer; runs it only when ``run`` is set, else
+    answers with the next of ``answers`` (or ``answer``). Hashing is recorded too."""
 
-    def __init__(self, run: bool = False, answer: Any = None) -> None:
-        self.run, self.answer = run, answer
+    def __init__(
+        self, run: bool = False, answer: Any = None, answers: list[Any] | None = None
+    ) -> None:
+        self.run, self.answer, self.answers = run, answer, list(answers or [])
         self.calls: list[Callable[..., Any]] = []
+        self.hashed: list[list[Any]] = []
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         self.calls.append(fn)
-        return fn(*args) if self.run else self.answer
+        if self.run:
+            return fn(*args)
+        return self.answers.pop(0) if self.answers else self.answer
+
+    def hash_now(self, states: Any) -> list[Any]:
+        self.hashed.append(list(states))
+        return [("outcome of", state) for state in states]
 
 
 WATCH = {"overflows": 0, "hints": 9, "passes": 1}
@@ -168,15 +178,26 @@ def test_paths_outside_every_root_are_refused(write: Callable[[Service, bytes], 
 
 
 def test_writes_go_through_the_reconcilers_call() -> None:
-    """Tags, metadata and restores are handed to the writer thread, not run here."""
-    reconciler = FakeReconciler(answer=["a", "b"])
+    """Tags, metadata and restores are handed to the writer thread, not run here: a look
+    at the disk, then the change; nothing to hash, nothing hashed."""
+    reconciler = FakeReconciler(answers=[[], ["a", "b"], [], {"k": "v"}, (1, [])])
     s = service(reconciler=reconciler)
     assert s.tag(b"/srv/models/x", ["a"], []) == ["a", "b"]
-    reconciler.answer = {"k": "v"}
     assert s.meta(b"/srv/out/y", {"k": "v"}, []) == {"k": "v"}
-    reconciler.answer = 1
     assert s.restore([b"/srv/out/y"]) == 1
-    assert len(reconciler.calls) == 3
+    assert len(reconciler.calls) == 5
+    assert reconciler.hashed == []
+
+
+def test_a_file_to_hash_is_hashed_between_two_writer_calls() -> None:
+    """What the writer's look leaves waiting for a hash is hashed by the pool from the
+    caller's thread, and its outcome handed to the writer's next call."""
+    reconciler = FakeReconciler(answers=[["state"], ["t"], (1, ["restored"]), None])
+    s = service(reconciler=reconciler)
+    assert s.tag(b"/srv/models/x", ["t"], []) == ["t"]
+    assert s.restore([b"/srv/out/y"]) == 1
+    assert reconciler.hashed == [["state"], ["restored"]]
+    assert len(reconciler.calls) == 4
 
 
 def test_cleanup_runs_on_the_writer() -> None:
