@@ -205,7 +205,7 @@ class Daemon:
             roots,
             follow_symlinks=config.follow_symlinks,
             on_event=self._on_seed_event,
-            writer=self.reconciler.submit,
+            submit=self.reconciler.submit,
             hash_pool=self.hash_pool,
         )
         self.watchers = self._watch_set(config)
