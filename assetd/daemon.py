@@ -1,6 +1,6 @@
 """``assetd run``: the live daemon's parts wired together, its signals, and systemd.
 
-The main thread runs one asyncio loop for signals (and, later, the feed). watchdog
+The main thread runs one asyncio loop: signals and the feed. watchdog
 observers enqueue hints, the reconciler thread writes, the seeder thread runs full
 passes through the reconciler. SIGHUP re-reads the configuration and resyncs;
 SIGTERM and SIGINT finish the batch in hand and exit 0.
@@ -9,127 +9,32 @@ SIGTERM and SIGINT finish the batch in hand and exit 0.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fcntl
 import json
 import logging
 import os
 import signal
-import socket
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from assetd.backoff import Backoff
 from assetd.catalog import Catalog, shown_url
 from assetd.config import Config, RootConfig, runtime_file
-from assetd.exceptions import CatalogError, ConfigError, DaemonRunningError
+from assetd.exceptions import ConfigError
 from assetd.feed import Feed, Relay
 from assetd.hashpool import HashPool
+from assetd.locks import NodeLock, RuntimeLock
 from assetd.reconciler import Reconciler
 from assetd.seeder import PARALLEL_MIN, AssetSeeder
 from assetd.service import Service
+from assetd.systemd import sd_notify
 from assetd.watcher import WatchSet
 
-__all__ = ["Daemon", "RuntimeLock", "sd_notify"]
+__all__ = ["Daemon"]
 
 log = logging.getLogger(__name__)
 
 RETRY_PASS_FIRST_S, RETRY_PASS_MAX_S = 1.0, 30.0  # a pass stopped by an unreachable catalog
-NODE_LOCKS = 0x6E6F6465  # the advisory lock class of node names ("node")
-
-
-def sd_notify(message: str, env: Mapping[str, str] | None = None) -> bool:
-    """Send a state line to systemd (``READY=1``, ``STATUS=…``); False when not under it."""
-    address = (os.environ if env is None else env).get("NOTIFY_SOCKET", "")
-    if not address:
-        return False
-    if address.startswith("@"):
-        address = "\0" + address[1:]
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-            sock.connect(address)
-            sock.sendall(message.encode())
-    except OSError as exc:
-        log.debug("sd_notify failed: %s", exc)
-        return False
-    return True
-
-
-class NodeLock:
-    """On a shared catalog, one daemon per node name, held for the daemon's life.
-
-    Two daemons under one node name (cloned machines keep their host name) would each
-    take the other's roots for their own, and a prune by one would mark the other's
-    files missing. A session advisory lock on a connection of its own keeps the second
-    out; it goes with the connection, so a daemon that dies frees it.
-    """
-
-    def __init__(self, url: str, node: str) -> None:
-        import psycopg
-
-        try:
-            self._conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
-            row = self._conn.execute(
-                "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (NODE_LOCKS, node)
-            ).fetchone()
-        except psycopg.Error as exc:
-            said = " ".join(str(exc).split())
-            raise CatalogError(f"cannot reach the catalog to claim node {node!r}: {said}") from exc
-        if not row or not row[0]:
-            self._conn.close()
-            raise DaemonRunningError(
-                f"another daemon serves node {node!r} on this catalog; give this one another "
-                "name ([daemon] node)"
-            )
-
-    def release(self) -> None:
-        with contextlib.suppress(Exception):
-            self._conn.close()
-
-
-class RuntimeLock:
-    """An exclusive lock on the catalog's runtime file, held for the daemon's life."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._fd: int | None = None
-
-    def update(self, info: dict[str, Any]) -> None:
-        """Rewrite the runtime file's content (the lock stays)."""
-        if self._fd is not None:
-            os.ftruncate(self._fd, 0)
-            os.pwrite(self._fd, json.dumps(info).encode() + b"\n", 0)
-
-    def acquire(self, info: dict[str, Any]) -> None:
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            other = _read_json(fd)
-            os.close(fd)
-            raise DaemonRunningError(
-                f"another assetd (pid {other.get('pid', '?')}) already serves this catalog "
-                f"({self.path})"
-            ) from None
-        self._fd = fd
-        self.update(info)
-
-    def release(self) -> None:
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, 0)
-            os.close(self._fd)
-            self._fd = None
-
-
-def _read_json(fd: int) -> dict[str, Any]:
-    try:
-        data = json.loads(os.pread(fd, 4096, 0) or b"{}")
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
 
 
 class Daemon:
@@ -300,7 +205,7 @@ class Daemon:
             roots,
             follow_symlinks=config.follow_symlinks,
             on_event=self._on_seed_event,
-            writer=self.reconciler.submit,
+            submit=self.reconciler.submit,
             hash_pool=self.hash_pool,
         )
         self.watchers = self._watch_set(config)

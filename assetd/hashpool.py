@@ -26,13 +26,13 @@ from assetd.exceptions import TaskError, WorkerDied
 from assetd.hashing import LARGE_FILE, HashOutcome, HashResult, hash_file, hash_one, hash_path
 from assetd.procs import Processes, default_count
 
-__all__ = ["FEW", "PROCESS_MIN", "HashPool"]
+__all__ = ["HASH_HERE_MAX", "PROCESS_MIN", "HashPool"]
 
 log = logging.getLogger(__name__)
 
 PROCESS_MIN = 256  # small files in one batch before worker processes pay for themselves
 TASK_FILES = 250  # small files per task sent to a worker
-FEW = 32  # small files that may as well be hashed in this process
+HASH_HERE_MAX = 32  # small files that may as well be hashed in this process
 WALK_MODULE = "assetd.survey"  # where a worker's walk of a span (survey_span) lives
 
 
@@ -64,7 +64,7 @@ class HashPool:
         """Whether hashing these takes little of this process's GIL: each small file is
         hashed in a worker process, or there are only a few of them."""
         small = sum(1 for s in states if s.stat.size < LARGE_FILE)
-        return small < FEW or self._to_processes(small)
+        return small < HASH_HERE_MAX or self._to_processes(small)
 
     def submit(self, states: Sequence[CachedState]) -> Future[list[HashOutcome]]:
         """Hash in the background; the future never raises for a bad file."""

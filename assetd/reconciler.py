@@ -35,7 +35,7 @@ from assetd.config import RootConfig
 from assetd.decide import CachedState, FileStat
 from assetd.exceptions import CatalogUnavailableError
 from assetd.hashing import LARGE_FILE, HashOutcome
-from assetd.hashpool import FEW, HashPool
+from assetd.hashpool import HASH_HERE_MAX, HashPool
 from assetd.hints import Hint, HintKind
 from assetd.plan import Plan, RootIndex, outermost, plan
 from assetd.survey import survey
@@ -260,7 +260,7 @@ class Reconciler:
             self._move(todo)
         observations = self._observe(todo)
         ready = self._ready(observations, todo.look)
-        now = ready if len(ready) < FEW and _all_small(observations, ready) else []
+        now = ready if len(ready) < HASH_HERE_MAX and _all_small(observations, ready) else []
         # A few small files just closed: the pool hashes them while this thread waits,
         # so that they commit with their observations in one transaction.
         found = self._pool.hash_paths(now)

@@ -74,7 +74,7 @@ class AssetSeeder:
         progress_interval: float = 0.25,
         clock: Callable[[], float] = time.monotonic,
         hasher: Callable[..., HashResult] = hash_file,
-        writer: Callable[..., Future[Any]] | None = None,
+        submit: Callable[..., Future[Any]] | None = None,
         hash_pool: HashPool | None = None,
         parallel_min: int = PARALLEL_MIN,
     ) -> None:
@@ -89,7 +89,7 @@ class AssetSeeder:
         # thread, or run right here. The pass waits for each write before it walks on:
         # two threads busy in Python at once only trade the GIL back and forth (every
         # SQLite step gives it up and must win it back) and both run slower.
-        self.submit: Callable[..., Future[Any]] = writer or _run_here
+        self.submit: Callable[..., Future[Any]] = submit or _run_here
         self.hash_pool = hash_pool  # shared with the daemon's reconciler; else one per pass
         self.parallel_min = parallel_min
         self._lock = threading.Lock()
@@ -170,7 +170,7 @@ class AssetSeeder:
             self._idle.clear()
         try:
             return int(
-                self.writer(
+                self._write_and_wait(
                     self.catalog.mark_missing_outside_prefixes_safely,
                     get_all_known_prefixes(self.roots),
                 )
@@ -182,7 +182,7 @@ class AssetSeeder:
 
     # -- the pass -------------------------------------------------------------------
 
-    def writer(self, fn: Callable[..., Any], *args: Any) -> Any:
+    def _write_and_wait(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a write on the writer thread and wait for it."""
         return self.submit(fn, *args).result()
 
@@ -203,11 +203,13 @@ class AssetSeeder:
         pool = self.hash_pool or HashPool(follow_symlinks=self.follow_symlinks, hasher=self.hasher)
         try:
             if prune_first:
-                tally.marked_missing += self.writer(
+                tally.marked_missing += self._write_and_wait(
                     self.catalog.mark_missing_outside_prefixes_safely,
                     get_all_known_prefixes(self.roots),
                 )
-            self.writer(self.catalog.register_roots, [(r.name, r.prefix) for r in self.roots])
+            self._write_and_wait(
+                self.catalog.register_roots, [(r.name, r.prefix) for r in self.roots]
+            )
             online = [root for root in roots if self._online(root)]
             for root in online:
                 self._register(root, tally, pool)

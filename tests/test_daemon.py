@@ -93,7 +93,7 @@ def test_folder_rename_moves_every_location_in_one_transaction(
     )
     changes = d.catalog.changes_since(start, limit=100_000)
     assert {c["op"] for c in changes} == {"moved"} and len(changes) == 10_000
-    assert len({d.catalog.m.Change.get_by_id(c["seq"]).ts for c in changes}) == 1
+    assert len({d.catalog.models.Change.get_by_id(c["seq"]).ts for c in changes}) == 1
     assert not any(i["is_missing"] for i in d.items().values())
 
 
@@ -172,7 +172,7 @@ def test_root_vanishing_and_returning(tmp_path: Path, make_daemon: Any) -> None:
     wait_for(lambda: all(i["is_missing"] for i in d.items().values()), 20, "all missing")
     changes = d.catalog.changes_since(start)
     assert [c["op"] for c in changes] == ["missing"] * 30
-    assert len({d.catalog.m.Change.get_by_id(c["seq"]).ts for c in changes}) == 1
+    assert len({d.catalog.models.Change.get_by_id(c["seq"]).ts for c in changes}) == 1
     os.rename(tmp_path / "away", root)
     wait_for(lambda: not any(i["is_missing"] for i in d.items().values()), 20, "all restored")
     assert "fav" in d.item(files[0])["tags"]

@@ -27,12 +27,12 @@ def add(catalog: Catalog, *paths: bytes, root: str = "r") -> list[int]:
 
 
 def set_hash(catalog: Catalog, path: bytes, digest: str) -> None:
-    A = catalog.m.Asset
+    A = catalog.models.Asset
     A.update(hash=digest).where(A.id == catalog.get_state(path).asset_id).execute()
 
 
 def live(catalog: Catalog) -> set[bytes]:
-    return {bytes(r.file_path) for r in catalog.m.Location.select() if not r.is_missing}
+    return {bytes(r.file_path) for r in catalog.models.Location.select() if not r.is_missing}
 
 
 def test_new_catalog_has_id_version_and_pragmas(db_url: str) -> None:
@@ -62,7 +62,7 @@ def test_mark_missing_outside_prefixes_marks_and_never_deletes(catalog: Catalog)
     add(catalog, b"/keep/a", b"/keep/sub/b", b"/gone/c", b"/gone/d")
     assert catalog.mark_cache_states_missing_outside_prefixes([b"/keep/"]) == 2
     assert live(catalog) == {b"/keep/a", b"/keep/sub/b"}
-    assert catalog.m.Location.select().count() == 4
+    assert catalog.models.Location.select().count() == 4
     assert catalog.mark_cache_states_missing_outside_prefixes([b"/keep/"]) == 0
 
 
@@ -98,7 +98,9 @@ def test_restore_by_paths(catalog: Catalog) -> None:
 def test_restore_with_changed_stat_asks_for_a_rehash(catalog: Catalog) -> None:
     """A location restored with a different stat takes it and needs verifying."""
     (loc,) = add(catalog, b"/r/a")
-    catalog.m.Location.update(needs_verify=False).where(catalog.m.Location.id == loc).execute()
+    catalog.models.Location.update(needs_verify=False).where(
+        catalog.models.Location.id == loc
+    ).execute()
     catalog.mark_missing([loc])
     newer = stat(size=5, mtime=9)
     assert catalog.restore_cache_states_by_paths([b"/r/a"], {b"/r/a": newer}) == 1
@@ -121,9 +123,9 @@ def test_cleanup_removes_only_unreferenced_unhashed(catalog: Catalog) -> None:
     set_hash(catalog, b"/r/hashed-missing", "blake3:" + "1" * 64)
     catalog.mark_missing(ids[:2])
     assert catalog.cleanup_unreferenced_assets(dry_run=True) == 1
-    assert catalog.m.Location.select().count() == 3
+    assert catalog.models.Location.select().count() == 3
     assert catalog.cleanup_unreferenced_assets() == 1
-    paths = {bytes(r.file_path) for r in catalog.m.Location.select()}
+    paths = {bytes(r.file_path) for r in catalog.models.Location.select()}
     assert paths == {b"/r/hashed-missing", b"/r/live"}
     assert catalog.changes_since(0)[-1]["op"] == "removed"
     assert catalog.changes_since(0)[-1]["location"]["path"] == "/r/unhashed-missing"
@@ -143,8 +145,8 @@ def test_cleanup_with_age_removes_old_tombstones(db_url: str) -> None:
     clock[0] += 86400
     assert catalog.cleanup_unreferenced_assets() == 0
     assert catalog.cleanup_unreferenced_assets(missing_older_than=5 * 86400) == 1
-    assert {bytes(r.file_path) for r in catalog.m.Location.select()} == {b"/r/recent"}
-    assert catalog.m.Tag.select().where(catalog.m.Tag.name == "keep-me").count() == 0
+    assert {bytes(r.file_path) for r in catalog.models.Location.select()} == {b"/r/recent"}
+    assert catalog.models.Tag.select().where(catalog.models.Tag.name == "keep-me").count() == 0
     catalog.close()
 
 
@@ -301,9 +303,9 @@ def test_a_catalog_at_schema_3_gains_root_owners(tmp_path: Path) -> None:
         conn.execute("UPDATE catalog_info SET value = '3' WHERE key = 'schema_version'")
     upgraded = Catalog(url, node="n1")
     assert upgraded.schema_version() == SCHEMA_VERSION
-    assert [(r.name, r.node) for r in upgraded.m.Root.select()] == [("r", None)]
+    assert [(r.name, r.node) for r in upgraded.models.Root.select()] == [("r", None)]
     upgraded.register_roots([("r", b"/r/")])
-    assert [(r.name, r.node) for r in upgraded.m.Root.select()] == [("r", "n1")]
+    assert [(r.name, r.node) for r in upgraded.models.Root.select()] == [("r", "n1")]
     upgraded.close()
 
 
@@ -323,7 +325,7 @@ def test_roots_belong_to_one_node(pg_url: str) -> None:
             other.register_roots([("b.models", b"/srv/a/models/sub/")])
         other.register_roots([("b.models", b"/srv/b/models/")])
         other.register_roots([("a.models", b"/srv/a/models/")])  # a host renamed
-        owners = {r.name: r.node for r in other.m.Root.select()}
+        owners = {r.name: r.node for r in other.models.Root.select()}
         assert owners == {"a.models": "b", "b.models": "b"}
     finally:
         mine.close()
@@ -341,7 +343,7 @@ def test_a_renamed_host_keeps_its_roots_on_a_catalog_of_one_machine(db_url: str)
     after = Catalog(db_url, node="new-name")
     try:
         after.register_roots([("models", b"/mnt/models/")])  # moved, and outputs dropped
-        assert {r.name: r.node for r in after.m.Root.select()}["models"] == "new-name"
+        assert {r.name: r.node for r in after.models.Root.select()}["models"] == "new-name"
         assert after.mark_cache_states_missing_outside_prefixes([b"/mnt/models/"]) == 2
         assert live(after) == set()
         assert after.cleanup_unreferenced_assets() == 2
@@ -390,7 +392,7 @@ def test_rows_inserted_many_to_a_statement_arrive_whole(catalog: Catalog) -> Non
             [(asset_id, 7, None, 1.5)],
         )
         catalog.store.insert_many(tag_sql, rows)
-    T = catalog.m.Tag
+    T = catalog.models.Tag
     got = [(t.name, t.origin) for t in T.select().where(T.asset == asset_id).order_by(T.name)]
     assert got == [(name, "auto") for _, name in rows]
     with pytest.raises(ValueError, match="one-row INSERT"):

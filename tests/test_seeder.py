@@ -142,10 +142,10 @@ def test_cancel_after_first_batch_keeps_what_was_committed(
     status = run(seeder)
     assert events.kinds()[-1] == "assets.seed.cancelled"
     assert status["progress"]["created"] == CHUNK
-    assert catalog.m.Location.select().count() == CHUNK
+    assert catalog.models.Location.select().count() == CHUNK
     catalog.listeners.clear()
     run(seeder)
-    assert catalog.m.Location.select().count() == CHUNK * 3
+    assert catalog.models.Location.select().count() == CHUNK * 3
 
 
 def test_error_inside_a_run_ends_idle_with_the_error(
@@ -308,7 +308,7 @@ def test_offline_rename_is_found_again_by_hash(
     run(seeder)
     catalog.change_tags(os.fsencode(a), add=["fav"])
     catalog.change_metadata(os.fsencode(a), {"note": "kept"})
-    assets_before = catalog.m.Asset.select().count()
+    assets_before = catalog.models.Asset.select().count()
     b = tmp_path / "r" / "sub" / "b.bin"
     b.parent.mkdir()
     os.rename(a, b)
@@ -318,7 +318,7 @@ def test_offline_rename_is_found_again_by_hash(
     assert items[str(b)]["asset_id"] == items[str(a)]["asset_id"]
     assert items[str(b)]["tags"] == ["fav", "r", "sub"]
     assert catalog.change_metadata(os.fsencode(b)) == {"note": "kept"}
-    assert catalog.m.Asset.select().count() == assets_before
+    assert catalog.models.Asset.select().count() == assets_before
 
 
 def test_missing_tag_only_when_no_location_is_live(
@@ -501,13 +501,13 @@ def test_a_pass_yields_to_new_files_the_live_path_cataloged_meanwhile(
         assert apply_observations(catalog, seen, Tally()) == []
 
     events = Events()
-    seeder = seeders(catalog, [root], on_event=events, writer=RacingWriter(live))
+    seeder = seeders(catalog, [root], on_event=events, submit=RacingWriter(live))
     status = run(seeder)
     assert events.kinds()[-1] == "assets.seed.completed", status["errors"]
     listed = rows(catalog)
     assert sorted(listed) == sorted(os.fsdecode(p) for p in paths)
     assert all(item["hash"] for item in listed.values())
-    assert catalog.m.Location.select().count() == 5
+    assert catalog.models.Location.select().count() == 5
 
 
 def test_a_rename_the_live_path_wrote_during_a_pass_keeps_the_file_live_and_tagged(
@@ -527,10 +527,10 @@ def test_a_rename_the_live_path_wrote_during_a_pass_keeps_the_file_live_and_tagg
         assert catalog.move_locations([(os.fsencode(old), os.fsencode(new), "r")]) == 1
 
     events = Events()
-    seeder = seeders(catalog, [root], on_event=events, writer=RacingWriter(live))
+    seeder = seeders(catalog, [root], on_event=events, submit=RacingWriter(live))
     status = run(seeder)
     assert events.kinds()[-1] == "assets.seed.completed", status["errors"]
     listed = rows(catalog, missing=False)
     assert list(listed) == [str(new)]
     assert "keep" in listed[str(new)]["tags"]
-    assert catalog.m.Location.select().count() == 1
+    assert catalog.models.Location.select().count() == 1

@@ -70,7 +70,7 @@ class Catalog:
                 raise SchemaError(
                     f"catalog {shown_url(url)} is not at schema version {SCHEMA_VERSION}"
                 )
-            self.catalog_id = store.m.Info.get_by_id("catalog_id").value
+            self.catalog_id = store.models.Info.get_by_id("catalog_id").value
             store.not_before(self.changes.newest_time())
         except (pw.DatabaseError, sqlite3.Error, OSError) as exc:
             raise CatalogError(f"cannot open catalog {shown_url(url)}: {said(exc)}") from exc
@@ -89,9 +89,9 @@ class Catalog:
         return self.store.sqlite
 
     @property
-    def m(self) -> Models:
+    def models(self) -> Models:
         """The peewee models bound to this catalog's database."""
-        return self.store.m
+        return self.store.models
 
     @property
     def listeners(self) -> list[ChangeListener]:
@@ -118,12 +118,12 @@ class Catalog:
     def schema_version(self) -> int:
         if not self.db.table_exists("catalog_info"):
             return 0
-        Info = self.store.m.Info
+        Info = self.store.models.Info
         row = Info.get_or_none(Info.key == "schema_version")
         return int(row.value) if row else 0
 
     def _upgrade(self) -> None:
-        store, Info = self.store, self.store.m.Info
+        store, Info = self.store, self.store.models.Info
         with self.db.atomic():
             store.lock_writers()  # nodes starting together: one creates, the others wait
             version = self.schema_version()
@@ -134,7 +134,7 @@ class Catalog:
                 )
             for number, _what, step in migrations():
                 if number > version:
-                    step(self.db, store.m)
+                    step(self.db, store.models)
             if version < SCHEMA_VERSION:
                 store.upsert(Info, Info.key, key="schema_version", value=str(SCHEMA_VERSION))
             if version == 0:

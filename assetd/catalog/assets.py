@@ -78,7 +78,7 @@ class Assets:
         done = [(loc, r) for loc, r in done if loc in live]
         if not done:
             return []
-        book = _Book.load(self, [live[loc][0] for loc, _ in done], [r.hash for _, r in done])
+        book = _JoinBatch.load(self, [live[loc][0] for loc, _ in done], [r.hash for _, r in done])
         for loc, result in done:
             asset_id, root, path = live[loc]
             book.settle(self, loc, asset_id, root, path, result)
@@ -145,7 +145,7 @@ class Assets:
 
 
 @dataclass
-class _Book:
+class _JoinBatch:
     """The assets one batch of hash results touches: read once, kept current in memory."""
 
     hashes: dict[int, str | None]  # asset id -> hash
@@ -159,7 +159,7 @@ class _Book:
     seeds: list[tuple[int, int]] = field(default_factory=list)  # (seed asset, its successor)
 
     @classmethod
-    def load(cls, assets: Assets, asset_ids: list[int], hashes: list[str]) -> _Book:
+    def load(cls, assets: Assets, asset_ids: list[int], hashes: list[str]) -> _JoinBatch:
         known = dict(assets.by_hash(hashes))
         info = assets.info(sorted(set(asset_ids) | set(known.values())))
         return cls(

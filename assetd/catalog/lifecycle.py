@@ -32,13 +32,13 @@ class Lifecycle:
         self.roots = roots
 
     def _under(self, prefix: bytes) -> Any:
-        L = self.store.m.Location
+        L = self.store.models.Location
         return (L.file_path >= prefix) & (L.file_path < prefix_upper_bound(prefix))
 
     def _outside_all(self, prefixes: Sequence[bytes]) -> Any:
         """Paths under none of ``prefixes``, as the ranges between them: index range scans,
         so a prune costs what lies outside the roots, not the size of the catalog."""
-        L = self.store.m.Location
+        L = self.store.models.Location
         cond: Any = None
         low: bytes | None = None
         for prefix in sorted(set(prefixes)):
@@ -56,7 +56,7 @@ class Lifecycle:
 
     def mark_missing(self, ids: Sequence[int]) -> int:
         """Soft-delete these live locations; returns how many were live."""
-        L = self.store.m.Location
+        L = self.store.models.Location
         count = 0
         with self.changes.write():
             for batch in chunks(list(ids)):
@@ -75,7 +75,7 @@ class Lifecycle:
 
     def mark_missing_under(self, prefix: bytes) -> int:
         """Mark missing every live location under ``prefix`` (a root gone offline)."""
-        L = self.store.m.Location
+        L = self.store.models.Location
         return self.mark_missing(
             [r.id for r in L.select(L.id).where(~L.is_missing & self._under(prefix))]
         )
@@ -84,14 +84,14 @@ class Lifecycle:
         """Mark missing every live location outside all ``prefixes``; ``[]`` marks nothing."""
         if not prefixes:
             return 0
-        L = self.store.m.Location
+        L = self.store.models.Location
         mine = ~L.root.in_(self.roots.others())  # another node's locations are its own
         query = L.select(L.id).where(~L.is_missing & self._outside_all(prefixes) & mine)
         return self.mark_missing([r.id for r in query])
 
     def mark_assets_missing_outside_prefixes(self, prefixes: Sequence[bytes]) -> int:
         """Like the location query above; returns the assets left with no live location."""
-        L, A = self.store.m.Location, self.store.m.Asset
+        L, A = self.store.models.Location, self.store.models.Asset
         mine = ~L.root.in_(self.roots.others())
         query = L.select(L.asset).where(~L.is_missing & self._outside_all(prefixes) & mine)
         query = query.distinct()
@@ -168,17 +168,17 @@ class Lifecycle:
     # -- cleanup ----------------------------------------------------------------------
 
     def _live_location_of(self, A: Any) -> Any:
-        L = self.store.m.Location
+        L = self.store.models.Location
         return L.select(L.id).where((L.asset == A.id) & ~L.is_missing)
 
     def _others_location_of(self, A: Any) -> Any:
         """A location of the asset on another node's root: that node decides about it."""
-        L = self.store.m.Location
+        L = self.store.models.Location
         return L.select(L.id).where((L.asset == A.id) & L.root.in_(self.roots.others()))
 
     def get_unreferenced_unhashed_asset_ids(self) -> list[int]:
         """Assets with no hash and no live location (and none on another node's roots)."""
-        A = self.store.m.Asset
+        A = self.store.models.Asset
         query = A.select(A.id).where(
             A.hash.is_null()
             & ~pw.fn.EXISTS(self._live_location_of(A))
@@ -195,7 +195,7 @@ class Lifecycle:
         (seconds), also every asset that has had no live location for longer than that.
         Their locations and tags go with them, each location logged as ``removed``.
         """
-        A, L, T = self.store.m.Asset, self.store.m.Location, self.store.m.Tag
+        A, L, T = self.store.models.Asset, self.store.models.Location, self.store.models.Tag
         with self.changes.write():
             doomed = set(self.get_unreferenced_unhashed_asset_ids())
             if missing_older_than is not None:

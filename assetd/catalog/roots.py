@@ -40,7 +40,7 @@ class Roots:
         :class:`RootOwnedError`. The same name at the same path passes to this node (a
         host renamed, or a root moved between hosts).
         """
-        Root, node = self.store.m.Root, self.store.node
+        Root, node = self.store.models.Root, self.store.node
         wanted = list(roots)
         with self.changes.write():
             others = {
@@ -81,7 +81,7 @@ class Roots:
         Empty on a catalog of one machine: there every root is this daemon's, even when
         the host was renamed since it was registered.
         """
-        Root = self.store.m.Root
+        Root = self.store.models.Root
         if not self.store.shared:
             return Root.select(Root.name).where(pw.SQL("1 = 0"))
         return Root.select(Root.name).where(

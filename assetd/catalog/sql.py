@@ -92,7 +92,7 @@ class Store:
         self.node = node or socket.gethostname()
         self.shared = url.startswith(POSTGRES_SCHEMES)
         self.sqlite = isinstance(db, pw.SqliteDatabase)  # the embedded default
-        self.m: Models = define_models(db)
+        self.models: Models = define_models(db)
         self._clock = now
         self._floor = 0.0  # the catalog's time never goes back: see now()
 

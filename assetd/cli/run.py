@@ -15,7 +15,8 @@ __all__ = ["cmd_run"]
 
 def cmd_run(args: argparse.Namespace, config: Config, reload: Callable[[], Config]) -> int:
     """Serve until stopped; ``reload`` builds the configuration afresh on SIGHUP."""
-    from assetd.daemon import Daemon, RuntimeLock
+    from assetd.daemon import Daemon
+    from assetd.locks import RuntimeLock
 
     if args.pidfile and not args.detach:
         raise UsageError("--pidfile goes with --detach")
