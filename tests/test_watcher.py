@@ -170,6 +170,22 @@ QUEUE_KNOB = Path("/proc/sys/fs/inotify/max_queued_events")
 @pytest.mark.skipif(
     not os.access(QUEUE_KNOB, os.W_OK), reason="lowering fs.inotify.max_queued_events needs root"
 )
+def watch_with_a_small_queue(root: RootConfig, hints: Hints, rescans: list[str]) -> WatchSet:
+    """A started WatchSet whose inotify queue holds 64 events; the system's limit is put
+    back at once (a new limit applies to inotify instances made after it is set)."""
+    old = QUEUE_KNOB.read_text()
+    QUEUE_KNOB.write_text("64")
+    try:
+        watchers = WatchSet(
+            [root], hints, on_state=lambda *_: None, on_rescan=rescans.append,
+            on_offline=lambda _root: None, check_interval=0.05,
+        )  # fmt: skip
+        watchers.start()
+    finally:
+        QUEUE_KNOB.write_text(old)
+    return watchers
+
+
 def test_reading_files_under_a_root_does_not_fill_the_event_queue(tmp_path: Path) -> None:
     """Opening and reading files changes nothing, so it must not cost queue space: a pass
     hashing a root (or a program loading models from it) would otherwise overflow the
@@ -182,16 +198,7 @@ def test_reading_files_under_a_root_does_not_fill_the_event_queue(tmp_path: Path
     ]
     hints = Hints()
     rescans: list[str] = []
-    old = QUEUE_KNOB.read_text()
-    QUEUE_KNOB.write_text("64")  # applies to inotify instances made from now on
-    try:
-        watchers = WatchSet(
-            [root], hints, on_state=lambda *_: None, on_rescan=rescans.append,
-            on_offline=lambda _root: None, check_interval=0.05,
-        )  # fmt: skip
-        watchers.start()
-    finally:
-        QUEUE_KNOB.write_text(old)
+    watchers = watch_with_a_small_queue(root, hints, rescans)
     try:
         for folder in sorted({f.parent for f in files}):
             os.listdir(folder)
@@ -255,16 +262,7 @@ def test_a_real_overflow_rescans_the_root_and_events_flow_again(
     root = make_root(tmp_path, "r")
     hints = Hints()
     rescans: list[str] = []
-    old = QUEUE_KNOB.read_text()
-    QUEUE_KNOB.write_text("64")
-    try:
-        watchers = WatchSet(
-            [root], hints, on_state=lambda *_: None, on_rescan=rescans.append,
-            on_offline=lambda _root: None, check_interval=0.05,
-        )  # fmt: skip
-        watchers.start()
-    finally:
-        QUEUE_KNOB.write_text(old)
+    watchers = watch_with_a_small_queue(root, hints, rescans)
     try:
         write(Path(root.path) / "first.bin")
         wait_for(held.is_set, 10, "the reading thread at the first event")
