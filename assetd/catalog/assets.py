@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from assetd.catalog.changelog import ChangeLog
-from assetd.catalog.locations import Locations
-from assetd.catalog.roots import Roots
-from assetd.catalog.sql import Store, chunks, location_json, marks, stat_params
-from assetd.catalog.tags import Tags, folder_tags
+from assetd.catalog.part import Part
+from assetd.catalog.sql import chunks, location_json, marks, stat_params
+from assetd.catalog.tags import folder_tags
 from assetd.decide import FileStat
 from assetd.hashing import HashResult
 from assetd.mime import guess_mime
@@ -20,17 +18,8 @@ __all__ = ["Assets", "NewFile"]
 NewFile = tuple[bytes, str, FileStat, str | None]
 
 
-class Assets:
+class Assets(Part):
     """Where content identity is written: seed assets, hashes, and locations joining them."""
-
-    def __init__(
-        self, store: Store, changes: ChangeLog, locations: Locations, tags: Tags, roots: Roots
-    ) -> None:
-        self.store = store
-        self.changes = changes
-        self.locations = locations
-        self.tags = tags
-        self.roots = roots
 
     def insert_new(self, files: Sequence[NewFile]) -> None:
         """One unhashed seed asset and one location per new file, in bulk, each logged."""

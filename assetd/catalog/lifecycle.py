@@ -7,11 +7,8 @@ from typing import Any
 
 import peewee as pw
 
-from assetd.catalog.changelog import ChangeLog
-from assetd.catalog.locations import Locations
-from assetd.catalog.roots import Roots
-from assetd.catalog.sql import Store, chunks
-from assetd.catalog.tags import Tags
+from assetd.catalog.part import Part
+from assetd.catalog.sql import chunks
 from assetd.decide import CachedState, FileStat
 from assetd.exceptions import CatalogError
 from assetd.paths import prefix_upper_bound
@@ -19,17 +16,8 @@ from assetd.paths import prefix_upper_bound
 __all__ = ["Lifecycle"]
 
 
-class Lifecycle:
+class Lifecycle(Part):
     """Soft deletes and their undoing, moves, prunes and cleanup, each change logged."""
-
-    def __init__(
-        self, store: Store, changes: ChangeLog, locations: Locations, tags: Tags, roots: Roots
-    ) -> None:
-        self.store = store
-        self.changes = changes
-        self.locations = locations
-        self.tags = tags
-        self.roots = roots
 
     def _under(self, prefix: bytes) -> Any:
         L = self.store.models.Location
