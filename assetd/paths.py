@@ -9,10 +9,6 @@ import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from pathspec import GitIgnoreSpec
-from pathspec.patterns.gitignore import GitIgnorePatternError
-from pathspec.patterns.gitignore.spec import GitIgnoreSpecPattern
-
 from assetd.config import RootConfig
 
 __all__ = [
@@ -82,6 +78,11 @@ class ExcludeMatcher:
 
     def __init__(self, patterns: Iterable[str]) -> None:
         self.patterns = tuple(patterns)
+        self._folder_excluded: Any = None
+        if not self.patterns:
+            return  # pathspec is imported only for a root that has patterns: it is not free
+        from pathspec import GitIgnoreSpec
+
         valid = [p for p in self.patterns if _valid(p)]
         self._match = GitIgnoreSpec.from_lines(valid).match_file
         # Without a negation, a path below an excluded folder is matched by the same
@@ -117,6 +118,9 @@ _AS_GIVEN: tuple[str, ...] = ()  # the paths are relative with "/" already: no n
 
 
 def _valid(pattern: str) -> bool:
+    from pathspec.patterns.gitignore import GitIgnorePatternError
+    from pathspec.patterns.gitignore.spec import GitIgnoreSpecPattern
+
     try:
         GitIgnoreSpecPattern(pattern)
     except GitIgnorePatternError:
