@@ -149,3 +149,102 @@ def test_shuffled_and_repeated_hints_converge_to_the_disk(
         rec.stop()
         catalog.close()
         shutil.rmtree(base)
+
+
+def ops_since(catalog: Catalog, seq: int) -> list[str]:
+    return [c["op"] for c in catalog.changes_since(seq, limit=10**6)]
+
+
+def test_a_rename_inside_a_root_moves_the_location(
+    tmp_path: Path, catalog: Catalog, reconciler: Reconciler
+) -> None:
+    """A MOVED hint keeps the location's id and asset and logs one ``moved``, nothing else."""
+    old = write(tmp_path / "r" / "a.bin", "content", OLD_NS)
+    reconciler.put(Hint(HintKind.CLOSED, os.fsencode(old)))
+    settle(reconciler)
+    before = catalog.get_state(os.fsencode(old))
+    assert before is not None
+    seq = catalog.latest_seq()
+    new = tmp_path / "r" / "b.bin"
+    old.rename(new)
+    reconciler.put(Hint(HintKind.MOVED, os.fsencode(old), os.fsencode(new)))
+    settle(reconciler)
+    after = catalog.get_state(os.fsencode(new))
+    assert after is not None and (after.id, after.asset_id) == (before.id, before.asset_id)
+    assert catalog.get_state(os.fsencode(old)) is None
+    assert ops_since(catalog, seq) == ["moved"]
+
+
+def test_a_folder_renamed_moves_every_location_in_one_commit(
+    tmp_path: Path, catalog: Catalog, reconciler: Reconciler
+) -> None:
+    """A DIR_MOVED hint moves all the folder's locations in one transaction."""
+    files = [write(tmp_path / "r" / "d" / f"f{i}", f"{i}", OLD_NS) for i in range(5)]
+    reconciler.put(Hint(HintKind.DIR_CHANGED, os.fsencode(tmp_path / "r" / "d")))
+    wait_for(lambda: all(i["hash"] for i in live(catalog).values()) and len(live(catalog)) == 5)
+    settle(reconciler)
+    commits: list[list[str]] = []
+    catalog.listeners.append(lambda changes: commits.append([c.json().decode() for c in changes]))
+    (tmp_path / "r" / "d").rename(tmp_path / "r" / "e")
+    reconciler.put(
+        Hint(
+            HintKind.DIR_MOVED, os.fsencode(tmp_path / "r" / "d"), os.fsencode(tmp_path / "r" / "e")
+        )
+    )
+    settle(reconciler)
+    assert sorted(live(catalog)) == sorted(str(tmp_path / "r" / "e" / f.name) for f in files)
+    moved = [c for c in commits if '"op":"moved"' in c[0]]
+    assert len(moved) == 1 and len(moved[0]) == 5
+
+
+def test_work_runs_on_the_writer_and_answers_its_caller(
+    catalog: Catalog, reconciler: Reconciler
+) -> None:
+    """``call`` returns what the work returned on the writer thread, or raises its error;
+    work the writer itself submits runs at once instead of waiting behind itself."""
+    import threading
+
+    assert reconciler.call(lambda: threading.current_thread().name) == "assetd-reconciler"
+    with pytest.raises(ZeroDivisionError):
+        reconciler.call(lambda: 1 // 0)
+    nested = reconciler.call(lambda: reconciler.submit(lambda: "inside").result(timeout=5))
+    assert nested == "inside"
+
+
+def test_a_full_queue_asks_for_one_rescan_until_it_drains(tmp_path: Path, catalog: Catalog) -> None:
+    """Hints that do not fit are lost: ``put`` says so, and the overflow callback runs once."""
+    root = RootConfig("r", str(tmp_path / "r"))
+    rescans: list[int] = []
+    rec = Reconciler(catalog, [root], queue_size=3, on_overflow=lambda: rescans.append(1))
+    accepted = [rec.put(Hint(HintKind.CHANGED, b"%s/f%d" % (root.prefix, i))) for i in range(6)]
+    assert accepted == [True, True, True, False, False, False]
+    assert rescans == [1] and rec.overflows == 1
+    rec.start()
+    try:
+        wait_for(rec.idle, 10, "the queue drained")
+        assert rec.put(Hint(HintKind.CHANGED, root.prefix + b"g"))
+    finally:
+        rec.stop()
+
+
+def test_a_batch_the_catalog_cannot_take_is_retried_until_it_can(
+    tmp_path: Path, catalog: Catalog, reconciler: Reconciler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While writes fail for now, the reconciler says why and tries the same paths again."""
+    import assetd.reconciler as module
+    from assetd.exceptions import CatalogUnavailableError
+
+    real, failures = module.apply_observations, [2]
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        if failures[0]:
+            failures[0] -= 1
+            raise CatalogUnavailableError("cannot write the catalog: disk I/O error")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, "apply_observations", flaky)
+    path = write(tmp_path / "r" / "later.bin", "content", OLD_NS)
+    reconciler.put(Hint(HintKind.CLOSED, os.fsencode(path)))
+    wait_for(lambda: reconciler.catalog_error is not None, 10, "the error reported")
+    wait_for(lambda: (live(catalog).get(str(path)) or {}).get("hash"), 20, "written at last")
+    assert failures == [0] and reconciler.catalog_error is None
