@@ -13,6 +13,7 @@ from typing import Any
 from assetd.apply import Tally, apply_hashes, catch_up, restore_found
 from assetd.catalog import Catalog, Change
 from assetd.config import Config
+from assetd.decide import CachedState
 from assetd.exceptions import InvalidRequestError
 from assetd.hashing import HashOutcome
 from assetd.paths import root_for_path
@@ -131,16 +132,21 @@ class Service:
     def _after_look(self, path: bytes, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn`` on the writer once the catalog has caught up with the file at ``path``.
 
-        The writer writes what the disk says now; the file's hash, if it needs one, is
-        taken in the shared pool from this thread; then the writer writes the hash and
-        runs ``fn``.
+        The writer writes what the disk says now and, when the file's hash is current,
+        runs ``fn`` at once; otherwise the hash is taken in the shared pool from this
+        thread, and the writer writes it and runs ``fn``.
         """
         config, writer = self._config(), self._reconciler()
         follow = config.follow_symlinks
-        stale = writer.call(
-            lambda: catch_up(self.catalog, config.roots, path, follow_symlinks=follow)
-        )
-        return writer.call(self._with_hashes, writer.hash_now(stale) if stale else [], fn, args)
+
+        def look() -> tuple[list[CachedState], Any]:
+            stale = catch_up(self.catalog, config.roots, path, follow_symlinks=follow)
+            return stale, (None if stale else fn(*args))  # nothing to hash: one call
+
+        stale, result = writer.call(look)
+        if not stale:
+            return result
+        return writer.call(self._with_hashes, writer.hash_now(stale), fn, args)
 
     def _with_hashes(
         self, outcomes: list[HashOutcome], fn: Callable[..., Any], args: Sequence[Any]

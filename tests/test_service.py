@@ -179,20 +179,20 @@ def test_paths_outside_every_root_are_refused(write: Callable[[Service, bytes], 
 
 def test_writes_go_through_the_reconcilers_call() -> None:
     """Tags, metadata and restores are handed to the writer thread, not run here: a look
-    at the disk, then the change; nothing to hash, nothing hashed."""
-    reconciler = FakeReconciler(answers=[[], ["a", "b"], [], {"k": "v"}, (1, [])])
+    at the disk and the change in one call when nothing is to hash."""
+    reconciler = FakeReconciler(answers=[([], ["a", "b"]), ([], {"k": "v"}), (1, [])])
     s = service(reconciler=reconciler)
     assert s.tag(b"/srv/models/x", ["a"], []) == ["a", "b"]
     assert s.meta(b"/srv/out/y", {"k": "v"}, []) == {"k": "v"}
     assert s.restore([b"/srv/out/y"]) == 1
-    assert len(reconciler.calls) == 5
+    assert len(reconciler.calls) == 3
     assert reconciler.hashed == []
 
 
 def test_a_file_to_hash_is_hashed_between_two_writer_calls() -> None:
     """What the writer's look leaves waiting for a hash is hashed by the pool from the
     caller's thread, and its outcome handed to the writer's next call."""
-    reconciler = FakeReconciler(answers=[["state"], ["t"], (1, ["restored"]), None])
+    reconciler = FakeReconciler(answers=[(["state"], None), ["t"], (1, ["restored"]), None])
     s = service(reconciler=reconciler)
     assert s.tag(b"/srv/models/x", ["t"], []) == ["t"]
     assert s.restore([b"/srv/out/y"]) == 1
