@@ -119,6 +119,12 @@ class Daemon:
             log.info("stopping")
             await self.feed.close()
             await asyncio.to_thread(self._teardown)
+            # Closing the loop puts the default action back on these signals; one more
+            # SIGTERM or SIGINT in the last steps of an exit already under way would then
+            # kill the daemon instead of letting it finish with 0.
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+                signal.signal(sig, signal.SIG_IGN)
         return 0
 
     async def _start_feed(self) -> None:

@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -293,3 +294,17 @@ def test_watch_limit_reached_by_a_new_folder(tmp_path: Path, make_daemon: Any) -
     d.until(late, "found", hashed)
     more = write(tmp_path / "r" / "new-folder" / "later.bin", "polled")
     d.until(more, "found by polling", hashed)
+
+
+def test_sigterm_again_while_stopping_still_exits_zero(tmp_path: Path, make_daemon: Any) -> None:
+    """SIGTERM sent again and again while the daemon stops (an impatient supervisor)
+    never kills it: it finishes its exit with 0."""
+    d = make_daemon().start()
+    assert d.proc is not None
+    while d.proc.poll() is None:
+        d.proc.send_signal(signal.SIGTERM)
+        try:
+            d.proc.wait(0.001)
+        except subprocess.TimeoutExpired:
+            continue
+    assert d.stop() == 0
