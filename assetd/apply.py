@@ -24,6 +24,7 @@ __all__ = [
     "HashStates",
     "Observation",
     "Tally",
+    "after_look",
     "apply_hashes",
     "apply_observations",
     "awaiting_hash",
@@ -245,6 +246,44 @@ def catch_up(
     return awaiting_hash(catalog, [path])
 
 
+def _here(fn: Callable[[], Any]) -> Any:
+    return fn()
+
+
+def after_look(
+    catalog: Catalog,
+    roots: Sequence[RootConfig],
+    path: bytes,
+    then: Callable[[], Any],
+    *,
+    hash_states: HashStates,
+    write: Callable[[Callable[[], Any]], Any] = _here,
+    follow_symlinks: bool = False,
+) -> Any:
+    """Catch the catalog up with the file at ``path`` (:func:`catch_up`), then run
+    ``then()`` and return what it returns.
+
+    ``write(fn)`` runs each catalog step: on the daemon's writer thread, or here. When
+    the file's hash is current, the look and ``then`` take one step; otherwise the hash
+    is taken by ``hash_states`` between two steps, never inside one.
+    """
+
+    def look() -> tuple[list[CachedState], Any]:
+        stale = catch_up(catalog, roots, path, follow_symlinks=follow_symlinks)
+        return stale, (None if stale else then())
+
+    stale, result = write(look)
+    if not stale:
+        return result
+    outcomes = hash_states(stale)
+
+    def finish() -> Any:
+        apply_hashes(catalog, outcomes, Tally())
+        return then()
+
+    return write(finish)
+
+
 def look_again(
     catalog: Catalog,
     roots: Sequence[RootConfig],
@@ -253,11 +292,10 @@ def look_again(
     hash_states: HashStates,
     follow_symlinks: bool = False,
 ) -> None:
-    """:func:`catch_up`, then hash what it left waiting and apply it, in this thread (a
-    command without a daemon; the daemon splits the steps between writer and pool)."""
-    stale = catch_up(catalog, roots, path, follow_symlinks=follow_symlinks)
-    if stale:
-        apply_hashes(catalog, hash_states(stale), Tally())
+    """:func:`after_look` with nothing after, in this thread."""
+    after_look(
+        catalog, roots, path, lambda: None, hash_states=hash_states, follow_symlinks=follow_symlinks
+    )
 
 
 def restore_paths(
@@ -265,10 +303,13 @@ def restore_paths(
     paths: Sequence[bytes],
     *,
     hash_states: HashStates,
+    write: Callable[[Callable[[], Any]], Any] = _here,
     follow_symlinks: bool = False,
 ) -> int:
-    """:func:`restore_found`, then hash and apply, in this thread; how many were restored."""
-    restored, stale = restore_found(catalog, paths, follow_symlinks=follow_symlinks)
+    """:func:`restore_found`, then hash what waits (between two ``write`` steps, as in
+    :func:`after_look`) and apply it; how many were restored."""
+    restored, stale = write(lambda: restore_found(catalog, paths, follow_symlinks=follow_symlinks))
     if stale:
-        apply_hashes(catalog, hash_states(stale), Tally())
-    return restored
+        outcomes = hash_states(stale)
+        write(lambda: apply_hashes(catalog, outcomes, Tally()))
+    return int(restored)

@@ -10,12 +10,10 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from assetd.apply import Tally, apply_hashes, catch_up, restore_found
+from assetd.apply import after_look, restore_paths
 from assetd.catalog import Catalog, Change
 from assetd.config import Config
-from assetd.decide import CachedState
 from assetd.exceptions import InvalidRequestError
-from assetd.hashing import HashOutcome
 from assetd.paths import root_for_path
 from assetd.reconciler import Reconciler
 from assetd.seeder import AssetSeeder
@@ -31,8 +29,8 @@ class Service:
 
     The status object is built here only. The parts that other components know are
     asked for through callables: ``watch_states`` (each root's watch state by name),
-    and ``watch``, ``catalog`` and ``feed``, the objects under those keys. The older
-    ``extra_status`` (one dict with ``roots`` and further keys) still works.
+    and ``watch``, ``catalog_status`` and ``feed``, the objects under the keys
+    ``watch``, ``catalog`` and ``feed``.
     """
 
     def __init__(
@@ -41,7 +39,6 @@ class Service:
         config: Callable[[], Config],
         seeder: Callable[[], AssetSeeder],
         reconciler: Callable[[], Reconciler],
-        extra_status: Part | None = None,
         start_pass: Callable[[list[str] | None, bool, bool], bool] | None = None,
         *,
         watch_states: Callable[[], dict[str, str]] | None = None,
@@ -53,7 +50,6 @@ class Service:
         self._config = config
         self._seeder = seeder
         self._reconciler = reconciler
-        self._extra_status = extra_status
         self._start_pass = start_pass
         self._watch_states = watch_states
         parts = {"watch": watch, "catalog": catalog_status, "feed": feed}
@@ -81,11 +77,8 @@ class Service:
     def status(self) -> dict[str, Any]:
         """The status object of the feed's ``status``, ``assetd status`` and HTTP."""
         seeder = self._seeder().get_status()
-        extra = self._extra_status() if self._extra_status is not None else {}
-        watch_states = extra.pop("roots", {})
-        if self._watch_states is not None:
-            watch_states = self._watch_states()
-        extra.update((key, part()) for key, part in self._parts.items())
+        watch_states = self._watch_states() if self._watch_states is not None else {}
+        extra = {key: part() for key, part in self._parts.items()}
         catalog_error = extra.get("catalog", {}).get("error")
         if catalog_error:  # the live writer cannot commit: the first thing to report
             message = f"{catalog_error}; changes wait and are retried"
@@ -130,41 +123,29 @@ class Service:
         return dict(self._after_look(path, self.catalog.change_metadata, path, set_, unset))
 
     def _after_look(self, path: bytes, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run ``fn`` on the writer once the catalog has caught up with the file at ``path``.
-
-        The writer writes what the disk says now and, when the file's hash is current,
-        runs ``fn`` at once; otherwise the hash is taken in the shared pool from this
-        thread, and the writer writes it and runs ``fn``.
-        """
+        """Run ``fn`` on the writer once the catalog has caught up with the file at
+        ``path``; a hash it needs is taken in the shared pool, from this thread."""
         config, writer = self._config(), self._reconciler()
-        follow = config.follow_symlinks
-
-        def look() -> tuple[list[CachedState], Any]:
-            stale = catch_up(self.catalog, config.roots, path, follow_symlinks=follow)
-            return stale, (None if stale else fn(*args))  # nothing to hash: one call
-
-        stale, result = writer.call(look)
-        if not stale:
-            return result
-        return writer.call(self._with_hashes, writer.hash_now(stale), fn, args)
-
-    def _with_hashes(
-        self, outcomes: list[HashOutcome], fn: Callable[..., Any], args: Sequence[Any]
-    ) -> Any:
-        """On the writer: write hash outcomes taken elsewhere, then run ``fn(*args)``."""
-        if outcomes:
-            apply_hashes(self.catalog, outcomes, Tally())
-        return fn(*args)
+        return after_look(
+            self.catalog,
+            config.roots,
+            path,
+            lambda: fn(*args),
+            hash_states=writer.hash_now,
+            write=writer.call,
+            follow_symlinks=config.follow_symlinks,
+        )
 
     def restore(self, paths: Sequence[bytes]) -> int:
         checked = [self._inside_roots(p) for p in paths]
-        follow, writer = self._config().follow_symlinks, self._reconciler()
-        restored, stale = writer.call(
-            lambda: restore_found(self.catalog, checked, follow_symlinks=follow)
+        writer = self._reconciler()
+        return restore_paths(
+            self.catalog,
+            checked,
+            hash_states=writer.hash_now,
+            write=writer.call,
+            follow_symlinks=self._config().follow_symlinks,
         )
-        if stale:
-            writer.call(self._with_hashes, writer.hash_now(stale), lambda: None, ())
-        return int(restored)
 
     def prune(self) -> int:
         return self._seeder().prune_orphans()
@@ -200,16 +181,13 @@ class Service:
         self, roots: list[str] | None, sample: int | None, rate_bytes_s: float | None
     ) -> dict[str, Any]:
         """Re-hash files of these roots (all by default); writes go through the writer."""
-        from assetd.verify import verify
+        from assetd.verify import verify_roots
 
-        config = self._config()
-        chosen = [config.root(name) for name in roots] if roots else list(config.roots)
-        summary = verify(
+        return verify_roots(
             self.catalog,
-            [r.prefix for r in chosen],
+            self._config(),
+            roots,
             write=self._reconciler().call,
             sample=sample,
             rate_bytes_s=rate_bytes_s,
-            follow_symlinks=config.follow_symlinks,
         )
-        return summary.as_json()

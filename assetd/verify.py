@@ -22,10 +22,11 @@ from typing import Any
 from assetd.apply import Tally, apply_hashes
 from assetd.catalog import Catalog
 from assetd.catalog.sql import CHUNK
+from assetd.config import Config
 from assetd.exceptions import VerifyBusyError
 from assetd.hashing import HashOutcome, hash_file, hash_one
 
-__all__ = ["VerifySummary", "apply_verified", "verify"]
+__all__ = ["VerifySummary", "apply_verified", "verify", "verify_roots"]
 
 MB = 1_000_000
 
@@ -60,6 +61,29 @@ def _silently_changed(item: HashOutcome) -> bool:
 
 
 _running = threading.Lock()
+
+
+def verify_roots(
+    catalog: Catalog,
+    config: Config,
+    names: Sequence[str] | None,
+    *,
+    write: Callable[..., Any],
+    sample: int | None,
+    rate_bytes_s: float | None,
+) -> dict[str, Any]:
+    """:func:`verify` over the named roots of ``config`` (all by default), answered as
+    the feed's ``verify`` answers."""
+    chosen = [config.root(name) for name in names] if names else list(config.roots)
+    summary = verify(
+        catalog,
+        [r.prefix for r in chosen],
+        write=write,
+        sample=sample,
+        rate_bytes_s=rate_bytes_s,
+        follow_symlinks=config.follow_symlinks,
+    )
+    return summary.as_json()
 
 
 def verify(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -139,21 +138,6 @@ def test_a_catalog_that_cannot_be_written_is_the_first_error() -> None:
         {"root": None, "message": "disk full; changes wait and are retried"},
         {"root": "models", "message": "unreadable"},
     ]
-
-
-def test_the_older_extra_status_gives_the_same_bytes() -> None:
-    """One dict from ``extra_status`` with ``roots`` builds the same status JSON."""
-
-    def extra() -> dict[str, Any]:
-        return {
-            "roots": {"models": "online", "out": "polling"},
-            "watch": dict(WATCH),
-            "catalog": catalog_part("locked"),
-        }
-
-    older = service(extra_status=extra, feed=lambda: {"clients": 2, "dropped_clients": 0})
-    newer = full(catalog_status=lambda: catalog_part("locked"))
-    assert json.dumps(older.status()) == json.dumps(newer.status())
 
 
 def test_without_parts_the_status_is_the_seeders_and_the_roots() -> None:

@@ -94,11 +94,18 @@ def ask(client: DaemonClient, cmd: str, **arguments: Any) -> Any:
 # -- the commands a daemon carries out ----------------------------------------------
 
 
-def _scan(args: argparse.Namespace, config: Config) -> Operation:
+def _named_roots(args: argparse.Namespace, config: Config) -> list[str] | None:
+    """The roots named on the command line (None: all), each checked before anything is
+    written: an unknown one is a configuration error."""
     need_roots(config)
     names = args.roots or None
     for name in names or ():
-        config.root(name)  # ConfigError for an unknown root, before anything is written
+        config.root(name)
+    return names
+
+
+def _scan(args: argparse.Namespace, config: Config) -> Operation:
+    names = _named_roots(args, config)
     prune_first, hashes = args.prune_first, not args.no_hash
     return Operation(
         "seed",
@@ -162,10 +169,7 @@ def _cleanup(args: argparse.Namespace, config: Config) -> Operation:
 
 
 def _verify(args: argparse.Namespace, config: Config) -> Operation:
-    need_roots(config)
-    names = args.roots or None
-    for name in names or ():
-        config.root(name)
+    names = _named_roots(args, config)
     sample, rate = args.sample, args.rate
     return Operation(
         "verify",

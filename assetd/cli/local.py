@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -49,19 +49,19 @@ class LocalOperations:
         return open_catalog(self.config)
 
     def tag(self, path: bytes, add: Sequence[str], remove: Sequence[str]) -> list[str]:
-        self._look_again(path)
-        return self.catalog.change_tags(path, add, remove)
+        return self._after_look(path, lambda: self.catalog.change_tags(path, add, remove))
 
     def meta(self, path: bytes, set_: dict[str, Any], unset: Sequence[str]) -> dict[str, Any]:
-        self._look_again(path)
-        return self.catalog.change_metadata(path, set_, unset)
+        return self._after_look(path, lambda: self.catalog.change_metadata(path, set_, unset))
 
-    def _look_again(self, path: bytes) -> None:
+    def _after_look(self, path: bytes, then: Callable[[], Any]) -> Any:
         """Catch the catalog up with the file at ``path`` before saying something about it."""
-        from assetd.apply import look_again
+        from assetd.apply import after_look
 
         follow, roots = self.config.follow_symlinks, self.config.roots
-        look_again(self.catalog, roots, path, hash_states=self._hash, follow_symlinks=follow)
+        return after_look(
+            self.catalog, roots, path, then, hash_states=self._hash, follow_symlinks=follow
+        )
 
     def restore(self, paths: Sequence[bytes]) -> int:
         from assetd.apply import restore_paths
@@ -90,20 +90,17 @@ class LocalOperations:
     def verify(
         self, roots: list[str] | None, sample: int | None, rate_bytes_s: float | None
     ) -> dict[str, Any]:
-        """Re-hash files of these roots (all by default)."""
-        from assetd.verify import verify
+        """Re-hash files of these roots (all by default), writing in this thread."""
+        from assetd.verify import verify_roots
 
-        config = self.config
-        chosen = [config.root(name) for name in roots] if roots else list(config.roots)
-        summary = verify(
+        return verify_roots(
             self.catalog,
-            [r.prefix for r in chosen],
+            self.config,
+            roots,
             write=lambda fn, *a: fn(*a),
             sample=sample,
             rate_bytes_s=rate_bytes_s,
-            follow_symlinks=config.follow_symlinks,
         )
-        return summary.as_json()
 
     def seed(
         self, roots: list[str] | None, prune_first: bool, compute_hashes: bool
