@@ -56,6 +56,9 @@ class HashPool:
         # those hashing large files; one kind waiting on itself could deadlock.
         self._batches = ThreadPoolExecutor(threads, thread_name_prefix="assetd-hash-batch")
         self._threads = ThreadPoolExecutor(threads, thread_name_prefix="assetd-hash")
+        # The few small files a caller waits for (the writer's, just closed) have a thread
+        # of their own: behind a large file in the others they would stall the writer.
+        self._now = ThreadPoolExecutor(1, thread_name_prefix="assetd-hash-now")
         self._lock = threading.Lock()
         self._procs: Processes | None = None
         self._closed = False
@@ -83,7 +86,7 @@ class HashPool:
         threads, and wait: for a few small files whose hashes are wanted at once."""
         if not paths:
             return {}
-        outcomes = self._threads.map(
+        outcomes = self._now.map(
             lambda path: hash_path(path, follow_symlinks=self.follow_symlinks), paths
         )
         return dict(zip(paths, outcomes, strict=True))
@@ -119,6 +122,7 @@ class HashPool:
         if procs is not None:
             procs.close()
         self._threads.shutdown(wait=True, cancel_futures=True)
+        self._now.shutdown(wait=True, cancel_futures=True)
 
     # -- the two ways ---------------------------------------------------------------
 

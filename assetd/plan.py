@@ -44,6 +44,10 @@ class Plan:
     tree_moves: list[tuple[bytes, bytes, str]] = field(default_factory=list)
     trees: set[bytes] = field(default_factory=set)  # folders to survey
 
+    def surveys(self) -> list[bytes]:
+        """The folders to survey, in order: :attr:`trees` without those inside another."""
+        return sorted(outermost(self.trees))
+
     def singles(self) -> dict[bytes, bool]:
         """The paths to look at one by one: those no survey of :attr:`trees` covers."""
         trees = outermost(self.trees)

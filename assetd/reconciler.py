@@ -37,7 +37,7 @@ from assetd.exceptions import CatalogUnavailableError
 from assetd.hashing import LARGE_FILE, HashOutcome
 from assetd.hashpool import HASH_HERE_MAX, HashPool
 from assetd.hints import Hint, HintKind
-from assetd.plan import Plan, RootIndex, outermost, plan
+from assetd.plan import Plan, RootIndex, plan
 from assetd.survey import survey
 
 __all__ = ["Reconciler"]
@@ -306,7 +306,7 @@ class Reconciler:
     def _observe(self, todo: Plan) -> list[Observation]:
         """Survey the folders and stat the paths the plan names, against the catalog."""
         observations: list[Observation] = []
-        for tree in sorted(outermost(todo.trees)):
+        for tree in todo.surveys():
             root = self._roots.of(tree)
             if root is not None:
                 observations.extend(

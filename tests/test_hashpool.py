@@ -163,3 +163,33 @@ def test_warmed_workers_start_before_their_first_task_with_the_walk_imported() -
     finally:
         pool.close()
     assert pool.worker_pids() == []
+
+
+def test_a_few_small_files_are_not_kept_waiting_behind_large_ones(tmp_path: Path) -> None:
+    """``hash_paths`` (what the writer waits for) has a thread of its own: with every
+    large-file thread busy, a small file is still hashed at once."""
+    import threading
+
+    release = threading.Event()
+    pool = HashPool(threads=2)
+    try:
+        busy = [pool._threads.submit(release.wait, 30) for _ in range(2)]
+        small = tmp_path / "small.txt"
+        small.write_bytes(b"small")
+        done = threading.Event()
+        found: dict[bytes, object] = {}
+
+        def ask() -> None:
+            found.update(pool.hash_paths([os.fsencode(small)]))
+            done.set()
+
+        asker = threading.Thread(target=ask)
+        asker.start()
+        assert done.wait(10), "hash_paths waited for the busy large-file threads"
+        asker.join()
+        assert os.fsencode(small) in found
+    finally:
+        release.set()
+        for future in busy:
+            future.result()
+        pool.close()
