@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import os
 import stat as stat_mod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from assetd.catalog import Catalog
 from assetd.config import RootConfig
 from assetd.decide import CachedState, Decision, FileStat, Outcome, decide
-from assetd.hashing import HashOutcome
+from assetd.hashing import HashOutcome, HashResult
 from assetd.mime import guess_mime
+from assetd.moves import identity, pair
 from assetd.paths import ExcludeMatcher, root_for_path
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "apply_observations",
     "awaiting_hash",
     "catch_up",
+    "find_moves",
     "look_again",
     "observe",
     "regular_stat",
@@ -75,6 +77,7 @@ class Tally:
     created: int = 0
     skipped: int = 0
     modified: int = 0
+    moved: int = 0
     hashed: int = 0
     marked_missing: int = 0
     restored: int = 0
@@ -90,9 +93,17 @@ LOOKS = 3
 
 
 def apply_observations(
-    catalog: Catalog, observations: Sequence[Observation], tally: Tally, *, check: bool = True
+    catalog: Catalog,
+    observations: Sequence[Observation],
+    tally: Tally,
+    *,
+    check: bool = True,
+    hashes: Mapping[bytes, HashOutcome] | None = None,
 ) -> list[Observation]:
     """Write one batch of observations in one transaction, logging each change.
+
+    A new file whose hash is in ``hashes`` (by path) goes in with it: one ``added``
+    change that carries the hash.
 
     Each observation was decided on a cache state read before this transaction. A path
     whose row has changed since (the live path wrote it while a pass walked, or another
@@ -105,6 +116,7 @@ def apply_observations(
     missing: list[int] = []
     restored: list[CachedState] = []
     rehash: dict[bytes, FileStat] = {}  # restored paths whose file changed while missing
+    moves: list[tuple[CachedState, bytes, str, FileStat]] = []
     with catalog.write():
         stale: list[Observation] = []
         if check:
@@ -128,15 +140,28 @@ def apply_observations(
                 if obs.decision.rehash:
                     rehash[state.path] = stat
                 restored.append(state)
+            elif outcome is Outcome.MOVED:
+                assert stat is not None and state is not None
+                moves.append((state, obs.path, obs.root, stat))
+        if moves:
+            tally.moved += catalog.lifecycle.move_states(moves)
         catalog.locations.set_stats(stats)
         tally.restored += catalog.lifecycle.restore_states(restored, rehash)
         if missing:
             tally.marked_missing += catalog.mark_missing(missing)
         if new:
+            known: dict[bytes, HashResult] = {}
+            for o in new:
+                found = hashes.get(o.path) if hashes else None
+                if found is not None and found.result is not None:
+                    known[o.path] = found.result
             catalog.assets.insert_new(
-                [(o.path, o.root, o.stat, guess_mime(o.path)) for o in new if o.stat is not None]
+                [(o.path, o.root, o.stat, guess_mime(o.path)) for o in new if o.stat is not None],
+                hashed=known,
             )
             tally.created += len(new)
+            tally.hashed += len(known)
+            tally.hashed_bytes += sum(r.stat.size for r in known.values())
     return stale
 
 
@@ -152,11 +177,60 @@ def _still_current(
     acting = [o for o in observations if o.decision.outcome not in idle]
     if not acting:
         return current, stale
-    now = catalog.get_states([o.path for o in acting], with_hash=False)
+    paths = [o.path for o in acting]
+    paths += [o.state.path for o in acting if o.decision.outcome is Outcome.MOVED and o.state]
+    now = catalog.get_states(paths, with_hash=False)
     for obs in acting:
         then = obs.state._replace(hash=None) if obs.state is not None else None
-        (current if then == now.get(obs.path) else stale).append(obs)
+        if obs.decision.outcome is Outcome.MOVED:
+            assert obs.state is not None
+            ok = obs.path not in now and now.get(obs.state.path) == then
+        else:
+            ok = then == now.get(obs.path)
+        (current if ok else stale).append(obs)
     return current, stale
+
+
+def find_moves(
+    catalog: Catalog, observations: Sequence[Observation], follow_symlinks: bool
+) -> list[Observation]:
+    """The observations, with every new file that is a cataloged file seen at another
+    path (:func:`assetd.moves.pair`) turned into a MOVED observation of that location,
+    and the look at the path it left dropped: the move says all there is to say.
+
+    Runs before the observations are written, outside any transaction: it stats the
+    paths the candidate locations were at.
+    """
+    appeared = {
+        o.path: o.stat
+        for o in observations
+        if o.decision.outcome is Outcome.NEW and o.stat is not None
+    }
+    if not appeared:
+        return list(observations)
+    wanted = {identity(st) for st in appeared.values()}
+    candidates = [
+        s
+        for s in catalog.locations.by_inodes([st.inode for st in appeared.values()])
+        if identity(s.stat) in wanted and s.path not in appeared
+    ]
+    if not candidates:
+        return list(observations)
+    moved = pair(appeared.items(), [(s, regular_stat(s.path, follow_symlinks)) for s in candidates])
+    if not moved:
+        return list(observations)
+    left = {state.path for state in moved.values()}
+    out: list[Observation] = []
+    for obs in observations:
+        if obs.path in left:
+            continue
+        state = moved.get(obs.path) if obs.decision.outcome is Outcome.NEW else None
+        if state is not None:
+            # A location that waited for a hash before it moved still waits for one.
+            decision = Decision(Outcome.MOVED, rehash=state.needs_verify)
+            obs = Observation(obs.path, obs.root, obs.stat, state, decision)
+        out.append(obs)
+    return out
 
 
 def write_current(
@@ -170,7 +244,7 @@ def write_current(
     now, and written again: :data:`LOOKS` times at most, then the other writer, which
     saw them later, has the last word."""
     for _ in range(LOOKS):
-        stale = write(observations)
+        stale = write(find_moves(catalog, observations, follow_symlinks))
         if not stale:
             return
         states = catalog.get_states([o.path for o in stale])

@@ -54,6 +54,9 @@ class Outcome(enum.Enum):
     MODIFIED = "modified"
     MISSING = "missing"
     RESTORED = "restored"
+    # The file of a location at another path, found at this one (a move the watchers
+    # could not pair, or made while no daemon ran): :mod:`assetd.moves` pairs them.
+    MOVED = "moved"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,12 @@
 """What one batch of hints asks for: the pure planner of the live path.
 
 Hints arrive in any order, duplicated, some about paths outside every root or
-excluded. :func:`plan` coalesces them by path into what to move in the catalog, which
-single paths to look at (and whether each was closed after writing), and which folders
-to survey. No I/O here: the reconciler carries a plan out.
+excluded. :func:`plan` coalesces them by path into the folders to move in the catalog,
+which single paths to look at (and whether each is complete: closed after writing, or
+renamed into place), and which folders to survey. No I/O here: the reconciler carries a
+plan out. A renamed file is two looks: the file seen at its new path is paired with
+the location it left by its identity (:mod:`assetd.moves`), however the rename was
+reported.
 """
 
 from __future__ import annotations
@@ -39,8 +42,7 @@ class RootIndex:
 class Plan:
     """What one batch of hints asks for, coalesced by path."""
 
-    look: dict[bytes, bool] = field(default_factory=dict)  # path -> closed after writing
-    moves: list[tuple[bytes, bytes, str]] = field(default_factory=list)  # (old, new, root)
+    look: dict[bytes, bool] = field(default_factory=dict)  # path -> complete
     tree_moves: list[tuple[bytes, bytes, str]] = field(default_factory=list)
     trees: set[bytes] = field(default_factory=set)  # folders to survey
 
@@ -71,8 +73,6 @@ def plan(hints: Iterable[Hint], roots: RootIndex) -> Plan:
         assert hint.dest is not None
         dst_root = roots.of(hint.dest)
         if hint.kind is HintKind.MOVED:
-            if src_root is not None and dst_root is not None:
-                out.moves.append((hint.path, hint.dest, dst_root.name))
             if src_root is not None:
                 out.look.setdefault(hint.path, False)
             if dst_root is not None:

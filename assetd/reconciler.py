@@ -1,10 +1,13 @@
 """The single writer: takes hints, looks again at the disk, and writes what it finds.
 
 Hints never say what changed, only where to look. The reconciler coalesces them by
-path, re-stats, decides with :func:`assetd.decide.decide`, writes a batch in one short
-transaction, and hands hashing to a small pool whose results come back through the
-same queue. Files still being written are hashed once closed, or once their size and
-mtime have stayed still for ``settle_s``.
+path, re-stats, decides with :func:`assetd.decide.decide`, pairs files seen at new
+paths with the locations they left (:func:`assetd.apply.find_moves`), writes a batch in
+one short transaction, and hands hashing to a small pool whose results come back
+through the same queue. Files still being written are reported at most once every
+``report_every_s`` and hashed once complete: closed after writing, renamed into place,
+or with size and mtime still for ``settle_s``. A file that vanished is marked missing
+only after ``move_window_s``, in case it turns up at another path meanwhile.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from assetd.apply import (
     apply_hashes,
     apply_observations,
     awaiting_hash,
+    find_moves,
     observe,
     regular_stat,
 )
@@ -32,7 +36,7 @@ from assetd.backoff import Backoff
 from assetd.catalog import Catalog
 from assetd.catalog.sql import CHUNK, chunks
 from assetd.config import RootConfig
-from assetd.decide import CachedState, FileStat
+from assetd.decide import CachedState, FileStat, Outcome
 from assetd.exceptions import CatalogUnavailableError
 from assetd.hashing import LARGE_FILE, HashOutcome
 from assetd.hashpool import HASH_HERE_MAX, HashPool
@@ -45,6 +49,11 @@ __all__ = ["Reconciler"]
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 2000  # hints taken from the queue per transaction
+# How long a vanished file waits for its other half (a move's new path reported apart,
+# by another root's watcher or a late event) before it is marked missing.
+MOVE_WINDOW_S = 0.5
+# A file being written is reported at most this often; its hash once it is complete.
+REPORT_EVERY_S = 1.0
 RETRY_FIRST_S, RETRY_MAX_S = 0.2, 5.0  # waiting for a catalog that cannot be written
 
 
@@ -74,6 +83,8 @@ class Reconciler:
         follow_symlinks: bool = False,
         hash_pool: HashPool | None = None,
         settle_s: float = 1.0,
+        move_window_s: float = MOVE_WINDOW_S,
+        report_every_s: float = REPORT_EVERY_S,
         queue_size: int = 100_000,
         on_overflow: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -81,6 +92,8 @@ class Reconciler:
         self.catalog = catalog
         self.follow_symlinks = follow_symlinks
         self.settle_s = settle_s
+        self.move_window_s = move_window_s
+        self.report_every_s = report_every_s
         self.on_overflow = on_overflow or (lambda: None)
         self.clock = clock
         self.tally = Tally()
@@ -90,6 +103,10 @@ class Reconciler:
         self._own_pool = hash_pool is None
         self._pool = hash_pool or HashPool(follow_symlinks=follow_symlinks)
         self._settling: dict[bytes, tuple[FileStat, float]] = {}
+        self._vanishing: dict[bytes, float] = {}  # path -> when it may be marked missing
+        self._vanished: set[bytes] = set()  # paths whose wait is over: missing if still gone
+        self._reported: dict[bytes, float] = {}  # path -> when its last change was written
+        self._relook: dict[bytes, float] = {}  # path -> when to report what was held back
         self._hashing = 0  # batches handed to the pool whose results are not written yet
         self._thread = threading.Thread(target=self._run, name="assetd-reconciler", daemon=True)
         self._overflowed = threading.Event()
@@ -143,7 +160,13 @@ class Reconciler:
 
     def idle(self) -> bool:
         """Nothing queued, settling or being hashed (for tests and shutdown)."""
-        return self._queue.unfinished_tasks == 0 and not self._settling and not self._hashing
+        return (
+            self._queue.unfinished_tasks == 0
+            and not self._settling
+            and not self._vanishing
+            and not self._relook
+            and not self._hashing
+        )
 
     # -- the writer thread ----------------------------------------------------------
 
@@ -212,9 +235,9 @@ class Reconciler:
 
     def _next(self) -> Any:
         """The next queue item, waking up in time for the earliest settling file."""
-        timeout = None
-        if self._settling:
-            timeout = max(0.0, min(due for _, due in self._settling.values()) - self.clock())
+        dues = [due for _, due in self._settling.values()]
+        dues += [*self._vanishing.values(), *self._relook.values()]
+        timeout = max(0.0, min(dues) - self.clock()) if dues else None
         try:
             return self._queue.get(timeout=timeout)
         except queue.Empty:
@@ -235,34 +258,39 @@ class Reconciler:
                 self._write(hints, hashed)
                 hints, hashed = [], []
                 if item is _STOP:
+                    self._vanish(list(self._vanishing))  # no one will wait for them
                     stop = True
                 elif isinstance(item, _Work):
                     self._do_work(item)
         self._write(hints, hashed)
-        self._check_settled()
+        if not stop:
+            self._check_settled()
+            self._check_vanished()
+            self._check_relooks()
         return stop
 
     def _write(self, hints: list[Hint], hashed: list[HashOutcome]) -> None:
         """Reconcile hints, and write what hashing found.
 
-        Renames are written first (the looks that follow must see them). Then, outside
-        any transaction, the walks and stats, and the hashes of a few small files that
-        are ready now; their observations and those hashes commit together, so a file
-        just closed costs one transaction, not two. Every transaction holds at most a
-        batch of files: a burst's thousands of results would otherwise sit in memory,
-        rendered, until one huge commit.
+        Folder renames are written first (the looks that follow must see them). Then,
+        outside any transaction, the walks and stats, and the hashes of a few small
+        files that are complete now; their observations and those hashes commit
+        together, so a file just closed costs one transaction and one change. Every
+        transaction holds at most a batch of files: a burst's thousands of results would
+        otherwise sit in memory, rendered, until one huge commit.
         """
         if not hints and not hashed:
             return
         self.hints_seen += len(hints)
         todo = plan(hints, self._roots)
-        if todo.moves or todo.tree_moves:
+        if todo.tree_moves:
             self._move(todo)
-        observations = self._observe(todo)
-        ready = self._ready(observations, todo.look)
-        now = ready if len(ready) < HASH_HERE_MAX and _all_small(observations, ready) else []
-        # A few small files just closed: the pool hashes them while this thread waits,
-        # so that they commit with their observations in one transaction.
+        seen = find_moves(self.catalog, self._observe(todo), self.follow_symlinks)
+        ready = self._ready(seen, todo.look)
+        observations = self._to_write(seen)
+        now = ready if len(ready) < HASH_HERE_MAX and _all_small(seen, ready) else []
+        # A few small files complete now: the pool hashes them while this thread waits,
+        # so that each goes in with its hash, in one transaction with the others.
         found = self._pool.hash_paths(now)
         batches = list(chunks(observations, CHUNK))
         # Observed on this thread, which every write goes through: they are current.
@@ -271,7 +299,9 @@ class Reconciler:
         if batches or found:
             with self.catalog.write():
                 if batches:
-                    apply_observations(self.catalog, batches[-1], self.tally, check=False)
+                    apply_observations(
+                        self.catalog, batches[-1], self.tally, check=False, hashes=found
+                    )
                 if found:
                     stale = awaiting_hash(self.catalog, list(found))
                     outcomes = [found[s.path].for_state(s) for s in stale]
@@ -300,8 +330,59 @@ class Reconciler:
                 self.catalog.move_locations(
                     [(p, dst_prefix + p[len(src_prefix) :], dst_root) for p in paths]
                 )
-            if todo.moves:
-                self.catalog.move_locations(todo.moves)
+
+    def _to_write(self, observations: list[Observation]) -> list[Observation]:
+        """The observations to write now. A vanished file waits (:data:`MOVE_WINDOW_S`)
+        for its new path to be seen; a file being written whose last change was written
+        less than :data:`REPORT_EVERY_S` ago is not reported again yet: a later event, or
+        the settling, looks at it again, and its hash comes when it is complete."""
+        now = self.clock()
+        out: list[Observation] = []
+        for obs in observations:
+            outcome = obs.decision.outcome
+            if outcome is Outcome.MISSING and obs.path not in self._vanished:
+                self._vanishing.setdefault(obs.path, now + self.move_window_s)
+                continue
+            if outcome is Outcome.MODIFIED:
+                assert obs.state is not None
+                last = self._reported.get(obs.path)
+                if obs.state.needs_verify and last is not None and now - last < self.report_every_s:
+                    self._relook.setdefault(obs.path, last + self.report_every_s)
+                    continue
+            if outcome in (Outcome.NEW, Outcome.MODIFIED):
+                self._reported[obs.path] = now
+            out.append(obs)
+        if len(self._reported) > 1000:
+            self._reported = {
+                p: t for p, t in self._reported.items() if now - t < self.report_every_s
+            }
+        return out
+
+    def _check_relooks(self) -> None:
+        """Report what was held back from files being written, once their time is due."""
+        now = self.clock()
+        due = [p for p, when in self._relook.items() if when <= now]
+        if due:
+            self._write([Hint(HintKind.CHANGED, p) for p in due], [])
+            for path in due:
+                if self._relook.get(path, now + 1) <= now:
+                    del self._relook[path]
+
+    def _check_vanished(self) -> None:
+        now = self.clock()
+        self._vanish([p for p, due in self._vanishing.items() if due <= now])
+
+    def _vanish(self, paths: list[bytes]) -> None:
+        """Look at these vanished paths again, and mark missing those still gone."""
+        if not paths:
+            return
+        self._vanished.update(paths)
+        try:
+            self._write([Hint(HintKind.CHANGED, p) for p in paths], [])
+        finally:
+            self._vanished.clear()
+        for path in paths:  # only now: until written, the reconciler is not idle
+            self._vanishing.pop(path, None)
 
     def _observe(self, todo: Plan) -> list[Observation]:
         """Survey the folders and stat the paths the plan names, against the catalog."""

@@ -23,6 +23,7 @@ from assetd.apply import Observation, Tally, apply_hashes, apply_observations, w
 from assetd.catalog import Catalog
 from assetd.catalog.sql import CHUNK
 from assetd.config import RootConfig
+from assetd.decide import Outcome
 from assetd.exceptions import (
     CatalogUnavailableError,
     InvalidRequestError,
@@ -211,8 +212,12 @@ class AssetSeeder:
                 self.catalog.register_roots, [(r.name, r.prefix) for r in self.roots]
             )
             online = [root for root in roots if self._online(root)]
+            vanished: list[Observation] = []
             for root in online:
-                self._register(root, tally, pool)
+                self._register(root, tally, pool, vanished)
+            # Written once every root is walked: a file that left one folder may turn up
+            # in another root walked later, and is then moved, not missing.
+            self._write_all(tally, iter(vanished))
             if compute_hashes:
                 self._phase = "hashing"
                 self._hash([root.prefix for root in online], tally, pool)
@@ -247,14 +252,17 @@ class AssetSeeder:
         self._error(root.name, f"root {root.name!r} is offline: {root.path} is not a folder")
         return False
 
-    def _register(self, root: RootConfig, tally: Tally, pool: HashPool) -> None:
+    def _register(
+        self, root: RootConfig, tally: Tally, pool: HashPool, vanished: list[Observation]
+    ) -> None:
         """Phase one for one root: merge the walk with the catalog, in batches.
 
         A root the catalog already knows well (a restart) is cut into a few spans per
         core, of about as many locations each. This thread walks spans from the front,
         each worker process from the back, until none is left: a worker that started
         late (Python and the imports take a while) simply walks fewer. A span whose worker
-        failed is walked here afterwards.
+        failed is walked here afterwards. Files gone from their paths are kept in
+        ``vanished``, not written.
         """
         spans = collections.deque(self._spans(root, pool))
         procs = pool.workers() if len(spans) > 1 else None
@@ -277,7 +285,7 @@ class AssetSeeder:
                     span = spans.popleft()
                 except IndexError:  # a worker took the last one
                     break
-                self._write_all(tally, self._scan(root, tally, span))
+                self._write_all(tally, self._scan(root, tally, span), vanished)
         finally:
             spans.clear()  # after a cancel or an error, the workers take no more
             for carrier in carriers:
@@ -285,14 +293,14 @@ class AssetSeeder:
         for span, outcome in results:
             if isinstance(outcome, (WorkerDied, TaskError)):
                 log.warning("a walking worker failed (%s); walking its part here", outcome)
-                self._write_all(tally, self._scan(root, tally, span))
+                self._write_all(tally, self._scan(root, tally, span), vanished)
                 continue
             observations, counts, problems = outcome
             for name, value in counts.items():
                 setattr(tally, name, getattr(tally, name) + value)
             for problem in problems:
                 self._walk_problem(*problem)
-            self._write_all(tally, iter(observations))
+            self._write_all(tally, iter(observations), vanished)
 
     def _walk_elsewhere(
         self,
@@ -328,9 +336,18 @@ class AssetSeeder:
         bounds: list[bytes | None] = [None, *cuts, None]
         return [(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
 
-    def _write_all(self, tally: Tally, observations: Iterator[Observation]) -> None:
+    def _write_all(
+        self,
+        tally: Tally,
+        observations: Iterator[Observation],
+        vanished: list[Observation] | None = None,
+    ) -> None:
+        """Write in batches; with ``vanished``, the files gone from their paths go there."""
         batch: list[Observation] = []
         for obs in observations:
+            if vanished is not None and obs.decision.outcome is Outcome.MISSING:
+                vanished.append(obs)
+                continue
             batch.append(obs)
             if len(batch) >= CHUNK:
                 self._write_observations(tally, batch)

@@ -70,8 +70,9 @@ def test_decision_table(
 
 
 def test_every_outcome_is_reachable() -> None:
-    """The table covers every outcome the decision can produce."""
-    assert {case[3].outcome for case in CASES} == set(Outcome)
+    """The table covers every outcome the decision can produce (MOVED is the pairing's,
+    tests/test_moves.py: one path's stat and row cannot say a file moved)."""
+    assert {case[3].outcome for case in CASES} == set(Outcome) - {Outcome.MOVED}
 
 
 ROW_CASES = [(c[0], c[1], c[2]) for c in CASES if c[1] is not None and c[2] is not None]

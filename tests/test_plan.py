@@ -1,4 +1,4 @@
-"""The live path's planner: hints coalesced into moves, looks and surveys, with no I/O."""
+"""The live path's planner: hints coalesced into folder moves, looks and surveys, with no I/O."""
 
 from __future__ import annotations
 
@@ -80,17 +80,14 @@ PLAN_CASES = [
     ("changed outside every root", [changed(b"/srv/c/f"), closed(b"/tmp/g")], Plan()),
     ("changed, excluded", [changed(b"/srv/a/f.part"), closed(b"/srv/a/f.part")], Plan()),
     (
-        "moved inside a root: a move, and looks at both paths, dest closed",
+        "moved inside a root: looks at both paths (identity pairs them), dest complete",
         [moved(b"/srv/a/f", b"/srv/a/x/g")],
-        Plan(
-            look={b"/srv/a/f": False, b"/srv/a/x/g": True},
-            moves=[(b"/srv/a/f", b"/srv/a/x/g", "a")],
-        ),
+        Plan(look={b"/srv/a/f": False, b"/srv/a/x/g": True}),
     ),
     (
-        "moved between roots: the move names the destination's root",
+        "moved between roots: looks at both paths",
         [moved(b"/srv/a/f", b"/srv/b/f")],
-        Plan(look={b"/srv/a/f": False, b"/srv/b/f": True}, moves=[(b"/srv/a/f", b"/srv/b/f", "b")]),
+        Plan(look={b"/srv/a/f": False, b"/srv/b/f": True}),
     ),
     (
         "moved from outside into a root: a closed look at dest only",
@@ -115,7 +112,7 @@ PLAN_CASES = [
     (
         "moved after it was closed: the source stays closed",
         [closed(b"/srv/a/f"), moved(b"/srv/a/f", b"/srv/a/g")],
-        Plan(look={b"/srv/a/f": True, b"/srv/a/g": True}, moves=[(b"/srv/a/f", b"/srv/a/g", "a")]),
+        Plan(look={b"/srv/a/f": True, b"/srv/a/g": True}),
     ),
     ("moved from outside to outside", [moved(b"/tmp/f", b"/tmp/g")], Plan()),
     (
@@ -146,7 +143,6 @@ PLAN_CASES = [
         ],
         Plan(
             look={b"/srv/a/f": False, b"/srv/a/g": True, b"/srv/b/new/h": True},
-            moves=[(b"/srv/a/f", b"/srv/a/g", "a")],
             tree_moves=[(b"/srv/a/d", b"/srv/a/e", "a")],
             trees={b"/srv/b/new", b"/srv/a/d", b"/srv/a/e"},
         ),

@@ -298,10 +298,9 @@ def test_changed_content_joins_a_new_asset_and_old_keeps_tags(
     assert ops[-2:] == ["modified", "hashed"]
 
 
-def test_offline_rename_is_found_again_by_hash(
-    tmp_path: Path, catalog: Catalog, seeders: Any
-) -> None:
-    """A file renamed while nothing watched joins its old asset: tags back, no duplicate asset."""
+def test_offline_rename_is_one_move(tmp_path: Path, catalog: Catalog, seeders: Any) -> None:
+    """A file renamed while nothing watched is one move: same location and asset, tags
+    and metadata with it, nothing left missing at the old path, nothing read again."""
     root = make_root(tmp_path, "r")
     a = write(tmp_path / "r" / "a.bin", "unique content", OLD_NS)
     seeder = seeders(catalog, [root])
@@ -309,16 +308,23 @@ def test_offline_rename_is_found_again_by_hash(
     catalog.change_tags(os.fsencode(a), add=["fav"])
     catalog.change_metadata(os.fsencode(a), {"note": "kept"})
     assets_before = catalog.models.Asset.select().count()
+    before = rows(catalog)[str(a)]
+    seq = catalog.latest_seq()
     b = tmp_path / "r" / "sub" / "b.bin"
     b.parent.mkdir()
     os.rename(a, b)
     run(seeder)
     items = rows(catalog)
-    assert items[str(a)]["is_missing"] is True
-    assert items[str(b)]["asset_id"] == items[str(a)]["asset_id"]
+    assert str(a) not in items
+    assert items[str(b)]["asset_id"] == before["asset_id"]
+    assert items[str(b)]["hash"] == before["hash"]
     assert items[str(b)]["tags"] == ["fav", "r", "sub"]
     assert catalog.change_metadata(os.fsencode(b)) == {"note": "kept"}
     assert catalog.models.Asset.select().count() == assets_before
+    changes = catalog.changes_since(seq)
+    assert [(c["op"], c["location"]["path"], c.get("old_path")) for c in changes] == [
+        ("moved", str(b), str(a))
+    ]
 
 
 def test_missing_tag_only_when_no_location_is_live(

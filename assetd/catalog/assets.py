@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from assetd.catalog.part import Part
@@ -21,8 +21,15 @@ NewFile = tuple[bytes, str, FileStat, str | None]
 class Assets(Part):
     """Where content identity is written: seed assets, hashes, and locations joining them."""
 
-    def insert_new(self, files: Sequence[NewFile]) -> None:
-        """One unhashed seed asset and one location per new file, in bulk, each logged."""
+    def insert_new(
+        self, files: Sequence[NewFile], hashed: Mapping[bytes, HashResult] | None = None
+    ) -> None:
+        """One unhashed seed asset and one location per new file, in bulk, each logged.
+
+        A file whose hash is in ``hashed`` (by path) then joins the asset of its content
+        at once, and its one ``added`` change carries the hash.
+        """
+        hashed = hashed or {}
         store = self.store
         now = store.now()
         asset_ids = store.allocate_ids("asset", len(files))
@@ -50,11 +57,24 @@ class Assets(Part):
             if names is None:
                 names = by_folder[folder] = tuple(sorted(folder_tags(prefixes, *folder)))
             tags += [(a, name) for name in names]
+            if path in hashed:
+                continue
             values = (path, root, a, None, st.size, st.mtime_ns, mime, False, True)
             self.changes.log("added", loc, location=location_json(values, list(names)))
         self.tags.insert_auto(tags)
+        if hashed:
+            done = [
+                (loc, hashed[path])
+                for loc, (path, _, _, _) in zip(location_ids, files, strict=True)
+                if path in hashed
+            ]
+            self.join_hashes(done, log=False)
+            for loc, _ in done:
+                self.changes.log("added", loc)  # rendered at commit: with its hash
 
-    def join_hashes(self, done: Sequence[tuple[int, HashResult]]) -> list[tuple[int, HashResult]]:
+    def join_hashes(
+        self, done: Sequence[tuple[int, HashResult]], *, log: bool = True
+    ) -> list[tuple[int, HashResult]]:
         """Each (location id, hash result) of a live location joins the asset of its
         content; returns those, the others (gone meanwhile) are left out.
 
@@ -67,7 +87,8 @@ class Assets(Part):
         done = [(loc, r) for loc, r in done if loc in live]
         if not done:
             return []
-        book = _JoinBatch.load(self, [live[loc][0] for loc, _ in done], [r.hash for _, r in done])
+        asset_ids, hashes = [live[loc][0] for loc, _ in done], [r.hash for _, r in done]
+        book = _JoinBatch.load(self, asset_ids, hashes, log=log)
         for loc, result in done:
             asset_id, root, path = live[loc]
             book.settle(self, loc, asset_id, root, path, result)
@@ -146,9 +167,12 @@ class _JoinBatch:
     joined: list[tuple[int, str, bytes]] = field(default_factory=list)  # (asset, root, path)
     left: set[int] = field(default_factory=set)  # assets a location moved away from
     seeds: list[tuple[int, int]] = field(default_factory=list)  # (seed asset, its successor)
+    log: bool = True  # log each location whose asset changed as ``hashed``
 
     @classmethod
-    def load(cls, assets: Assets, asset_ids: list[int], hashes: list[str]) -> _JoinBatch:
+    def load(
+        cls, assets: Assets, asset_ids: list[int], hashes: list[str], *, log: bool
+    ) -> _JoinBatch:
         known = dict(assets.by_hash(hashes))
         info = assets.info(sorted(set(asset_ids) | set(known.values())))
         return cls(
@@ -156,6 +180,7 @@ class _JoinBatch:
             mimes={a: m for a, (_, m, _) in info.items()},
             counts={a: n for a, (_, _, n) in info.items()},
             by_hash=known,
+            log=log,
         )
 
     def settle(
@@ -178,7 +203,8 @@ class _JoinBatch:
             self.new_hashes.append((result.hash, result.stat.size, current))
             self.hashes[current], self.by_hash[result.hash] = result.hash, current
             self.stats.append((loc_id, result.stat, result.racy, None))
-            assets.changes.log("hashed", loc_id)
+            if self.log:
+                assets.changes.log("hashed", loc_id)
             return
         if target is None:
             target = assets._create(result, self.mimes.get(current) or guess_mime(path))
@@ -195,7 +221,8 @@ class _JoinBatch:
             self.seeds.append((current, target))  # the duplicate seed of known content goes
         else:
             self.left.add(current)
-        assets.changes.log("hashed", loc_id)
+        if self.log:
+            assets.changes.log("hashed", loc_id)
 
     def flush(self, assets: Assets) -> None:
         # In hash order: the unique index takes them left to right, not at random pages.

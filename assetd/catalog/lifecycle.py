@@ -8,7 +8,7 @@ from typing import Any
 import peewee as pw
 
 from assetd.catalog.part import Part
-from assetd.catalog.sql import chunks
+from assetd.catalog.sql import chunks, stat_params
 from assetd.decide import CachedState, FileStat
 from assetd.exceptions import CatalogError
 from assetd.paths import prefix_upper_bound
@@ -151,6 +151,29 @@ class Lifecycle(Part):
             self.tags.refresh(asset_id for _, _, _, asset_id, _ in rows)
             for _, _, loc_id, _, old in rows:
                 self.changes.log("moved", loc_id, old_path=old)
+        return len(rows)
+
+    def move_states(self, moves: Sequence[tuple[CachedState, bytes, str, FileStat]]) -> int:
+        """Locations whose file was found at another path: (state as read, new path, new
+        root, the file's stat there), one transaction.
+
+        The location keeps its id, asset and hash, and takes the new path and stat (a
+        rename changes the ctime, and nothing else that says the content changed); a
+        missing one is live again. Each is logged as one ``moved``. A move whose new
+        path is cataloged meanwhile is skipped. Returns how many moved.
+        """
+        with self.changes.write():
+            taken = self.locations.get_states([new for _, new, _, _ in moves], with_hash=False)
+            rows = [m for m in moves if m[1] not in taken]
+            self.store.execute_many(
+                "UPDATE cache_state SET file_path = ?, root = ?, size = ?, mtime_ns = ?, "
+                "ctime_ns = ?, inode = ?, device = ?, is_missing = ?, missing_since = NULL "
+                "WHERE id = ?",
+                [(new, root, *stat_params(st), False, s.id) for s, new, root, st in rows],
+            )
+            self.tags.refresh(s.asset_id for s, _, _, _ in rows)
+            for state, _, _, _ in rows:
+                self.changes.log("moved", state.id, old_path=state.path)
         return len(rows)
 
     # -- cleanup ----------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
+from assetd.catalog.schema import to_i64
 from assetd.catalog.sql import (
     BARE_STATE_SQL,
     CHUNK,
@@ -68,6 +69,23 @@ class Locations:
         found: list[CachedState] = []
         for batch in chunks(list(ids)):
             found += self._states(f"WHERE l.id IN ({marks(batch)}) ORDER BY l.id", batch)
+        return found
+
+    def by_inodes(self, inodes: Sequence[int]) -> list[CachedState]:
+        """The locations, live or missing, whose stored inode is among ``inodes``, on this
+        node's roots (another host's inode numbers say nothing about this one's files)."""
+        mine = ""
+        params: list[Any] = []
+        if self.store.shared:
+            mine = (
+                "AND l.root NOT IN "
+                "(SELECT name FROM root_info WHERE node IS NOT NULL AND node != ?) "
+            )
+            params = [self.store.node]
+        found: list[CachedState] = []
+        for batch in chunks(sorted({to_i64(i) for i in inodes})):
+            where = f"WHERE l.inode IN ({marks(batch)}) {mine}"
+            found += self._states(where, [*batch, *params])
         return found
 
     def iter_rows(

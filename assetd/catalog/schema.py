@@ -194,6 +194,12 @@ def _v5_one_tag_index_less(db: pw.Database, models: Models) -> None:
     db.execute_sql("DROP INDEX IF EXISTS tag_asset_id")
 
 
+def _v7_inode_index(db: pw.Database, models: Models) -> None:
+    # A file that appears at a new path is looked up by its inode: the location it moved
+    # from, if the catalog has one (moves across roots, into new folders, while stopped).
+    db.execute_sql("CREATE INDEX IF NOT EXISTS cache_state_inode ON cache_state (inode)")
+
+
 def migrations() -> list[tuple[int, str, Migration]]:
     """Every schema version in order: (version, what it does, how)."""
     return [
@@ -202,6 +208,7 @@ def migrations() -> list[tuple[int, str, Migration]]:
         (3, "index the locations waiting for a hash", _v3_pending_index),
         (4, "the node that owns each root", _v4_root_node),
         (5, "drop the tag index the unique tag index covers", _v5_one_tag_index_less),
+        (7, "index the locations by inode, to find where a file moved from", _v7_inode_index),
     ]
 
 
