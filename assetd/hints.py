@@ -14,10 +14,11 @@ __all__ = ["Hint", "HintKind"]
 
 class HintKind(enum.Enum):
     CHANGED = "changed"  # created, modified, deleted, attributes: look again
-    CLOSED = "closed"  # closed after writing: look again, and hash at once
+    CLOSED = "closed"  # complete (closed after writing, renamed in): look, and hash at once
     MOVED = "moved"  # a file renamed to ``dest``
     DIR_MOVED = "dir_moved"  # a folder renamed to ``dest``
     DIR_CHANGED = "dir_changed"  # a folder created or deleted: look at everything under it
+    DIR_ARRIVED = "dir_arrived"  # a folder renamed in: as DIR_CHANGED, its files complete
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,8 +6,10 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from watchdog.events import FileSystemEvent
 from watchdog.observers.api import (
@@ -16,8 +18,12 @@ from watchdog.observers.api import (
     EventQueue,
     ObservedWatch,
 )
-from watchdog.observers.inotify import InotifyEmitter, InotifyWatchGroup
-from watchdog.observers.inotify_c import InotifyFD
+from watchdog.observers.inotify import (
+    GroupedInotifyEvent,
+    InotifyEmitter,
+    InotifyWatchGroup,
+)
+from watchdog.observers.inotify_c import DEFAULT_EVENT_BUFFER_SIZE, InotifyEvent, InotifyFD
 
 __all__ = [
     "OverflowReportingObserver",
@@ -62,6 +68,14 @@ class _ReportingEmitter(InotifyEmitter):
         )
         self.on_overflow = on_overflow
 
+    def build_and_queue_event(
+        self, event: GroupedInotifyEvent, *, full_events: bool = False
+    ) -> None:
+        # With full events, a rename whose other half is outside this tree stays a move
+        # with an empty side: a file renamed in is complete (a download's last step), not
+        # a file being created, and a file renamed out is gone, not deleted.
+        super().build_and_queue_event(event, full_events=True)
+
     def on_thread_start(self) -> None:
         # InotifyEmitter.on_thread_start, with the group that reports overflow.
         self._inotify = _ReportingWatchGroup(
@@ -74,13 +88,45 @@ class _ReportingEmitter(InotifyEmitter):
         )
 
 
+# While a file is being written, its reader waits this long between reads, so that the
+# kernel folds the file's many IN_MODIFY events into one (it merges an event with the
+# last one queued, if equal). A read of many events is never followed by a wait: other
+# writers are busy too, and their events do not fold.
+PACE_S = 0.1
+PACE_MAX_EVENTS = 64
+
+
+class _PacedInotifyFD(InotifyFD):
+    """An inotify instance whose reader takes its time while files are being written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._closing = threading.Event()
+        self._writing: set[tuple[Any, bytes]] = set()  # (watch, name) modified in the last read
+
+    def read_events(
+        self, *, event_buffer_size: int = DEFAULT_EVENT_BUFFER_SIZE
+    ) -> list[InotifyEvent]:
+        events = super().read_events(event_buffer_size=event_buffer_size)
+        writing = {(e.wd, e.name) for e in events if e.is_modify}
+        if len(events) <= PACE_MAX_EVENTS and writing & self._writing:
+            self._closing.wait(PACE_S)
+        self._writing = writing
+        return events
+
+    def close(self) -> None:
+        self._closing.set()
+        super().close()
+
+
 class OverflowReportingObserver(BaseObserver):
     """watchdog's ``InotifyObserver`` (one inotify instance of its own, so a small
     ``max_queued_events`` set before it is made applies to it), calling ``on_overflow``
-    on the kernel's reading thread after each IN_Q_OVERFLOW of its queue."""
+    on the kernel's reading thread after each IN_Q_OVERFLOW of its queue; its reader is
+    paced while files are being written (:class:`_PacedInotifyFD`)."""
 
     def __init__(self, on_overflow: Callable[[], None]) -> None:
-        self._inotify_fd = InotifyFD()
+        self._inotify_fd = _PacedInotifyFD()
         self._inotify_fd.start()
         super().__init__(_ReportingEmitter, inotify_fd=self._inotify_fd, on_overflow=on_overflow)
 

@@ -28,12 +28,13 @@ class RootIndex:
         self.roots = tuple(roots)
         self._excludes = {r.name: ExcludeMatcher(r.exclude) for r in self.roots}
 
-    def of(self, path: bytes) -> RootConfig | None:
-        """The root that owns the file at ``path``; None outside every root, or excluded."""
+    def of(self, path: bytes, *, is_dir: bool = False) -> RootConfig | None:
+        """The root that owns the file (or folder) at ``path``; None outside every root,
+        or excluded."""
         root = root_for_path(path, self.roots)
         if root is None:
             return None
-        if self._excludes[root.name].excludes(path[len(root.prefix) :], is_dir=False):
+        if self._excludes[root.name].excludes(path[len(root.prefix) :], is_dir=is_dir):
             return None
         return root
 
@@ -45,6 +46,12 @@ class Plan:
     look: dict[bytes, bool] = field(default_factory=dict)  # path -> complete
     tree_moves: list[tuple[bytes, bytes, str]] = field(default_factory=list)
     trees: set[bytes] = field(default_factory=set)  # folders to survey
+    arrived: set[bytes] = field(default_factory=set)  # folders renamed in: files complete
+
+    def complete(self, path: bytes) -> bool:
+        """Whether the file at ``path`` is known complete: closed after writing, or
+        renamed into place (alone, or in a folder)."""
+        return self.look.get(path, False) or inside_any(path, self.arrived)
 
     def surveys(self) -> list[bytes]:
         """The folders to survey, in order: :attr:`trees` without those inside another."""
@@ -60,18 +67,21 @@ def plan(hints: Iterable[Hint], roots: RootIndex) -> Plan:
     """Coalesce ``hints`` into a :class:`Plan` over ``roots``."""
     out = Plan()
     for hint in hints:
-        src_root = roots.of(hint.path)
+        is_dir = hint.kind in (HintKind.DIR_CHANGED, HintKind.DIR_ARRIVED, HintKind.DIR_MOVED)
+        src_root = roots.of(hint.path, is_dir=is_dir)
         if hint.kind in (HintKind.CHANGED, HintKind.CLOSED):
             if src_root is not None:
                 closed = hint.kind is HintKind.CLOSED
                 out.look[hint.path] = out.look.get(hint.path, False) or closed
             continue
-        if hint.kind is HintKind.DIR_CHANGED:
+        if hint.kind in (HintKind.DIR_CHANGED, HintKind.DIR_ARRIVED):
             if src_root is not None:
                 out.trees.add(hint.path)
+                if hint.kind is HintKind.DIR_ARRIVED:
+                    out.arrived.add(hint.path)
             continue
         assert hint.dest is not None
-        dst_root = roots.of(hint.dest)
+        dst_root = roots.of(hint.dest, is_dir=is_dir)
         if hint.kind is HintKind.MOVED:
             if src_root is not None:
                 out.look.setdefault(hint.path, False)

@@ -286,7 +286,7 @@ class Reconciler:
         if todo.tree_moves:
             self._move(todo)
         seen = find_moves(self.catalog, self._observe(todo), self.follow_symlinks)
-        ready = self._ready(seen, todo.look)
+        ready = self._ready(seen, todo.complete)
         observations = self._to_write(seen)
         now = ready if len(ready) < HASH_HERE_MAX and _all_small(seen, ready) else []
         # A few small files complete now: the pool hashes them while this thread waits,
@@ -388,7 +388,7 @@ class Reconciler:
         """Survey the folders and stat the paths the plan names, against the catalog."""
         observations: list[Observation] = []
         for tree in todo.surveys():
-            root = self._roots.of(tree)
+            root = self._roots.of(tree, is_dir=True)
             if root is not None:
                 observations.extend(
                     survey(self.catalog, root, self.follow_symlinks, _warn, Tally(), top=tree)
@@ -411,9 +411,11 @@ class Reconciler:
 
     # -- hashing, now or once settled -----------------------------------------------
 
-    def _ready(self, observations: list[Observation], closed: dict[bytes, bool]) -> list[bytes]:
-        """The paths to hash now (closed after writing, or still long enough); the others
-        wait among the settling files."""
+    def _ready(
+        self, observations: list[Observation], complete: Callable[[bytes], bool]
+    ) -> list[bytes]:
+        """The paths to hash now (complete, or still long enough); the others wait among
+        the settling files."""
         now_wall = time.time_ns()
         ready: list[bytes] = []
         for obs in observations:
@@ -423,7 +425,7 @@ class Reconciler:
             if not obs.decision.rehash and obs.path not in self._settling:
                 continue
             still = now_wall - obs.stat.mtime_ns > self.settle_s * 1e9
-            if closed.get(obs.path) or still:
+            if complete(obs.path) or still:
                 self._settling.pop(obs.path, None)
                 ready.append(obs.path)
             else:

@@ -115,7 +115,15 @@ def make_hint(event: FileSystemEvent, exclude: ExcludeMatcher, prefix: bytes) ->
         return None
     if event.is_directory and kind in ("modified", "attrib"):
         return None  # a child changed: its own event follows
-    if kind == "moved":
+    if kind == "moved" and not event.dest_path:
+        kind = "deleted"  # renamed out of the watched tree: gone from here
+    elif kind == "moved" and not event.src_path:
+        # Renamed in from outside the watched tree: a file arrives complete.
+        dest = os.fsencode(event.dest_path)
+        if _excluded(exclude, prefix, dest, event.is_directory):
+            return None
+        return Hint(HintKind.DIR_ARRIVED if event.is_directory else HintKind.CLOSED, dest)
+    elif kind == "moved":
         dest = os.fsencode(event.dest_path)
         if _excluded(exclude, prefix, src, event.is_directory) and _excluded(
             exclude, prefix, dest, event.is_directory
@@ -164,7 +172,8 @@ class _Handler(FileSystemEventHandler):
             self.sink(hint)
         if event.is_directory and event.event_type in ("created", "moved"):
             folder = event.dest_path if event.event_type == "moved" else event.src_path
-            self.on_new_folder(self.root.name, os.fsencode(folder))
+            if folder:  # (a folder renamed out of the tree has no new place here)
+                self.on_new_folder(self.root.name, os.fsencode(folder))
 
 
 @dataclass

@@ -131,6 +131,16 @@ PLAN_CASES = [
         Plan(trees={b"/srv/a/d"}),
     ),
     ("a folder changed", [dir_changed(b"/srv/b/d")], Plan(trees={b"/srv/b/d"})),
+    (
+        "a folder renamed in from outside: surveyed, its files complete",
+        [Hint(HintKind.DIR_ARRIVED, b"/srv/b/d")],
+        Plan(trees={b"/srv/b/d"}, arrived={b"/srv/b/d"}),
+    ),
+    (
+        "a folder renamed in to an excluded place: nothing",
+        [Hint(HintKind.DIR_ARRIVED, b"/srv/a/x/.git")],
+        Plan(),
+    ),
     ("a folder changed outside every root", [dir_changed(b"/tmp/d")], Plan()),
     (
         "a burst of every kind",
@@ -228,3 +238,19 @@ INSIDE_CASES = [
 def test_inside_any(name: str, path: bytes, folders: set[bytes], inside: bool) -> None:
     """A path is inside a folder when it lies strictly below it, by whole names."""
     assert inside_any(path, folders) is inside
+
+
+def test_complete_files() -> None:
+    """A file is complete when closed after writing, or renamed in alone or in a folder."""
+    todo = plan(
+        [
+            closed(b"/srv/a/f"),
+            changed(b"/srv/a/g"),
+            Hint(HintKind.DIR_ARRIVED, b"/srv/b/d"),
+            moved(b"/tmp/h", b"/srv/a/h"),
+        ],
+        ROOTS,
+    )
+    assert todo.complete(b"/srv/a/f") and todo.complete(b"/srv/a/h")
+    assert todo.complete(b"/srv/b/d/x/y")
+    assert not todo.complete(b"/srv/a/g") and not todo.complete(b"/srv/b/dx")
