@@ -286,8 +286,8 @@ class Reconciler:
         if todo.tree_moves:
             self._move(todo)
         seen = find_moves(self.catalog, self._observe(todo), self.follow_symlinks)
-        ready = self._ready(seen, todo.complete)
         observations = self._to_write(seen)
+        ready = self._ready(seen, todo.complete)  # (after: it drops the looks it makes moot)
         now = ready if len(ready) < HASH_HERE_MAX and _all_small(seen, ready) else []
         # A few small files complete now: the pool hashes them while this thread waits,
         # so that each goes in with its hash, in one transaction with the others.
@@ -427,6 +427,7 @@ class Reconciler:
             still = now_wall - obs.stat.mtime_ns > self.settle_s * 1e9
             if complete(obs.path) or still:
                 self._settling.pop(obs.path, None)
+                self._relook.pop(obs.path, None)  # its hash reports where it ended
                 ready.append(obs.path)
             else:
                 self._settling[obs.path] = (obs.stat, self.clock() + self.settle_s)
@@ -436,19 +437,22 @@ class Reconciler:
         now = self.clock()
         due = [p for p, (_, when) in self._settling.items() if when <= now]
         ready: list[bytes] = []
+        done: list[bytes] = []  # ready, or vanished (its own look says what became of it)
         changed: list[Hint] = []
         for path in due:
-            before, _ = self._settling.pop(path)
+            before, _ = self._settling[path]
             current = regular_stat(path, self.follow_symlinks)
-            if current is None:
-                continue
-            if current == before:
-                ready.append(path)
+            if current is None or current == before:
+                done.append(path)
+                if current is not None:
+                    ready.append(path)
             else:
                 self._settling[path] = (current, now + self.settle_s)
                 changed.append(Hint(HintKind.CHANGED, path))
         self._write(changed, [])
         self._submit(ready)
+        for path in done:  # only now: until handed to the pool, not idle
+            self._settling.pop(path, None)
 
     def hash_now(self, states: Sequence[CachedState]) -> list[HashOutcome]:
         """Hash these in the shared pool, in the calling thread (never the writer's)."""

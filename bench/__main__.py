@@ -865,7 +865,8 @@ def scale_out(tmp: Path, runs: int, quick: bool) -> list[Row]:
 
 def _close_to_hashed(root: Path, address: str, count: int) -> tuple[list[float], dict[str, float]]:
     """Write ``count`` files into ``root`` at 100 a second; for each, the time from its
-    close to its ``hashed`` change at a feed client of ``address`` (and when it closed)."""
+    close to the first change carrying its hash at a feed client of ``address`` (and
+    when it closed)."""
     from websockets.sync.client import connect
 
     latencies: list[float] = []
@@ -886,7 +887,8 @@ def _close_to_hashed(root: Path, address: str, count: int) -> tuple[list[float],
         thread.start()
         while len(latencies) < count:
             message = json.loads(ws.recv(30))
-            if message.get("type") == "change" and message["op"] == "hashed":
+            # A small file complete when seen comes with its hash in its ``added``.
+            if message.get("type") == "change" and message["location"]["hash"]:
                 latencies.append(time.perf_counter() - closed_at[message["location"]["path"]])
         thread.join()
     return latencies, closed_at

@@ -62,7 +62,7 @@ def test_watch_replays_then_follows(tmp_path: Path, make_daemon: Any) -> None:
         assert [(m["seq"], m["op"]) for m in first] == [(1, "added"), (2, "hashed")]
         write(tmp_path / "r" / "b", "b")
         live: list[dict[str, Any]] = []
-        while not live or live[-1]["op"] != "hashed":
+        while not live or not live[-1]["location"]["hash"]:
             message = json.loads(proc.stdout.readline())
             if message["type"] == "change":
                 live.append(message)

@@ -65,7 +65,7 @@ async def _changes_until(ws: Any, done: Any, timeout: float = 60) -> list[dict[s
 
 def _hashed_path(path: Path) -> Any:
     def done(got: list[dict[str, Any]]) -> bool:
-        return any(m["op"] == "hashed" and m["location"]["path"] == str(path) for m in got)
+        return any(m["location"]["hash"] and m["location"]["path"] == str(path) for m in got)
 
     return done
 
@@ -130,7 +130,7 @@ def test_a_restarted_node_gets_what_it_missed_with_since(nodes: Any) -> None:
 
     got = asyncio.run(resumed())
     assert [m["seq"] for m in got] == list(range(last + 1, latest + 1))
-    hashed_paths = {m["location"]["path"] for m in got if m["op"] == "hashed"}
+    hashed_paths = {m["location"]["path"] for m in got if m["location"]["hash"]}
     assert {str(p) for p in during} <= hashed_paths
 
 

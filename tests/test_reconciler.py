@@ -6,6 +6,7 @@ import os
 import random
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -248,3 +249,177 @@ def test_a_batch_the_catalog_cannot_take_is_retried_until_it_can(
     wait_for(lambda: reconciler.catalog_error is not None, 10, "the error reported")
     wait_for(lambda: (live(catalog).get(str(path)) or {}).get("hash"), 20, "written at last")
     assert failures == [0] and reconciler.catalog_error is None
+
+
+def two_roots(tmp_path: Path, catalog: Catalog, **kwargs: Any) -> Reconciler:
+    roots = [RootConfig(n, str(tmp_path / n)) for n in ("r", "s")]
+    for root in roots:
+        Path(root.path).mkdir(exist_ok=True)
+    catalog.register_roots([(r.name, r.prefix) for r in roots])
+    rec = Reconciler(catalog, roots, settle_s=0.2, **kwargs)
+    rec.start()
+    return rec
+
+
+def hashed_file(rec: Reconciler, catalog: Catalog, path: Path, content: str) -> Any:
+    write(path, content, OLD_NS)
+    rec.put(Hint(HintKind.CLOSED, os.fsencode(path)))
+    settle(rec)
+    state = catalog.get_state(os.fsencode(path))
+    assert state is not None and state.hash is not None
+    return state
+
+
+def changes_since(catalog: Catalog, seq: int) -> list[tuple[str, str, str | None]]:
+    return [(c["op"], c["location"]["path"], c.get("old_path")) for c in catalog.changes_since(seq)]
+
+
+@pytest.mark.parametrize("new_first", [True, False], ids=["new path first", "old path first"])
+def test_an_unpaired_move_across_roots_is_one_move(
+    tmp_path: Path, catalog: Catalog, new_first: bool
+) -> None:
+    """Two looks that watchdog could not pair (another root's watcher), in either order
+    within the move window, are one ``moved``: same location, asset and hash."""
+    rec = two_roots(tmp_path, catalog, move_window_s=5.0)
+    try:
+        old, new = tmp_path / "r" / "a.bin", tmp_path / "s" / "sub" / "a.bin"
+        before = hashed_file(rec, catalog, old, "one file")
+        seq = catalog.latest_seq()
+        new.parent.mkdir()
+        old.rename(new)
+        looks = [Hint(HintKind.CHANGED, os.fsencode(old)), Hint(HintKind.CHANGED, os.fsencode(new))]
+        for hint in reversed(looks) if new_first else looks:
+            rec.put(hint)
+            rec.call(lambda: None)  # the writer has taken the hint
+        settle(rec)
+        after = catalog.get_state(os.fsencode(new))
+        assert after is not None
+        assert (after.id, after.asset_id, after.hash) == (before.id, before.asset_id, before.hash)
+        assert after.root == "s" and not after.is_missing and not after.needs_verify
+        assert catalog.get_state(os.fsencode(old)) is None
+        assert changes_since(catalog, seq) == [("moved", str(new), str(old))]
+    finally:
+        rec.stop()
+
+
+def test_a_file_back_after_the_window_is_moved_out_of_missing(
+    tmp_path: Path, catalog: Catalog
+) -> None:
+    """A file seen at its new path only after its old one was marked missing takes its
+    location back: ``missing``, then ``moved``, one asset throughout, nothing re-read."""
+    rec = two_roots(tmp_path, catalog, move_window_s=0.05)
+    try:
+        old, new = tmp_path / "r" / "a.bin", tmp_path / "s" / "a.bin"
+        before = hashed_file(rec, catalog, old, "late")
+        seq = catalog.latest_seq()
+        old.rename(new)
+        rec.put(Hint(HintKind.CHANGED, os.fsencode(old)))
+        settle(rec)
+        rec.put(Hint(HintKind.CHANGED, os.fsencode(new)))
+        settle(rec)
+        after = catalog.get_state(os.fsencode(new))
+        assert after is not None and (after.id, after.asset_id) == (before.id, before.asset_id)
+        assert not after.is_missing and not after.needs_verify
+        assert [op for op, _, _ in changes_since(catalog, seq)] == ["missing", "moved"]
+        assert "missing" not in live(catalog)[str(new)]["tags"]
+    finally:
+        rec.stop()
+
+
+def test_a_hard_link_is_a_second_location_not_a_move(
+    tmp_path: Path, catalog: Catalog, reconciler: Reconciler
+) -> None:
+    """A new name for an inode whose first name still holds it is added, not moved."""
+    first = tmp_path / "r" / "a.bin"
+    before = hashed_file(reconciler, catalog, first, "linked")
+    link = tmp_path / "r" / "b.bin"
+    os.link(first, link)
+    reconciler.put(Hint(HintKind.CLOSED, os.fsencode(link)))
+    settle(reconciler)
+    assert catalog.get_state(os.fsencode(first)) == before
+    state = catalog.get_state(os.fsencode(link))
+    assert state is not None and state.id != before.id and state.asset_id == before.asset_id
+
+
+def test_a_small_complete_file_is_added_with_its_hash(
+    tmp_path: Path, catalog: Catalog, reconciler: Reconciler
+) -> None:
+    """A small file complete when first seen is one ``added`` change carrying its hash."""
+    seq = catalog.latest_seq()
+    path = write(tmp_path / "r" / "small.txt", "complete", OLD_NS)
+    reconciler.put(Hint(HintKind.CLOSED, os.fsencode(path)))
+    settle(reconciler)
+    changes = catalog.changes_since(seq)
+    assert [c["op"] for c in changes] == ["added"]
+    assert changes[0]["location"]["hash"] == hash_file(os.fsencode(path)).hash
+    assert changes[0]["location"]["needs_verify"] is False
+
+
+def test_a_second_copy_complete_when_seen_joins_its_content_in_its_added(
+    tmp_path: Path, catalog: Catalog, reconciler: Reconciler
+) -> None:
+    """A copy of known content, complete when seen, is added straight into that asset."""
+    first = hashed_file(reconciler, catalog, tmp_path / "r" / "a.txt", "same")
+    seq = catalog.latest_seq()
+    copy = write(tmp_path / "r" / "b.txt", "same", OLD_NS)
+    reconciler.put(Hint(HintKind.CLOSED, os.fsencode(copy)))
+    settle(reconciler)
+    changes = catalog.changes_since(seq)
+    assert [c["op"] for c in changes] == ["added"]
+    assert changes[0]["location"]["asset_id"] == first.asset_id
+    assert catalog.models.Asset.select().count() == 1
+
+
+def test_a_file_being_written_is_reported_at_most_once_a_second(
+    tmp_path: Path, catalog: Catalog
+) -> None:
+    """A file written piece by piece, a hint per piece, gets one change a second at most
+    while it grows, and once closed one ``hashed`` with the hash of what it holds."""
+    root = RootConfig("r", str(tmp_path / "r"))
+    (tmp_path / "r").mkdir()
+    catalog.register_roots([(root.name, root.prefix)])
+    rec = Reconciler(catalog, [root], settle_s=3600, report_every_s=0.5)
+    rec.start()
+    try:
+        seq = catalog.latest_seq()
+        path = tmp_path / "r" / "download.bin"
+        started = time.monotonic()
+        with open(path, "wb") as fh:
+            while time.monotonic() - started < 1.6:  # the workload: a slow writer for 1.6 s
+                fh.write(b"x" * 16384)
+                fh.flush()
+                rec.put(Hint(HintKind.CHANGED, os.fsencode(path)))
+                time.sleep(0.005)  # the writer's pace (a download), not a wait for the daemon
+        written = time.monotonic() - started
+        rec.put(Hint(HintKind.CLOSED, os.fsencode(path)))
+        settle(rec)
+        changes = catalog.changes_since(seq)
+        ops = [c["op"] for c in changes]
+        assert ops[0] == "added" and ops[-1] == "hashed"
+        assert set(ops[1:-1]) <= {"modified"}
+        assert len(ops) - 1 <= written / 0.5 + 2
+        assert changes[-1]["location"]["hash"] == hash_file(os.fsencode(path)).hash
+        assert changes[-1]["location"]["size"] == path.stat().st_size
+    finally:
+        rec.stop()
+
+
+def test_a_moved_file_that_waited_for_its_hash_is_still_hashed(
+    tmp_path: Path, catalog: Catalog
+) -> None:
+    """A file still settling when it is renamed keeps waiting for its hash at its new path."""
+    rec = two_roots(tmp_path, catalog)
+    try:
+        old = tmp_path / "r" / "fresh.bin"
+        old.write_bytes(b"still being written")
+        rec.put(Hint(HintKind.CHANGED, os.fsencode(old)))
+        wait_for(lambda: catalog.get_state(os.fsencode(old)) is not None, 10, "registered")
+        new = tmp_path / "s" / "fresh.bin"
+        old.rename(new)
+        rec.put(Hint(HintKind.CHANGED, os.fsencode(new)))
+        settle(rec)
+        state = catalog.get_state(os.fsencode(new))
+        assert state is not None and state.hash == hash_file(os.fsencode(new)).hash
+        assert catalog.get_state(os.fsencode(old)) is None
+    finally:
+        rec.stop()
