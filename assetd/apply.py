@@ -51,6 +51,8 @@ class Observation(NamedTuple):
     stat: FileStat | None
     state: CachedState | None
     decision: Decision
+    # MOVED onto a path that held another location: that one, whose content is gone.
+    displaced: CachedState | None = None
 
 
 def observe(
@@ -116,7 +118,7 @@ def apply_observations(
     missing: list[int] = []
     restored: list[CachedState] = []
     rehash: dict[bytes, FileStat] = {}  # restored paths whose file changed while missing
-    moves: list[tuple[CachedState, bytes, str, FileStat]] = []
+    moves: list[tuple[CachedState, bytes, str, FileStat, CachedState | None]] = []
     with catalog.write():
         stale: list[Observation] = []
         if check:
@@ -142,7 +144,7 @@ def apply_observations(
                 restored.append(state)
             elif outcome is Outcome.MOVED:
                 assert stat is not None and state is not None
-                moves.append((state, obs.path, obs.root, stat))
+                moves.append((state, obs.path, obs.root, stat, obs.displaced))
         if moves:
             tally.moved += catalog.lifecycle.move_states(moves)
         catalog.locations.set_stats(stats)
@@ -184,7 +186,8 @@ def _still_current(
         then = obs.state._replace(hash=None) if obs.state is not None else None
         if obs.decision.outcome is Outcome.MOVED:
             assert obs.state is not None
-            ok = obs.path not in now and now.get(obs.state.path) == then
+            displaced = obs.displaced._replace(hash=None) if obs.displaced is not None else None
+            ok = now.get(obs.path) == displaced and now.get(obs.state.path) == then
         else:
             ok = then == now.get(obs.path)
         (current if ok else stale).append(obs)
@@ -194,18 +197,16 @@ def _still_current(
 def find_moves(
     catalog: Catalog, observations: Sequence[Observation], follow_symlinks: bool
 ) -> list[Observation]:
-    """The observations, with every new file that is a cataloged file seen at another
-    path (:func:`assetd.moves.pair`) turned into a MOVED observation of that location,
-    and the look at the path it left dropped: the move says all there is to say.
+    """The observations, with every file that is a cataloged file seen at another path
+    (:func:`assetd.moves.pair`) turned into a MOVED observation of that location, and
+    the look at the path it left dropped: the move says all there is to say.
 
+    Such a file is new at its path, or replaced the file there (another inode: a rename
+    over it); the location it displaced goes with the content it stood for.
     Runs before the observations are written, outside any transaction: it stats the
     paths the candidate locations were at.
     """
-    appeared = {
-        o.path: o.stat
-        for o in observations
-        if o.decision.outcome is Outcome.NEW and o.stat is not None
-    }
+    appeared = {o.path: o.stat for o in observations if o.stat is not None and _arrived(o)}
     if not appeared:
         return list(observations)
     wanted = {identity(st) for st in appeared.values()}
@@ -224,13 +225,24 @@ def find_moves(
     for obs in observations:
         if obs.path in left:
             continue
-        state = moved.get(obs.path) if obs.decision.outcome is Outcome.NEW else None
+        state = moved.get(obs.path) if obs.stat is not None and _arrived(obs) else None
         if state is not None:
             # A location that waited for a hash before it moved still waits for one.
             decision = Decision(Outcome.MOVED, rehash=state.needs_verify)
-            obs = Observation(obs.path, obs.root, obs.stat, state, decision)
+            obs = Observation(obs.path, obs.root, obs.stat, state, decision, obs.state)
         out.append(obs)
     return out
+
+
+def _arrived(obs: Observation) -> bool:
+    """Whether another file than the catalog's may have arrived at this path: a new one,
+    or one with another inode where the catalog had a location."""
+    if obs.decision.outcome is Outcome.NEW:
+        return True
+    if obs.decision.outcome not in (Outcome.MODIFIED, Outcome.VERIFY, Outcome.RESTORED):
+        return False
+    assert obs.stat is not None and obs.state is not None
+    return (obs.stat.device, obs.stat.inode) != (obs.state.stat.device, obs.state.stat.inode)
 
 
 def write_current(

@@ -423,3 +423,25 @@ def test_a_moved_file_that_waited_for_its_hash_is_still_hashed(
         assert catalog.get_state(os.fsencode(old)) is None
     finally:
         rec.stop()
+
+
+def test_a_file_renamed_over_another_takes_its_place(
+    tmp_path: Path, catalog: Catalog, reconciler: Reconciler
+) -> None:
+    """``mv a b`` over a cataloged ``b``: a's location moves to b (asset, tags and all);
+    b's location, whose content is gone, is removed; its asset keeps its user tags."""
+    a, b = tmp_path / "r" / "a.bin", tmp_path / "r" / "b.bin"
+    moving = hashed_file(reconciler, catalog, a, "the one that moves")
+    replaced = hashed_file(reconciler, catalog, b, "the one overwritten")
+    catalog.change_tags(os.fsencode(a), add=["keep"])
+    catalog.change_tags(os.fsencode(b), add=["old"])
+    seq = catalog.latest_seq()
+    a.rename(b)
+    reconciler.put(Hint(HintKind.MOVED, os.fsencode(a), os.fsencode(b)))
+    settle(reconciler)
+    assert changes_since(catalog, seq) == [("removed", str(b), None), ("moved", str(b), str(a))]
+    state = catalog.get_state(os.fsencode(b))
+    assert state is not None and (state.id, state.asset_id) == (moving.id, moving.asset_id)
+    assert catalog.get_state(os.fsencode(a)) is None
+    assert "keep" in live(catalog)[str(b)]["tags"]
+    assert catalog.tags_of([replaced.asset_id])[replaced.asset_id] == ["missing", "old"]

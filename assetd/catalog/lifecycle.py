@@ -8,7 +8,7 @@ from typing import Any
 import peewee as pw
 
 from assetd.catalog.part import Part
-from assetd.catalog.sql import chunks, stat_params
+from assetd.catalog.sql import chunks, marks, stat_params
 from assetd.decide import CachedState, FileStat
 from assetd.exceptions import CatalogError
 from assetd.paths import prefix_upper_bound
@@ -153,28 +153,52 @@ class Lifecycle(Part):
                 self.changes.log("moved", loc_id, old_path=old)
         return len(rows)
 
-    def move_states(self, moves: Sequence[tuple[CachedState, bytes, str, FileStat]]) -> int:
+    def move_states(
+        self, moves: Sequence[tuple[CachedState, bytes, str, FileStat, CachedState | None]]
+    ) -> int:
         """Locations whose file was found at another path: (state as read, new path, new
-        root, the file's stat there), one transaction.
+        root, the file's stat there, the location the file displaced there or None), one
+        transaction.
 
         The location keeps its id, asset and hash, and takes the new path and stat (a
         rename changes the ctime, and nothing else that says the content changed); a
-        missing one is live again. Each is logged as one ``moved``. A move whose new
-        path is cataloged meanwhile is skipped. Returns how many moved.
+        missing one is live again. Each is logged as one ``moved``. A displaced location
+        stood for content that is gone from disk: it is deleted, logged as ``removed``,
+        and its asset keeps its user data (``missing`` if it has no live location left).
+        A move whose new path is cataloged otherwise meanwhile is skipped. Returns how
+        many moved.
         """
         with self.changes.write():
-            taken = self.locations.get_states([new for _, new, _, _ in moves], with_hash=False)
-            rows = [m for m in moves if m[1] not in taken]
+            taken = self.locations.get_states([m[1] for m in moves], with_hash=False)
+            rows = [
+                m
+                for m in moves
+                if m[1] not in taken or (m[4] is not None and taken[m[1]].id == m[4].id)
+            ]
+            gone = [m[4] for m in rows if m[4] is not None]
+            if gone:
+                self._retire(gone)
             self.store.execute_many(
                 "UPDATE cache_state SET file_path = ?, root = ?, size = ?, mtime_ns = ?, "
                 "ctime_ns = ?, inode = ?, device = ?, is_missing = ?, missing_since = NULL "
                 "WHERE id = ?",
-                [(new, root, *stat_params(st), False, s.id) for s, new, root, st in rows],
+                [(new, root, *stat_params(st), False, s.id) for s, new, root, st, _ in rows],
             )
-            self.tags.refresh(s.asset_id for s, _, _, _ in rows)
-            for state, _, _, _ in rows:
+            self.tags.refresh(s.asset_id for s, _, _, _, _ in rows)
+            for state, *_ in rows:
                 self.changes.log("moved", state.id, old_path=state.path)
         return len(rows)
+
+    def _retire(self, states: Sequence[CachedState]) -> None:
+        """Delete these locations (their paths now hold other files), each logged."""
+        ids = [s.id for s in states]
+        for loc_id, location in self.locations.render(ids).items():
+            self.changes.log("removed", loc_id, location=location)
+        for batch in chunks(ids):
+            self.store.execute(
+                f"DELETE FROM cache_state WHERE id IN ({marks(batch)})", batch
+            )
+        self.tags.refresh(s.asset_id for s in states)
 
     # -- cleanup ----------------------------------------------------------------------
 
