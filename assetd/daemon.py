@@ -172,6 +172,10 @@ class Daemon:
             "overflows": self.watchers.overflows + self.reconciler.overflows,
             "hints": self.reconciler.hints_seen,
             "passes": self.passes,
+            # What the live path did since the daemon started (passes report their own).
+            "moved": self.reconciler.tally.moved,
+            "hashed": self.reconciler.tally.hashed,
+            "hashed_bytes": self.reconciler.tally.hashed_bytes,
         }
 
     def _catalog_status(self) -> dict[str, Any]:
