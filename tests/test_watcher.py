@@ -78,6 +78,12 @@ EXCLUDE = ExcludeMatcher(["*.part", "**/.git/**"])
         (DirCreatedEvent("/r/sub/.git"), None),
         (FileMovedEvent("/r/x.part", "/r/x.png"), Hint(HintKind.MOVED, b"/r/x.part", b"/r/x.png")),
         (FileMovedEvent("/r/x.part", "/r/y.part"), None),
+        # A rename whose other half is outside the tree (watchdog's full events).
+        (FileMovedEvent("", "/r/in.bin"), Hint(HintKind.CLOSED, b"/r/in.bin")),
+        (DirMovedEvent("", "/r/in"), Hint(HintKind.DIR_ARRIVED, b"/r/in")),
+        (FileMovedEvent("", "/r/in.part"), None),
+        (FileMovedEvent("/r/out.bin", ""), Hint(HintKind.CHANGED, b"/r/out.bin")),
+        (DirMovedEvent("/r/out", ""), Hint(HintKind.DIR_CHANGED, b"/r/out")),
         (FileCreatedEvent("/elsewhere/a"), None),
     ],
     ids=lambda v: type(v).__name__ if isinstance(v, FileSystemEvent) else str(v),
