@@ -1,0 +1,253 @@
+"""Symlink loops with follow_symlinks on: the live path catalogs only the paths the walk
+gives, and says once per loop what to do about it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileCreatedEvent,
+    FileMovedEvent,
+)
+
+from assetd.config import RootConfig
+from assetd.hints import Hint, HintKind
+from assetd.inotify import count_folders
+from assetd.loops import LoopFilter
+from assetd.watcher import WatchSet
+from tests.conftest import OLD_NS, hashed, make_root, run_cli, wait_for, write
+
+FOLLOW = {"follow_symlinks": True}
+
+
+def looped_tree(base: Path) -> dict[str, Path]:
+    """A root ``r`` with three loops (to the root, to the folder itself, to the folder
+    by its name) and a link to a folder outside it; the real files by name."""
+    r = base / "r"
+    files = {
+        "b": write(r / "sub" / "b.txt", "b", OLD_NS),
+        "f": write(r / "a" / "f.txt", "f", OLD_NS),
+        "o": write(base / "outside" / "o.txt", "o", OLD_NS),
+    }
+    (r / "sub" / "loop").symlink_to("..")
+    (r / "sub" / "self").symlink_to(".")
+    (r / "a" / "l").symlink_to("../a")
+    (r / "link").symlink_to(base / "outside")
+    return files
+
+
+LOOPS = ("sub/loop", "sub/self", "a/l")
+
+
+def listed(d: Any) -> dict[str, dict[str, Any]]:
+    """The live locations, as ``assetd ls --json`` prints them."""
+    proc = run_cli("ls", "--json", *d.cli_args())
+    assert proc.returncode == 0, proc.stderr
+    return {item["path"]: item for item in map(json.loads, proc.stdout.splitlines())}
+
+
+def loop_warnings(d: Any, path: Path) -> int:
+    return len(re.findall(re.escape(f"{path}: symlink loop -> "), d.log_text()))
+
+
+def test_loops_at_startup_and_events_in_looped_folders(tmp_path: Path, make_daemon: Any) -> None:
+    """Loops present at startup: each warned about once, saying what to do; the catalog
+    holds the real paths only, and files created, changed and deleted in the looped
+    folders afterwards (and in a folder reached by a symlink) land on their real paths."""
+    files = looped_tree(tmp_path)
+    r = tmp_path / "r"
+    d = make_daemon(settings=FOLLOW).start()
+    real = {str(files["b"]), str(files["f"]), str(r / "link" / "o.txt")}
+    assert set(listed(d)) == real
+    for loop in LOOPS:
+        assert loop_warnings(d, r / loop) == 1, d.log_text()
+    assert "not followed; remove the link or exclude it" in d.log_text()
+    assert "Overwritten" not in d.log_text()  # watchdog's warning for a folder watched twice
+    new = write(r / "sub" / "new.txt", "new")
+    d.until(new, "cataloged at its real path", hashed)
+    write(files["b"], "b, longer now")
+    d.until(files["b"], "re-hashed", lambda i: hashed(i) and i["size"] == len("b, longer now"))
+    files["f"].unlink()
+    d.until(files["f"], "missing", lambda i: i["is_missing"])
+    write(tmp_path / "outside" / "p.txt", "p")  # through the link: under the link's path
+    d.until(r / "link" / "p.txt", "cataloged under the link", hashed)
+    live = listed(d)
+    real |= {str(new), str(r / "link" / "p.txt")}
+    assert set(live) == real - {str(files["f"])}
+    assert max(len(p) for p in live) <= max(len(p) for p in real)
+    assert set(d.items()) == real  # nothing else, missing or not
+    for loop in LOOPS:
+        assert loop_warnings(d, r / loop) == 1  # not again for the events
+    assert d.stop() == 0
+
+
+def test_a_loop_made_while_the_daemon_runs(tmp_path: Path, make_daemon: Any) -> None:
+    """``ln -s .. sub/loop``, a folder moved in with a loop inside, and a loop moved in,
+    while the daemon runs: one warning each, no path round them, and later files land
+    on their real paths."""
+    r = tmp_path / "r"
+    b = write(r / "sub" / "b.txt", "b", OLD_NS)
+    package = tmp_path / "elsewhere" / "pkg"
+    write(package / "x.txt", "x", OLD_NS)
+    (package / "up").symlink_to("..")
+    d = make_daemon(settings=FOLLOW).start()
+    (r / "sub" / "loop").symlink_to("..")
+    d.wait_log(f"{r / 'sub' / 'loop'}: symlink loop")
+    os.rename(package, r / "pkg")
+    d.until(r / "pkg" / "x.txt", "cataloged", hashed)
+    d.wait_log(f"{r / 'pkg' / 'up'}: symlink loop")
+    (tmp_path / "elsewhere" / "back").symlink_to(r)
+    os.rename(tmp_path / "elsewhere" / "back", r / "sub" / "back")
+    d.wait_log(f"{r / 'sub' / 'back'}: symlink loop")
+    c = write(r / "sub" / "c.txt", "c")
+    d.until(c, "cataloged at its real path", hashed)
+    y = write(r / "pkg" / "y.txt", "y")
+    d.until(y, "cataloged at its real path", hashed)
+    assert set(listed(d)) == {str(b), str(c), str(r / "pkg" / "x.txt"), str(y)}
+    for loop in ("sub/loop", "pkg/up", "sub/back"):
+        assert loop_warnings(d, r / loop) == 1
+    assert d.stop() == 0
+
+
+def test_a_folder_linked_twice_in_the_root(tmp_path: Path, make_daemon: Any) -> None:
+    """A symlink to a folder beside it is no loop: the pass gives both paths, and a file
+    written in the folder afterwards lands on its own path, not on a made-up one."""
+    r = tmp_path / "r"
+    b = write(r / "sub" / "b.txt", "b", OLD_NS)
+    (r / "alias").symlink_to("sub")
+    d = make_daemon(settings=FOLLOW).start()
+    assert set(listed(d)) == {str(b), str(r / "alias" / "b.txt")}
+    c = write(r / "sub" / "c.txt", "c")
+    d.until(c, "cataloged at its own path", hashed)
+    (r / "later").symlink_to("sub")  # made live: surveyed like a new folder
+    d.until(r / "later" / "c.txt", "cataloged under the new link", hashed)
+    (r / "later").unlink()
+    d.until(r / "later" / "c.txt", "missing with its link", lambda i: i["is_missing"])
+    live = listed(d)
+    assert str(c) in live and set(live) <= {
+        str(b),
+        str(c),
+        *(str(r / "alias" / n) for n in ("b.txt", "c.txt")),
+    }
+    assert "symlink loop" not in d.log_text()
+    assert d.stop() == 0
+
+
+# -- at the seams ------------------------------------------------------------------------
+
+
+def test_each_folder_is_watched_once_under_its_real_path(tmp_path: Path) -> None:
+    """The inotify watch group enters what the walk enters: no folder round a loop, a
+    folder reached twice watched under its own path, one kernel watch per folder."""
+    looped_tree(tmp_path)
+    r = tmp_path / "r"
+    (r / "alias").symlink_to("sub")
+    root = make_root(tmp_path, "r")
+    watchers = WatchSet(
+        [root], lambda _hint: True, on_state=lambda *_: None, on_rescan=lambda _name: None,
+        on_offline=lambda _root: None, follow_symlinks=True,
+    )  # fmt: skip
+    watchers.start()
+    try:
+        observer = watchers.states["r"].observer
+        assert observer is not None
+        (emitter,) = observer.emitters
+        group = emitter._inotify  # type: ignore[attr-defined]
+        watched = set(group._active_callbacks_by_path)
+        assert watched == {os.fsencode(r / p) for p in ("", "sub", "a", "link")} | {os.fsencode(r)}
+        assert len(set(group._active_callbacks_by_watch.values())) == len(watched)
+    finally:
+        watchers.stop()
+    assert count_folders(str(r), follow_symlinks=True) == 4
+    assert count_folders(str(r), follow_symlinks=False) == 3
+
+
+class Hints:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.seen: list[Hint] = []
+
+    def __call__(self, hint: Hint) -> bool:
+        with self._lock:
+            self.seen.append(hint)
+        return True
+
+    def paths(self) -> set[bytes]:
+        with self._lock:
+            return {p for h in self.seen for p in (h.path, h.dest) if p is not None}
+
+
+def test_hints_never_name_a_path_round_a_loop(tmp_path: Path) -> None:
+    """Files written in a looped folder, a loop made, a folder with a loop moved in, a
+    loop moved in, and a link renamed so that it becomes a loop: every hint names a real
+    path, and each new loop is a folder to survey (which reports it)."""
+    looped_tree(tmp_path)
+    r = tmp_path / "r"
+    write(r / "b" / "in-b.txt", "in b", OLD_NS)
+    (r / "a" / "to-b").symlink_to("../b")
+    root = make_root(tmp_path, "r")
+    hints = Hints()
+    watchers = WatchSet(
+        [root], hints, on_state=lambda *_: None, on_rescan=lambda _name: None,
+        on_offline=lambda _root: None, follow_symlinks=True,
+    )  # fmt: skip
+    watchers.start()
+    try:
+        new = write(r / "sub" / "new.txt", "new")
+        wait_for(lambda: Hint(HintKind.CLOSED, os.fsencode(new)) in hints.seen, 10, "the hint")
+        (r / "sub" / "again").symlink_to("..")
+        again = Hint(HintKind.DIR_CHANGED, os.fsencode(r / "sub" / "again"))
+        wait_for(lambda: again in hints.seen, 10, "the new loop, as a folder to survey")
+        package = write(tmp_path / "elsewhere" / "pkg" / "x.txt", "x").parent
+        (package / "up").symlink_to("..")
+        os.rename(package, r / "pkg")
+        (tmp_path / "elsewhere" / "back").symlink_to(r)
+        (tmp_path / "elsewhere" / "back").rename(r / "sub" / "back")
+        (r / "a" / "to-b").rename(r / "b" / "to-b")  # "../b" from b: b itself
+        last = write(r / "last.txt", "last")
+        wait_for(lambda: Hint(HintKind.CLOSED, os.fsencode(last)) in hints.seen, 10, "the end")
+    finally:
+        watchers.stop()
+    surveyed = {h.path for h in hints.seen if h.kind is HintKind.DIR_CHANGED}
+    assert {os.fsencode(r / p) for p in ("pkg", "sub/back", "a/to-b", "b/to-b")} <= surveyed
+    assert not [h for h in hints.seen if h.kind is HintKind.DIR_MOVED]
+    for path in hints.paths():
+        rel = path[len(root.prefix) :]
+        assert not re.search(rb"(^|/)(loop|self|l|again|up|back)/", rel), path
+        assert not rel.startswith(b"b/to-b/"), path
+
+
+def test_events_round_a_loop_are_dropped(tmp_path: Path) -> None:
+    """What watchdog makes up from os.walk of a moved folder is dropped when its path
+    goes round a loop, or is a loop; the rest, and what the kernel reported, pass; a
+    folder moved onto a loop has left its path, and its new one is surveyed."""
+    looped_tree(tmp_path)
+    r = tmp_path / "r"
+    loops = LoopFilter(RootConfig("r", str(r)).prefix)
+    fake, real = str(r / "sub" / "loop" / "sub" / "b.txt"), str(r / "sub" / "b.txt")
+    for dropped in (
+        FileCreatedEvent(fake, is_synthetic=True),
+        DirCreatedEvent(str(r / "sub" / "loop"), is_synthetic=True),
+        FileMovedEvent(real, fake, is_synthetic=True),
+    ):
+        assert loops.real(dropped) == []
+    for kept in (
+        FileCreatedEvent(real, is_synthetic=True),
+        DirCreatedEvent(str(r / "link"), is_synthetic=True),
+        FileCreatedEvent(fake),
+        DirMovedEvent(str(r / "a"), str(r / "b")),
+    ):
+        assert loops.real(kept) == [kept]
+    onto_loop = DirMovedEvent(str(r / "to-sub"), str(r / "sub" / "self"))
+    assert loops.real(onto_loop) == [
+        DirDeletedEvent(str(r / "to-sub")),
+        DirCreatedEvent(str(r / "sub" / "self")),
+    ]
