@@ -1,20 +1,45 @@
-"""The live path kept off symlink loops where watchdog walks with ``os.walk``.
+"""The live path kept off symlink loops where watchdog walks with ``os.walk``/``os.stat``.
 
-watchdog's synthetic events (what a folder moved in already holds) come from ``os.walk``
-of the folder, symlink and all: it goes round a loop, under paths that no walk of the
-root gives (``sub/loop/sub/...``). The walk's rule holds here too: a folder already on
-the branch is not entered (``walk.walk_root`` reports it).
+watchdog's polling snapshot stats every entry with ``os.stat`` and lists every folder
+it finds, and its synthetic events (what a folder moved in already holds) come from
+``os.walk`` of the folder, symlink and all: both go round a loop, under paths that no
+walk of the root gives (``sub/loop/sub/loop/...``). The walk's rule holds here too: a
+folder already on the branch is not entered (``walk.walk_root`` reports it).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 from watchdog.events import DirCreatedEvent, DirDeletedEvent, FileSystemEvent
 
 from assetd.walk import Ident, branch_above
 
-__all__ = ["LoopFilter"]
+__all__ = ["LoopFilter", "LoopFreeListing"]
+
+
+class LoopFreeListing:
+    """``os.scandir`` for watchdog's ``DirectorySnapshot``, which lists folders depth
+    first: a folder already on the branch (round a loop) lists as empty.
+
+    One per snapshot taker (it keeps the branch of the listing in progress).
+    """
+
+    def __init__(self, follow_symlinks: bool) -> None:
+        self.follow_symlinks = follow_symlinks
+        self._branch: list[tuple[str, Ident]] = []  # the folders being listed, outermost first
+
+    def __call__(self, folder: str | None) -> Iterator[os.DirEntry[str]]:
+        assert folder is not None
+        while self._branch and not folder.startswith(self._branch[-1][0].rstrip("/") + "/"):
+            self._branch.pop()  # listed: depth first, the next folder is not below it
+        st = os.stat(folder, follow_symlinks=self.follow_symlinks)
+        ident = (st.st_dev, st.st_ino)
+        if any(ident == above for _, above in self._branch):
+            return iter(())
+        self._branch.append((folder, ident))
+        return os.scandir(folder)
 
 
 class LoopFilter:

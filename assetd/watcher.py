@@ -42,7 +42,7 @@ from assetd.inotify import (
     read_int,
     watch_limit_reached,
 )
-from assetd.loops import LoopFilter
+from assetd.loops import LoopFilter, LoopFreeListing
 from assetd.paths import ExcludeMatcher
 
 __all__ = [
@@ -303,9 +303,15 @@ class WatchSet:
 
     def _observe(self, root: RootConfig, polling: bool) -> BaseObserver:
         if polling:
-            from watchdog.observers.polling import PollingObserver
+            from watchdog.observers.polling import PollingObserverVFS
 
-            observer: BaseObserver = PollingObserver(timeout=1.0)
+            # watchdog's own polling stats with os.stat, following every symlink (and
+            # round every loop) whatever follow_symlinks says.
+            observer: BaseObserver = PollingObserverVFS(
+                os.stat if self.follow_symlinks else os.lstat,
+                LoopFreeListing(self.follow_symlinks),
+                polling_interval=1.0,
+            )
         else:
             observer = OverflowReportingObserver(functools.partial(self._overflowed, root.name))
         handler = _Handler(

@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
 from watchdog.events import (
     DirCreatedEvent,
     DirDeletedEvent,
@@ -17,11 +18,12 @@ from watchdog.events import (
     FileCreatedEvent,
     FileMovedEvent,
 )
+from watchdog.utils.dirsnapshot import DirectorySnapshot
 
 from assetd.config import RootConfig
 from assetd.hints import Hint, HintKind
 from assetd.inotify import count_folders
-from assetd.loops import LoopFilter
+from assetd.loops import LoopFilter, LoopFreeListing
 from assetd.watcher import WatchSet
 from tests.conftest import OLD_NS, hashed, make_root, run_cli, wait_for, write
 
@@ -141,6 +143,27 @@ def test_a_folder_linked_twice_in_the_root(tmp_path: Path, make_daemon: Any) -> 
     assert d.stop() == 0
 
 
+@pytest.mark.parametrize("follow", [True, False])
+def test_a_polled_root_with_a_loop(tmp_path: Path, make_daemon: Any, follow: bool) -> None:
+    """A polled root goes round no loop either (watchdog's polling stats every entry with
+    os.stat, symlinks followed whatever the setting): real paths only, one warning when
+    symlinks are followed, none when they are not (the walk does not enter links)."""
+    files = looped_tree(tmp_path)
+    r = tmp_path / "r"
+    d = make_daemon(settings={"follow_symlinks": follow}, watch="polling").start()
+    d.wait_log("root r: polling")
+    new = write(r / "sub" / "new.txt", "new")
+    d.until(new, "polled at its real path", hashed)
+    real = {str(files["b"]), str(files["f"]), str(new)}
+    if follow:
+        real.add(str(r / "link" / "o.txt"))
+    assert set(listed(d)) == real
+    assert set(d.items()) == real
+    for loop in LOOPS:
+        assert loop_warnings(d, r / loop) == (1 if follow else 0)
+    assert d.stop() == 0
+
+
 # -- at the seams ------------------------------------------------------------------------
 
 
@@ -223,6 +246,35 @@ def test_hints_never_name_a_path_round_a_loop(tmp_path: Path) -> None:
         rel = path[len(root.prefix) :]
         assert not re.search(rb"(^|/)(loop|self|l|again|up|back)/", rel), path
         assert not rel.startswith(b"b/to-b/"), path
+
+
+def test_polling_snapshots_list_nothing_round_a_loop(tmp_path: Path) -> None:
+    """watchdog's snapshot with the listing the watcher gives it: the real paths only."""
+    looped_tree(tmp_path)
+    r = str(tmp_path / "r")
+    followed = DirectorySnapshot(r, stat=os.stat, listdir=LoopFreeListing(True))
+    rel = {os.path.relpath(str(p), r) for p in followed.paths}
+    assert rel == {
+        ".",
+        "sub",
+        "sub/b.txt",
+        *LOOPS,
+        "a",
+        "a/f.txt",
+        "link",
+        "link/o.txt",
+        "sub/self",
+    }
+    plain = DirectorySnapshot(r, stat=os.lstat, listdir=LoopFreeListing(False))
+    assert {os.path.relpath(str(p), r) for p in plain.paths} == {
+        ".",
+        "sub",
+        "sub/b.txt",
+        *LOOPS,
+        "a",
+        "a/f.txt",
+        "link",
+    }
 
 
 def test_events_round_a_loop_are_dropped(tmp_path: Path) -> None:
