@@ -120,8 +120,9 @@ def test_a_loop_made_while_the_daemon_runs(tmp_path: Path, make_daemon: Any) -> 
 
 
 def test_a_folder_linked_twice_in_the_root(tmp_path: Path, make_daemon: Any) -> None:
-    """A symlink to a folder beside it is no loop: the pass gives both paths, and a file
-    written in the folder afterwards lands on its own path, not on a made-up one."""
+    """A symlink to a folder beside it is no loop: the pass gives both paths, a file
+    written in the folder afterwards lands on its own path, not on a made-up one, and a
+    link made, renamed and removed live is a folder made, renamed and removed."""
     r = tmp_path / "r"
     b = write(r / "sub" / "b.txt", "b", OLD_NS)
     (r / "alias").symlink_to("sub")
@@ -130,9 +131,12 @@ def test_a_folder_linked_twice_in_the_root(tmp_path: Path, make_daemon: Any) -> 
     c = write(r / "sub" / "c.txt", "c")
     d.until(c, "cataloged at its own path", hashed)
     (r / "later").symlink_to("sub")  # made live: surveyed like a new folder
-    d.until(r / "later" / "c.txt", "cataloged under the new link", hashed)
-    (r / "later").unlink()
-    d.until(r / "later" / "c.txt", "missing with its link", lambda i: i["is_missing"])
+    linked = d.until(r / "later" / "c.txt", "cataloged under the new link", hashed)
+    (r / "later").rename(r / "renamed")  # moved like a folder: the same location
+    moved = d.until(r / "renamed" / "c.txt", "moved with its link", hashed)
+    assert moved["asset_id"] == linked["asset_id"] and d.item(r / "later" / "c.txt") is None
+    (r / "renamed").unlink()
+    d.until(r / "renamed" / "c.txt", "missing with its link", lambda i: i["is_missing"])
     live = listed(d)
     assert str(c) in live and set(live) <= {
         str(b),
