@@ -18,6 +18,7 @@ from watchdog.events import (
     FileCreatedEvent,
     FileMovedEvent,
 )
+from watchdog.observers.inotify_c import InotifyConstants, InotifyEvent
 from watchdog.utils.dirsnapshot import DirectorySnapshot
 
 from assetd.config import RootConfig
@@ -173,7 +174,8 @@ def test_a_polled_root_with_a_loop(tmp_path: Path, make_daemon: Any, follow: boo
 
 def test_each_folder_is_watched_once_under_its_real_path(tmp_path: Path) -> None:
     """The inotify watch group enters what the walk enters: no folder round a loop, a
-    folder reached twice watched under its own path, one kernel watch per folder."""
+    folder reached twice watched under its own path, one kernel watch per folder; and
+    the same again when watchdog re-adds the watches after the kernel's queue overflowed."""
     looped_tree(tmp_path)
     r = tmp_path / "r"
     (r / "alias").symlink_to("sub")
@@ -188,9 +190,12 @@ def test_each_folder_is_watched_once_under_its_real_path(tmp_path: Path) -> None
         assert observer is not None
         (emitter,) = observer.emitters
         group = emitter._inotify  # type: ignore[attr-defined]
-        watched = set(group._active_callbacks_by_path)
-        assert watched == {os.fsencode(r / p) for p in ("", "sub", "a", "link")} | {os.fsencode(r)}
-        assert len(set(group._active_callbacks_by_watch.values())) == len(watched)
+        expected = {os.fsencode(r)} | {os.fsencode(r / p) for p in ("sub", "a", "link")}
+        assert set(group._active_callbacks_by_path) == expected
+        assert len(set(group._active_callbacks_by_watch.values())) == len(expected)
+        overflow = InotifyEvent(-1, InotifyConstants.IN_Q_OVERFLOW, 0, b"")
+        observer._inotify_fd.handle_event(overflow)  # type: ignore[attr-defined]
+        assert set(group._active_callbacks_by_path) == expected  # watched afresh, the same
     finally:
         watchers.stop()
     assert count_folders(str(r), follow_symlinks=True) == 4
