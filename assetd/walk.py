@@ -17,7 +17,16 @@ from typing import NamedTuple
 from assetd.decide import FileStat
 from assetd.paths import ExcludeMatcher, prefix_upper_bound
 
-__all__ = ["Entry", "Problem", "Span", "Unlisted", "walk_root"]
+__all__ = [
+    "Entry",
+    "Ident",
+    "Problem",
+    "Span",
+    "Unlisted",
+    "branch_above",
+    "loop_problem",
+    "walk_root",
+]
 
 
 class Entry(NamedTuple):
@@ -45,6 +54,7 @@ class Problem:
 
 
 WalkItem = Entry | Unlisted | Problem
+Ident = tuple[int, int]  # a folder's (device, inode)
 
 _VANISHED = (errno.ENOENT, errno.ENOTDIR)
 _tuple = tuple.__new__
@@ -64,25 +74,37 @@ def walk_root(
     unless ``follow_symlinks``, and then folders already on the current branch are
     reported as loops instead of being entered again. Exclude patterns are relative to
     ``root_prefix`` (default: ``top``). A ``top`` that does not exist yields nothing.
+    A ``top`` below ``root_prefix`` is walked as the walk of the whole root walks it:
+    with the folders above it on the branch, so that a link back to one of them is a
+    loop there too, and a ``top`` that lies beyond a loop yields nothing.
     With ``span``, only the paths in that byte range are walked: folders wholly outside
     it are not entered, so walks of adjacent spans split the work between them.
     """
     exclude = exclude or None  # an empty matcher excludes nothing: skip asking it
     keep = _in_span(span) if span is not None else None
     base = len(root_prefix) if root_prefix is not None else len(top) + 1
+    above = branch_above(root_prefix, top, follow_symlinks) if root_prefix is not None else ()
+    if above is None:
+        return
     try:
         root_stat = os.stat(top)
     except OSError as exc:
         if exc.errno not in _VANISHED:
             yield Unlisted(top, True, _reason(exc))
         return
-    # Each frame: the folder's (device, inode) and its sorted children still to visit.
-    stack: list[tuple[tuple[int, int], Iterator[Child]]] = []
+    top_ident = (root_stat.st_dev, root_stat.st_ino)
+    if top_ident in above:
+        if keep is None or keep(top + b"/", False):
+            yield loop_problem(top)
+        return
+    # Each frame: the folder's (device, inode) and its sorted children still to visit;
+    # the folders above ``top`` are frames with nothing left to visit.
+    stack: list[tuple[Ident, Iterator[Child]]] = [(ident, iter(())) for ident in above]
     listed = _list(top, base, exclude, follow_symlinks, keep)
     if isinstance(listed, Unlisted):
         yield listed
         return
-    stack.append(((root_stat.st_dev, root_stat.st_ino), iter(listed)))
+    stack.append((top_ident, iter(listed)))
     while stack:
         child = next(stack[-1][1], None)
         if child is None:
@@ -110,9 +132,54 @@ def _in_span(span: Span) -> Keep:
     return keep
 
 
+def branch_above(
+    root_prefix: bytes, path: bytes, follow_symlinks: bool
+) -> tuple[Ident, ...] | None:
+    """The (device, inode) of every folder from the root down to the folder holding
+    ``path``: what a walk of the root has on its branch when it comes to ``path``.
+
+    ``()`` for the root itself or a path outside it; None when the walk never comes to
+    ``path`` because a folder on the way is one above it again (a symlink loop). A
+    folder on the way that cannot be stat'ed ends the branch there: the caller's own
+    stat of ``path`` meets the same error and says what it is.
+    """
+    if not path.startswith(root_prefix):
+        return ()
+    names = path[len(root_prefix) :].split(b"/")[:-1]
+    folders = [root_prefix.rstrip(b"/") or b"/"]
+    folders += [root_prefix + b"/".join(names[: i + 1]) for i in range(len(names))]
+    branch: list[Ident] = []
+    for folder in folders:
+        try:
+            st = os.stat(folder, follow_symlinks=follow_symlinks)
+        except OSError:
+            break
+        ident = (st.st_dev, st.st_ino)
+        if ident in branch:
+            return None
+        branch.append(ident)
+    return tuple(branch)
+
+
+def loop_problem(path: bytes) -> Problem:
+    """The problem of ``path``, a folder already on the branch: what it is, what to do."""
+    try:
+        target = os.fsdecode(os.readlink(path))
+    except OSError:  # not a symlink itself: a bind mount, or a path through a link
+        return Problem(
+            path, "folder loop: the same folder as one above it: not entered; exclude it"
+        )
+    real = os.fsdecode(os.path.realpath(path))
+    return Problem(
+        path,
+        f"symlink loop -> {target} ({real}, a folder above it): not followed; "
+        "remove the link or exclude it",
+    )
+
+
 def _enter(
     path: bytes,
-    stack: list[tuple[tuple[int, int], Iterator[Child]]],
+    stack: list[tuple[Ident, Iterator[Child]]],
     base: int,
     exclude: ExcludeMatcher | None,
     follow_symlinks: bool,
@@ -126,7 +193,9 @@ def _enter(
         return
     ident = (dir_stat.st_dev, dir_stat.st_ino)
     if any(frame_ident == ident for frame_ident, _ in stack):
-        yield Problem(path, "symlink loop: this folder is already being walked above")
+        # Reported by the one span that holds the folder's own place in the order.
+        if keep is None or keep(path + b"/", False):
+            yield loop_problem(path)
         return
     listed = _list(path, base, exclude, follow_symlinks, keep)
     if isinstance(listed, Unlisted):

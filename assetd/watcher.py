@@ -42,6 +42,7 @@ from assetd.inotify import (
     read_int,
     watch_limit_reached,
 )
+from assetd.loops import LoopFilter, LoopFreeListing
 from assetd.paths import ExcludeMatcher
 
 __all__ = [
@@ -152,6 +153,7 @@ class _Handler(FileSystemEventHandler):
         sink: Callable[[Hint], bool],
         on_root_event: Callable[[], None],
         on_new_folder: Callable[[str, bytes], None],
+        follow_symlinks: bool = False,
     ) -> None:
         self.root = root
         self.on_new_folder = on_new_folder
@@ -159,8 +161,16 @@ class _Handler(FileSystemEventHandler):
         self.sink = sink
         self.on_root_event = on_root_event
         self.root_path = os.fsencode(root.path)
+        self.loops = LoopFilter(root.prefix) if follow_symlinks else None
 
     def dispatch(self, event: FileSystemEvent) -> None:
+        if self.loops is None:
+            self._dispatch(event)
+        else:
+            for real in self.loops.real(event):
+                self._dispatch(real)
+
+    def _dispatch(self, event: FileSystemEvent) -> None:
         if os.fsencode(event.src_path) == self.root_path and event.event_type in (
             "deleted",
             "moved",
@@ -302,12 +312,20 @@ class WatchSet:
 
     def _observe(self, root: RootConfig, polling: bool) -> BaseObserver:
         if polling:
-            from watchdog.observers.polling import PollingObserver
+            from watchdog.observers.polling import PollingObserverVFS
 
-            observer: BaseObserver = PollingObserver(timeout=1.0)
+            # watchdog's own polling stats with os.stat, following every symlink (and
+            # round every loop) whatever follow_symlinks says.
+            observer: BaseObserver = PollingObserverVFS(
+                os.stat if self.follow_symlinks else os.lstat,
+                LoopFreeListing(self.follow_symlinks),
+                polling_interval=1.0,
+            )
         else:
             observer = OverflowReportingObserver(functools.partial(self._overflowed, root.name))
-        handler = _Handler(root, self.sink, self._wake.set, self._note_new_folder)
+        handler = _Handler(
+            root, self.sink, self._wake.set, self._note_new_folder, self.follow_symlinks
+        )
         observer.schedule(
             handler,
             root.path,

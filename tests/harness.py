@@ -164,24 +164,32 @@ class Daemon:
         database: str | None = None,
         node: str | None = None,
         name: str = "daemon",
+        settings: dict[str, Any] | None = None,
+        watch: str | None = None,
     ) -> None:
+        """``settings``: more of ``[daemon]`` (``follow_symlinks``); ``watch``: every
+        root's ``watch``."""
         self.tmp_path = tmp_path
         self.db = database or f"sqlite:///{tmp_path / 'state' / 'assetd.db'}"
         self.roots = roots
         self.config = config
         self.feed_listen = "127.0.0.1:0"
-        if feed is not None or node is not None:  # settings only the file has: write one
+        if feed is not None or node is not None or settings or watch:
+            # Settings only the file has: write one.
             feed = feed or {}
             self.config = tmp_path / f"{name}.toml"
             lines = ["[daemon]", f"database = {json.dumps(self.db)}"]
             if node is not None:
                 lines.append(f"node = {json.dumps(node)}")
+            lines += [f"{key} = {json.dumps(value)}" for key, value in (settings or {}).items()]
             for root_name, path in roots.items():
                 lines += [
                     "[[roots]]",
                     f"name = {json.dumps(root_name)}",
                     f"path = {json.dumps(str(path))}",
                 ]
+                if watch is not None:
+                    lines.append(f"watch = {json.dumps(watch)}")
             lines += ["[feed]", 'listen = "127.0.0.1:0"']
             lines += [f"{key} = {json.dumps(value)}" for key, value in feed.items()]
             self.config.write_text("\n".join(lines) + "\n")

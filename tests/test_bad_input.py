@@ -5,9 +5,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,7 @@ from assetd.config import RootConfig
 from assetd.hashing import HashResult, hash_file
 from assetd.seeder import AssetSeeder
 from tests.conftest import OLD_NS, WITHOUT_DAC_CAPS, make_root, run_cli, write
-from tests.harness import item_path, listed_by_path, locations_by_path
+from tests.harness import checkout_env, item_path, listed_by_path, locations_by_path
 
 
 @pytest.fixture
@@ -221,3 +224,63 @@ def test_unreadable_folder_and_file(tmp_path: Path) -> None:
     }
     assert not any(item["is_missing"] for item in items.values())
     os.chmod(r / "closed", 0o755)  # let pytest clean up
+
+
+HOSTILE = [
+    b"new\nline.txt",
+    b"tab\there.txt",
+    b"cr\rhere.txt",
+    b"\x1b[31mred.txt",
+    b"\xff\xfe.bin",
+    b"del\x7f.txt",
+    "c1\u0085next.txt".encode(),
+    "sep\u2028line.txt".encode(),
+    b"back\\slash.txt",
+    b"looks\\x41escaped.txt",
+    b"lookslikeA.txt",
+    "caf\u00e9.png".encode(),
+    b"dir\nwith\tcontrols/inner.txt",
+]
+
+
+def unescape(text: bytes) -> bytes:
+    """The name an escaped ``ls`` path stands for (docs/cli.md, plain output)."""
+    named = {b"\\": b"\\", b"n": b"\n", b"t": b"\t", b"r": b"\r"}
+    return re.sub(
+        rb"\\(x[0-9a-f]{2}|[\\ntr])",
+        lambda m: bytes([int(m[1][1:], 16)]) if m[1][:1] == b"x" else named[m[1]],
+        text,
+    )
+
+
+def test_plain_ls_is_one_line_per_location_whatever_the_names(tmp_path: Path) -> None:
+    """Names with newlines, tabs, escape sequences, C1 controls, line separators,
+    backslashes and bytes that are not UTF-8, scanned and listed by the real commands:
+    ``assetd ls`` prints exactly one line of printable UTF-8 per location, and each line
+    gives back its path's exact bytes."""
+    r = tmp_path / "r"
+    base = os.fsencode(r)
+    paths = [base + b"/" + name for name in HOSTILE]
+    for path in paths:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as fh:
+            fh.write(path)
+    db = f"sqlite:///{tmp_path / 'state' / 'c.db'}"
+    assert run_cli("scan", "--db", db, "--root", f"r={r}").returncode == 0
+    proc = subprocess.run(
+        [sys.executable, "-m", "assetd", "ls", "--db", db],
+        capture_output=True,
+        env=checkout_env(),
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout.decode("utf-8")  # strict: no stray byte
+    lines = text.splitlines()  # every line end Python knows, not only "\n"
+    assert len(lines) == len(paths) == len(text.split("\n")) - 1
+    for line in lines:
+        assert line.count("\t") == 1  # the one between path and the rest
+        assert line.replace("\t", " ").isprintable()
+    listed = sorted(unescape(line.split("\t")[0].encode()) for line in lines)
+    assert listed == sorted(paths)
+    (dir_line,) = [line for line in lines if line.startswith(f"{r}/dir\\n")]
+    assert dir_line.endswith("[dir\\nwith\\tcontrols,r]")  # a folder's name as a tag, too

@@ -14,7 +14,7 @@ import pytest
 
 from assetd.cli import COMMANDS, EXIT_CODES, build_parser, exit_code
 from assetd.cli.commands import CARRIED, HANDLERS, ask, carry
-from assetd.cli.output import ls_line, print_json, scan_summary
+from assetd.cli.output import escape, ls_line, print_json, scan_summary
 from assetd.cli.parser import load, parse_pairs
 from assetd.config import Config
 from assetd.exceptions import (
@@ -301,11 +301,37 @@ def test_ls_line() -> None:
     assert missing == b"/r/a.png\tMISSING r 4 unhashed []"
 
 
-def test_ls_line_writes_a_non_utf8_path_as_its_bytes() -> None:
-    """A path carried as ``path_bytes_b64`` is written back as the bytes it names."""
-    raw = b"/r/caf\xe9.png"
+def test_ls_line_writes_a_non_utf8_path_with_its_bytes_escaped() -> None:
+    """A path carried as ``path_bytes_b64`` is written with its bytes, those that are not
+    UTF-8 as ``\\xHH``."""
+    raw = b"/r/caf\xe9 \xc3\xa9.png"
     item = location(path=os.fsdecode(raw), path_bytes_b64=base64.b64encode(raw).decode())
-    assert ls_line(item).split(b"\t")[0] == raw
+    assert ls_line(item).split(b"\t")[0] == "/r/caf\\xe9 \u00e9.png".encode()
+
+
+@pytest.mark.parametrize(
+    ("name", "escaped"),
+    [
+        ("plain é ü 中", "plain é ü 中"),
+        ("new\nline", "new\\nline"),
+        ("tab\tcr\r", "tab\\tcr\\r"),
+        ("\x00\x1b[31m\x1f", "\\x00\\x1b[31m\\x1f"),
+        ("del\x7f", "del\\x7f"),
+        ("c1\x85\x9f", "c1\\xc2\\x85\\xc2\\x9f"),  # the character's two bytes
+        ("sep\u2028\u2029", "sep\\xe2\\x80\\xa8\\xe2\\x80\\xa9"),
+        ("back\\slash", "back\\\\slash"),
+        (os.fsdecode(b"\xff\xfe.bin"), "\\xff\\xfe.bin"),
+    ],
+)
+def test_escape(name: str, escaped: str) -> None:
+    """Controls and bytes that are not UTF-8 become escapes; a backslash is doubled."""
+    assert escape(name) == escaped
+
+
+def test_ls_line_escapes_the_tags_too() -> None:
+    """A folder's name with a newline, as an automatic tag, stays on the line."""
+    line = ls_line(location(path="/r/a\nb/c.png", tags=["a\nb", "r"]))
+    assert line == b"/r/a\\nb/c.png\tr 4 0123456789ab [a\\nb,r]"
 
 
 def test_scan_summary_has_every_key_and_errors_only_when_counted() -> None:

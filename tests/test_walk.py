@@ -11,7 +11,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from assetd.walk import Entry, walk_root
+from assetd.walk import Entry, Problem, walk_root
 
 # Names built from characters that sort around "/" (0x2f): ".", "-", "0", and a high byte.
 NAME = st.text(alphabet="ab.-0_~é", min_size=1, max_size=4).filter(lambda n: n not in (".", ".."))
@@ -70,3 +70,51 @@ def test_spans_walk_exactly_their_part(tree: dict[str, object], data: st.DataObj
         assert walked == expected
     finally:
         shutil.rmtree(base)
+
+
+def test_a_walk_below_the_root_keeps_the_folders_above_on_its_branch(tmp_path: Path) -> None:
+    """The survey of a folder inside the root sees the loops the walk of the root sees;
+    a folder that is a loop, or beyond one, yields nothing but that loop."""
+    base = tmp_path / "r"
+    (base / "sub").mkdir(parents=True)
+    (base / "a").mkdir()
+    (base / "sub" / "b.txt").write_bytes(b"b")
+    (base / "sub" / "loop").symlink_to("..")
+    (base / "sub" / "self").symlink_to(".")
+    (base / "a" / "l").symlink_to("../a")
+    r = os.fsencode(base)
+    prefix = r + b"/"
+
+    def walk(top: bytes) -> tuple[list[bytes], list[bytes]]:
+        items = list(walk_root(top, follow_symlinks=True, root_prefix=prefix))
+        entries = [i.path for i in items if isinstance(i, Entry)]
+        return entries, [i.path for i in items if isinstance(i, Problem)]
+
+    assert walk(r + b"/sub") == ([r + b"/sub/b.txt"], [r + b"/sub/loop", r + b"/sub/self"])
+    assert walk(r + b"/sub/loop") == ([], [r + b"/sub/loop"])
+    assert walk(r + b"/sub/loop/a") == ([], [])
+    (problem,) = [i for i in walk_root(r + b"/a/l", follow_symlinks=True, root_prefix=prefix)]
+    assert isinstance(problem, Problem)
+    assert problem.message == (
+        f"symlink loop -> ../a ({tmp_path / 'r' / 'a'}, a folder above it): not followed; "
+        "remove the link or exclude it"
+    )
+
+
+def test_a_loop_is_reported_by_one_span(tmp_path: Path) -> None:
+    """Spans cut inside a loop's place in the order all come to it; one reports it."""
+    base = tmp_path / "r"
+    (base / "sub").mkdir(parents=True)
+    (base / "sub" / "b.txt").write_bytes(b"b")
+    (base / "sub" / "loop").symlink_to("..")
+    r = os.fsencode(base)
+    loop = r + b"/sub/loop"
+    cuts = [loop, loop + b"/", loop + b"/m", loop + b"0"]
+    bounds: list[bytes | None] = [None, *cuts, None]
+    problems = [
+        item.path
+        for low, high in itertools.pairwise(bounds)
+        for item in walk_root(r, follow_symlinks=True, span=(low, high))
+        if isinstance(item, Problem)
+    ]
+    assert problems == [loop]

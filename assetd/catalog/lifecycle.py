@@ -195,9 +195,7 @@ class Lifecycle(Part):
         for loc_id, location in self.locations.render(ids).items():
             self.changes.log("removed", loc_id, location=location)
         for batch in chunks(ids):
-            self.store.execute(
-                f"DELETE FROM cache_state WHERE id IN ({marks(batch)})", batch
-            )
+            self.store.execute(f"DELETE FROM cache_state WHERE id IN ({marks(batch)})", batch)
         self.tags.refresh(s.asset_id for s in states)
 
     # -- cleanup ----------------------------------------------------------------------

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import sys
 from typing import Any, BinaryIO
 
-__all__ = ["error", "ls_line", "print_json", "scan_summary", "write_location"]
+__all__ = ["error", "escape", "ls_line", "print_json", "scan_summary", "write_location"]
 
 SUMMARY_KEYS = ("scanned", "total", "created", "skipped", "hashed", "marked_missing", "restored")
 
@@ -32,16 +33,40 @@ def write_location(out: BinaryIO, item: dict[str, Any], as_json: bool) -> None:
 
 
 def ls_line(item: dict[str, Any]) -> bytes:
-    """``PATH<TAB>[MISSING ]ROOT SIZE DIGEST [TAGS]``, the path as its own bytes."""
-    path = (
-        base64.b64decode(item["path_bytes_b64"])
-        if "path_bytes_b64" in item
-        else item["path"].encode()
-    )
+    """``PATH<TAB>[MISSING ]ROOT SIZE DIGEST [TAGS]``, the path and the tags escaped
+    (:func:`escape`), so that the line is one location whatever the names hold."""
+    if "path_bytes_b64" in item:
+        path = base64.b64decode(item["path_bytes_b64"]).decode("utf-8", "surrogateescape")
+    else:
+        path = item["path"]
     digest = (item["hash"] or "unhashed").removeprefix("blake3:")[:12]
     flag = "MISSING " if item["is_missing"] else ""
-    meta = f"{flag}{item['root']} {item['size']} {digest} [{','.join(item['tags'])}]"
-    return path + b"\t" + meta.encode()
+    tags = ",".join(escape(tag) for tag in item["tags"])
+    meta = f"{flag}{item['root']} {item['size']} {digest} [{tags}]"
+    return f"{escape(path)}\t{meta}".encode()
+
+
+# A backslash, C0 controls, DEL, C1 controls, the line and paragraph separators (which
+# str.splitlines() takes as line ends), and the bytes that are not UTF-8 (carried by
+# os.fsdecode as the surrogates U+DC80-U+DCFF).
+_UNSAFE = re.compile(r"[\\\x00-\x1f\x7f-\x9f\u2028\u2029\udc80-\udcff]")
+_NAMED = {"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def escape(name: str) -> str:
+    r"""``name`` (``os.fsdecode`` style) as text that is safe on one line and is undone
+    without guessing: ``\\`` is a backslash; ``\n``, ``\t``, ``\r`` are newline, tab and
+    carriage return; ``\xHH`` is always the byte HH of the name, whether of a control
+    character (a C1 one is its two UTF-8 bytes) or a byte that is not UTF-8."""
+    return _UNSAFE.sub(_escaped, name)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in _NAMED:
+        return _NAMED[char]
+    raw = char.encode("utf-8", "surrogateescape")
+    return "".join(f"\\x{byte:02x}" for byte in raw)
 
 
 def scan_summary(progress: dict[str, Any], errors: int | None) -> dict[str, Any]:
