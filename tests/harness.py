@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import ctypes
 import json
+import mmap
 import os
 import re
 import signal
@@ -58,6 +60,48 @@ def write(path: Path, content: bytes | str = b"x", mtime_ns: int | None = None) 
     if mtime_ns is not None:
         os.utime(path, ns=(mtime_ns, mtime_ns))
     return path
+
+
+def evict(path: Path) -> bool:
+    """Drop a file's pages from the page cache (written back first); whether it worked:
+    on tmpfs, say, the cache is where the file lives and nothing can be dropped."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # dirty pages stay cached
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    return cached_bytes(path) == 0
+
+
+def cached_bytes(path: Path) -> int:
+    """How many bytes of a file the page cache holds: after :func:`evict`, what has been
+    read of it since (``mincore`` over a mapping of it; mapping it reads nothing)."""
+    size = os.path.getsize(path)
+    if size == 0:
+        return 0
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]  # fmt: skip
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    page = os.sysconf("SC_PAGE_SIZE")
+    pages = (size + page - 1) // page
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        address = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        if address in (None, ctypes.c_void_p(-1).value):
+            raise OSError(ctypes.get_errno(), f"mmap {path}")
+        try:
+            resident = (ctypes.c_ubyte * pages)()
+            if libc.mincore(address, size, resident) != 0:
+                raise OSError(ctypes.get_errno(), f"mincore {path}")
+        finally:
+            libc.munmap(address, size)
+    finally:
+        os.close(fd)
+    return min(size, sum(flag & 1 for flag in resident) * page)
 
 
 def checkout_env(env: dict[str, str] | None = None) -> dict[str, str]:
