@@ -4,9 +4,11 @@ their hash: a real daemon over real roots, watched through a real feed client.
 Written against the contract's additions ("A file keeps its identity through every
 move", "Files being written") and DESIGN.md ("Identity is (device, inode) before it is a
 hash"). The status object has no live count of the bytes the daemon hashed (only a
-pass's ``progress.hashed_bytes``), so "not read again" is shown by the change log: no
-``hashed`` change for a moved file, its asset id unchanged, and no pass hashing
-anything meanwhile.
+pass's ``progress.hashed_bytes``), so "a moved file is not read again" is shown two
+ways: by the change log (no ``hashed`` change, the asset id unchanged, no pass hashing
+anything meanwhile), and by the page cache: each file's pages are evicted before the
+move, and none may be back after it (a re-hash that finds the same content sends no
+change at all, so only this shows it).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from tests.harness import (
     OLD_NS,
     ChangeFeed,
     Daemon,
+    cached_bytes,
+    evict,
     hashed,
     listed_by_path,
     run_cli,
@@ -73,6 +77,22 @@ def fence(feed: ChangeFeed, folder: Path) -> None:
     daemon's work queued before it (a re-hash, a late `missing`) has reached the feed."""
     marker = write(folder / f"fence-{os.urandom(4).hex()}.bin", os.urandom(64))
     feed.until(lambda: feed.hashed_at(marker), 20, f"the fence {marker.name}")
+
+
+def evict_all(base: Path, paths: list[Path]) -> bool:
+    """Evict the files' pages before they move; False on a filesystem that cannot evict
+    anything (tmpfs), where what the daemon reads of them cannot be seen, nor checked."""
+    if all([evict(path) for path in paths]):
+        return True
+    probe = write(base / f"probe-{os.urandom(4).hex()}", os.urandom(4096))  # outside the roots
+    assert not evict(probe), "pages of the files stayed cached: something holds them mapped"
+    return False
+
+
+def bytes_read(paths: list[Path]) -> int:
+    """What has been read of the files since they were evicted (by the daemon: the test
+    reads none of them)."""
+    return sum(cached_bytes(path) for path in paths)
 
 
 def naming(changes: list[dict[str, Any]], old: Path, new: Path) -> list[dict[str, Any]]:
@@ -151,12 +171,14 @@ def test_big_file_into_a_new_folder_is_one_moved(base: Path, make_daemon: Any) -
         for hop in range(3):
             dest = roots["models"] / f"checkpoints{hop}" / "sdxl" / big.name
             seen = len(feed.changes)
+            watched = evict_all(base, [here])
             os.makedirs(dest.parent)  # mkdir -p && mv, no pause between
             os.rename(here, dest)
             move = {here: dest}
             feed.until(functools.partial(converged, feed, move), 30, "the move to reach the feed")
             fence(feed, roots["models"])
             assert_each_moved_once(feed.changes[seen:], move, {here: asset_id}, {dest: "models"})
+            assert not watched or bytes_read([dest]) == 0, "the moved file was read again"
             here = dest
     rows = listed(d)
     assert [p for p in rows if p.endswith(big.name)] == [str(here)], "old paths left as rows"
@@ -174,12 +196,14 @@ def test_move_across_roots_keeps_asset_tags_and_metadata(base: Path, make_daemon
         assert proc.returncode == 0, proc.stderr
     status = d.status()
     dest = roots["loras"] / "style.safetensors"
+    watched = evict_all(base, [src])
     with ChangeFeed(d.address) as feed:
         os.rename(src, dest)
         feed.until(lambda: converged(feed, {src: dest}), 30, "the move to reach the feed")
         fence(feed, roots["loras"])
         move = {src: dest}
         assert_each_moved_once(feed.changes, move, {src: before["asset_id"]}, {dest: "loras"})
+        assert not watched or bytes_read([dest]) == 0, "the moved file was read again"
         tags = feed.hashed_at(dest)["tags"]
     assert "favourite" in tags and "loras" in tags and "models" not in tags, tags
     proc = run_cli("meta", str(dest), *d.args())
@@ -198,11 +222,14 @@ def test_folder_of_500_moved_across_roots_in_one_rename(base: Path, make_daemon:
     assets = catalogued(d, files)
     status = d.status()
     moves = {f: roots["loras"] / "pack" / f.name for f in files}
+    watched = evict_all(base, files)
     with ChangeFeed(d.address) as feed:
         os.rename(folder, roots["loras"] / "pack")
         feed.until(lambda: converged(feed, moves), 40, "500 moves to reach the feed")
         fence(feed, roots["loras"])
+        read = bytes_read(list(moves.values()))
         assert_each_moved_once(feed.changes, moves, assets, dict.fromkeys(moves.values(), "loras"))
+        assert not watched or read == 0, f"{read} bytes of the moved files read again"
     rows = listed(d)
     assert not [f for f in files if str(f) in rows], "old paths left behind as rows"
     assert pass_hashed_bytes_since(status, d) == 0
@@ -222,12 +249,15 @@ def test_burst_of_500_renames_each_ends_as_moved(base: Path, make_daemon: Any) -
         for i, f in enumerate(files)
     }
     where = roots_of(roots, moves)
+    watched = evict_all(base, files)
     with ChangeFeed(d.address) as feed:
         for old, new in moves.items():
             os.rename(old, new)
         feed.until(lambda: converged(feed, moves), 40, "500 moves to reach the feed")
         fence(feed, roots["loras"])
+        read = bytes_read(list(moves.values()))
         assert_each_moved_once(feed.changes, moves, assets, where)
+        assert not watched or read == 0, f"{read} bytes of the moved files read again"
     rows = listed(d)
     assert not [f for f in files if str(f) in rows], "old paths left behind as rows"
     assert pass_hashed_bytes_since(status, d) == 0
@@ -257,6 +287,7 @@ def test_offline_reorganisation_is_moves_and_one_copy(base: Path, make_daemon: A
     copy.parent.mkdir()
     shutil.copy2(moves[c], copy)  # same size and mtime, another inode
     assert os.stat(copy).st_ino != os.stat(moves[c]).st_ino
+    watched = evict_all(base, list(moves.values()))  # the copy read c: evicted after it
 
     d.start()  # returns once the startup pass has registered and hashed what it found
     latest = d.catalog.latest_seq()
@@ -274,6 +305,8 @@ def test_offline_reorganisation_is_moves_and_one_copy(base: Path, make_daemon: A
     assert not {str(old) for old in moves} & set(rows)
     progress = d.status()["progress"]
     assert progress["hashed_bytes"] <= copy.stat().st_size, f"the pass re-read files: {progress}"
+    read = bytes_read(list(moves.values()))
+    assert not watched or read == 0, f"{read} bytes of the moved files read again"
 
 
 def test_slow_download_is_throttled_then_hashed_once(base: Path, make_daemon: Any) -> None:
