@@ -30,6 +30,7 @@ def test_quick_benchmarks_run() -> None:
         "warm",
         "one",
         "one",
+        "one",
         "live",
         "burst",
         "fan-out",
