@@ -33,7 +33,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.harness import OLD_NS, REPO, Daemon, checkout_env, request_sync
+from tests.harness import (
+    OLD_NS,
+    REPO,
+    ChangeFeed,
+    Daemon,
+    cached_bytes,
+    checkout_env,
+    evict,
+    request_sync,
+    write,
+)
 
 ASSETD = [sys.executable, "-m", "assetd"]
 
@@ -356,14 +366,14 @@ def _big_file_daemon(tmp: Path, target: Path, runs: int, *, fresh: bool = False)
 
 
 class BenchDaemon(Daemon):
-    """The harness's daemon over one root, started at once and measured: on a SQLite
-    catalog of its own, or on ``database`` as node ``node`` (a shared catalog). Waits for
-    the startup pass unless told not to."""
+    """The harness's daemon over one root (named ``r``), or over ``root``'s named roots,
+    started at once and measured: on a SQLite catalog of its own, or on ``database`` as
+    node ``node`` (a shared catalog). Waits for the startup pass unless told not to."""
 
     def __init__(
         self,
         tmp: Path,
-        root: Path,
+        root: Path | dict[str, Path],
         name: str,
         *,
         database: str | None = None,
@@ -371,7 +381,7 @@ class BenchDaemon(Daemon):
         wait: bool = True,
     ) -> None:
         # A node name is set in the file only; the harness writes one when it is given.
-        roots = {"r" if node is None else f"{node}.r": root}
+        roots = root if isinstance(root, dict) else {"r" if node is None else f"{node}.r": root}
         database = database or f"sqlite:///{tmp / f'{name}.db'}"
         super().__init__(tmp, roots, database=database, node=node, name=name)
         self.started = time.perf_counter()
@@ -406,6 +416,79 @@ class BenchDaemon(Daemon):
         self.log.close()
         self.cpu_s = usage.ru_utime + usage.ru_stime
         return peak
+
+
+def moves(tmp: Path, runs: int, quick: bool) -> Row:
+    """A large file already hashed, moved by its user: into folders made just before, and
+    from one root to another, in turn. From the rename to the client's change that puts
+    it, with its hash, at its new path (a `moved`, or else the `hashed` of it found
+    anew), beside Watchman's notice of the same rename; and how much of the file the
+    daemon read meanwhile (its cached pages are evicted before each move: whatever
+    is back in the page cache once a file closed after the move has its hash, was read)."""
+    size = (64 if quick else 1024) << 20
+    hops = 4 * runs
+    row = Row(f"move {size >> 20} MiB file", "p50 <= 20 ms to its `moved`, 0 bytes read")
+    tree = tmp / "moves"  # Watchman watches both roots as one tree
+    roots = {"models": tree / "models", "loras": tree / "loras"}
+    for folder in roots.values():
+        folder.mkdir(parents=True)
+    here, root = roots["models"] / "big.safetensors", "models"
+    _write_big(here, size)
+    daemon = BenchDaemon(tmp, roots, "moves")  # its startup pass hashes the file
+    watchman = WatchmanSubscriptions(tmp, tree, "moves") if shutil.which("watchman") else None
+    renamed_at: dict[str, float] = {}
+    kinds: dict[str, list[float]] = {"into a new folder": [], "across roots": []}
+    one_moved = hashed_changes = read_bytes = 0
+    visible = evict(here)  # else (tmpfs) what is read cannot be seen
+    with ChangeFeed(daemon.address) as feed:
+        for hop in range(hops):
+            if hop % 2 == 0:
+                kind, dest = "into a new folder", here.parent / f"new{hop}" / "sdxl" / here.name
+                os.makedirs(dest.parent)  # just before the rename, as `mkdir -p && mv`
+            else:
+                root = "loras" if root == "models" else "models"
+                kind, dest = "across roots", roots[root] / f"big{hop}.safetensors"
+            evict(here)  # pages still being read (a re-hash under way) stay: not counted
+            left = cached_bytes(here)
+            seen = len(feed.changes)
+            started = time.perf_counter()
+            os.rename(here, dest)
+            renamed_at[str(dest)] = started
+            caught_up = lambda new=dest, old=here: feed.hashed_at(new) and feed.left(old)  # noqa: E731
+            feed.until(caught_up, 600, f"{dest} at the client")
+            arrived = next(
+                t
+                for c, t in zip(feed.changes[seen:], feed.arrived[seen:], strict=True)
+                if c["location"]["path"] == str(dest) and c["location"]["hash"] is not None
+            )
+            kinds[kind].append(arrived - started)
+            fence = write(roots[root] / f"fence{hop}.bin", os.urandom(64))
+            feed.until(lambda marker=fence: feed.hashed_at(marker), 60, "the fence")
+            ops = [c["op"] for c in feed.changes[seen:] if fence.name not in c["location"]["path"]]
+            one_moved += ops == ["moved"]
+            hashed_changes += ops.count("hashed")
+            read_bytes += max(0, cached_bytes(dest) - left)
+            here = dest
+    row.rss_mib = daemon.stop_measured()
+    row.assetd = kinds["into a new folder"] + kinds["across roots"]
+    row.note = (
+        "rename -> the client has it at its new path with its hash (median): "
+        + ", ".join(f"{k} {statistics.median(v) * 1000:.1f} ms" for k, v in kinds.items())
+        + f"; {one_moved} of {hops} moves came as one `moved` (else missing + added + hashed)"
+        f"; {hashed_changes} `hashed` changes for it"
+    )
+    row.note += (
+        f"; the daemon read {read_bytes / 2**20:.1f} MiB of it (page cache, mincore)"
+        if visible
+        else "; its pages could not be evicted here: bytes read unknown"
+    )
+    if watchman is not None:
+        for name, seen_at in watchman.finish(2 * hops + 1).items():
+            lat = [seen_at[p] - t for p, t in renamed_at.items() if p in seen_at]
+            w50, _ = percentiles(lat)
+            row.reference[f"watchman {name}"] = [w50]
+        row.note += "; Watchman: the same renames, new names only, no content"
+    return row
 
 
 def scale(tmp: Path, runs: int, quick: bool) -> list[Row]:
@@ -525,12 +608,12 @@ class WatchmanSubscriptions:
 
     VARIANTS = (("default settle", None), ("settle 1", {"settle": 1}))
 
-    def __init__(self, tmp: Path, root: Path) -> None:
+    def __init__(self, tmp: Path, root: Path, workload: str = "live") -> None:
         self.root = str(root)
         self.servers: list[tuple[list[str], dict[str, str]]] = []
         self.readers: dict[str, subprocess.Popen[bytes]] = {}
         for index, (name, config) in enumerate(self.VARIANTS):
-            state = tmp / f"watchman-live-{index}"
+            state = tmp / f"watchman-{workload}-{index}"
             state.mkdir(exist_ok=True)
             environ = dict(os.environ)
             if config is not None:
@@ -907,6 +990,7 @@ WORKLOADS: dict[str, Callable[[Path, int, bool], Row | list[Row]]] = {
     "cold": cold_index,
     "warm": warm_restart,
     "bigfile": big_file,
+    "moves": moves,
     "live": live_latency,
     "burst": burst,
     "fanout": fan_out,

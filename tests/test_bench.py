@@ -31,6 +31,7 @@ def test_quick_benchmarks_run() -> None:
         "one",
         "one",
         "one",
+        "move",
         "live",
         "burst",
         "fan-out",
