@@ -491,6 +491,92 @@ def moves(tmp: Path, runs: int, quick: bool) -> Row:
     return row
 
 
+PIECE = 16 << 10  # a download's write size
+
+
+def download(tmp: Path, runs: int, quick: bool) -> Row:
+    """A download into a running daemon's root: a writer process writes a large file in
+    16 KiB pieces at 100 MiB/s (2 GiB in about 20 s). How many changes the path gets in
+    the log, and the daemon's CPU time during the write (its worker processes included),
+    beside the same write with no daemon running. The row's assetd figure is that CPU
+    time, so its ratio to the write alone is the daemon's share of the write's time."""
+    size = (64 if quick else 2048) << 20
+    rate = 100 << 20
+    row = Row(
+        f"download {size >> 20} MiB in 16 KiB pieces",
+        "changes <= seconds of writing + 3; daemon CPU <= 0.05x",
+    )
+    root = tmp / "download"
+    alone = tmp / "download-alone"  # no daemon watches it, and none runs meanwhile
+    root.mkdir()
+    alone.mkdir()
+    row.reference["the write, no daemon"] = []
+    counts: list[str] = []
+    for i in range(runs):
+        daemon = BenchDaemon(tmp, root, f"download{i}")
+        assert daemon.proc is not None
+        target = root / f"model{i}.safetensors"
+        start_seq = _latest_seq(daemon.db_path)
+        cpu_before = _tree_cpu_s(daemon.proc.pid)
+        writing_s = _paced_write(target, size, rate)
+        row.assetd.append(_tree_cpu_s(daemon.proc.pid) - cpu_before)
+        daemon.until(target, "hashed", lambda item: item["hash"] is not None, timeout=600)
+        to_hashed = _tree_cpu_s(daemon.proc.pid) - cpu_before  # the write, catching up, the hash
+        changes = [
+            c["op"]
+            for c in daemon.catalog.changes_since(start_seq, limit=10**7)
+            if c["location"]["path"] == str(target)
+        ]
+        counts.append(
+            f"{len(changes)} changes in {writing_s:.1f} s "
+            f"({changes.count('modified')} modified, {changes.count('hashed')} hashed), "
+            f"CPU {row.assetd[-1] / writing_s:.1%} of it, {to_hashed:.2f} CPU s until hashed"
+        )
+        row.rss_mib = max(row.rss_mib, daemon.stop_measured())
+        daemon.catalog.close()
+        target.unlink()
+        row.reference["the write, no daemon"].append(_paced_write(alone / target.name, size, rate))
+        (alone / target.name).unlink()
+    row.note = "assetd = the daemon's CPU seconds during the write; " + "; ".join(counts)
+    return row
+
+
+def _paced_write(path: Path, size: int, rate: int) -> float:
+    """Write ``size`` bytes to ``path`` in :data:`PIECE` writes at ``rate`` bytes a second,
+    in a process of its own; its wall time from open to close."""
+    code = f"""
+import os, sys, time
+piece = os.urandom({PIECE})
+started = time.perf_counter()
+fd = os.open({str(path)!r}, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+for i in range({size // PIECE}):
+    os.write(fd, piece)
+    ahead = (i + 1) * {PIECE} / {rate} - (time.perf_counter() - started)
+    if ahead > 0.001:
+        time.sleep(ahead)  # the download's pace
+os.close(fd)
+print(time.perf_counter() - started)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(done.stdout)
+
+
+def _tree_cpu_s(pid: int) -> float:
+    """User and system CPU seconds of a process and of its live descendants so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(child) for child in (task / "children").read_text().split()]
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+    return total
+
+
 def scale(tmp: Path, runs: int, quick: bool) -> list[Row]:
     """A daemon over a large catalog: its memory, its restart, and a tag-filtered list."""
     rows = []
@@ -991,6 +1077,7 @@ WORKLOADS: dict[str, Callable[[Path, int, bool], Row | list[Row]]] = {
     "warm": warm_restart,
     "bigfile": big_file,
     "moves": moves,
+    "download": download,
     "live": live_latency,
     "burst": burst,
     "fanout": fan_out,

@@ -32,6 +32,7 @@ def test_quick_benchmarks_run() -> None:
         "one",
         "one",
         "move",
+        "download",
         "live",
         "burst",
         "fan-out",
