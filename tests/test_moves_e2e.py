@@ -38,9 +38,9 @@ from tests.harness import (
     write,
 )
 
-# A real file of random bytes, not a sparse one: without a count of bytes hashed in the
-# status, only the change log can tell that it was not read again, and 64 MiB keeps the
-# file's writing (and a re-hash, if there is one) well under a second.
+# A real file of random bytes, not a sparse one: with no count of bytes hashed in the
+# status, what was read of it is seen in the change log and the page cache, and 64 MiB
+# keeps its writing (and a re-hash, if there is one) well under a second.
 BIG = 64 << 20
 PIECE = 16 << 10  # a download's write size
 WRITING_S = 3.0  # how long the slow download writes
@@ -74,7 +74,8 @@ def blake3_of(path: Path) -> str:
 
 def fence(feed: ChangeFeed, folder: Path) -> None:
     """Wait until a file closed after what the test did has its hash at the client: the
-    daemon's work queued before it (a re-hash, a late `missing`) has reached the feed."""
+    daemon's changes queued before it (a late `missing`, a small file's re-hash) have
+    reached the feed, and a large file's re-hash, if any, has begun reading."""
     marker = write(folder / f"fence-{os.urandom(4).hex()}.bin", os.urandom(64))
     feed.until(lambda: feed.hashed_at(marker), 20, f"the fence {marker.name}")
 
@@ -93,12 +94,6 @@ def bytes_read(paths: list[Path]) -> int:
     """What has been read of the files since they were evicted (by the daemon: the test
     reads none of them)."""
     return sum(cached_bytes(path) for path in paths)
-
-
-def naming(changes: list[dict[str, Any]], old: Path, new: Path) -> list[dict[str, Any]]:
-    """The changes among ``changes`` that name ``old`` or ``new`` (as location or old_path)."""
-    paths = {str(old), str(new)}
-    return [c for c in changes if paths & {c["location"]["path"], c.get("old_path")}]
 
 
 def assert_each_moved_once(
