@@ -33,7 +33,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.harness import OLD_NS, REPO, Daemon, checkout_env, request_sync
+from tests.harness import (
+    OLD_NS,
+    REPO,
+    ChangeFeed,
+    Daemon,
+    cached_bytes,
+    checkout_env,
+    evict,
+    request_sync,
+    write,
+)
 
 ASSETD = [sys.executable, "-m", "assetd"]
 
@@ -243,7 +253,11 @@ def big_file(tmp: Path, runs: int, quick: bool) -> list[Row]:
     data.mkdir()
     target = data / "model.safetensors"
     _write_big(target, size)
-    return [_big_file_scan(tmp, target, runs), _big_file_daemon(tmp, target, runs)]
+    return [
+        _big_file_scan(tmp, target, runs),
+        _big_file_daemon(tmp, target, runs),
+        _big_file_daemon(tmp, target, runs, fresh=True),
+    ]
 
 
 def _write_big(path: Path, size: int) -> None:
@@ -299,19 +313,22 @@ def _big_file_scan(tmp: Path, target: Path, runs: int) -> Row:
     return row
 
 
-def _big_file_daemon(tmp: Path, target: Path, runs: int) -> Row:
+def _big_file_daemon(tmp: Path, target: Path, runs: int, *, fresh: bool = False) -> Row:
     """A running daemon's way with a large file that arrives as downloads do, renamed
     into its root once complete: from the rename to the ``hashed`` change at a feed
-    client, beside ``b3sum`` of the same file."""
+    client, beside ``b3sum`` of the same file. ``fresh``: the file was written a moment
+    before (a download just finished), not an hour ago."""
     from websockets.sync.client import connect
 
     size = target.stat().st_size
-    row = Row(f"one {size >> 20} MiB file, daemon", "<= 1.1x b3sum")
-    root = tmp / "big-root"
+    kind = "fresh" if fresh else "settled"
+    name = f"one {size >> 20} MiB file, daemon" + (", fresh mtime" if fresh else "")
+    row = Row(name, "<= 1.1x b3sum")
+    root = tmp / f"big-root-{kind}"
     root.mkdir()
-    stage = tmp / "big-stage"  # on the same filesystem: the move is a rename
+    stage = tmp / f"big-stage-{kind}"  # on the same filesystem: the move is a rename
     stage.mkdir()
-    daemon = BenchDaemon(tmp, root, "big")
+    daemon = BenchDaemon(tmp, root, f"big-{kind}")
     b3sum = shutil.which("b3sum") is not None
     if b3sum:
         row.reference["b3sum"] = []
@@ -325,6 +342,8 @@ def _big_file_daemon(tmp: Path, target: Path, runs: int) -> Row:
                 with open(staged, "r+b") as fh:
                     fh.write(os.urandom(32))  # content of its own: a new asset every run
                 _settle(staged)
+                if fresh:
+                    os.utime(staged)  # written just now, as far as its mtime tells
                 arrived = root / staged.name
                 started = time.perf_counter()
                 os.rename(staged, arrived)
@@ -341,18 +360,20 @@ def _big_file_daemon(tmp: Path, target: Path, runs: int) -> Row:
     finally:
         row.rss_mib = daemon.stop_measured()
     row.note = "from the rename into the watched root to the hashed change at a client"
+    if fresh:
+        row.note += "; the file's mtime is the moment of the rename (a download just done)"
     return row
 
 
 class BenchDaemon(Daemon):
-    """The harness's daemon over one root, started at once and measured: on a SQLite
-    catalog of its own, or on ``database`` as node ``node`` (a shared catalog). Waits for
-    the startup pass unless told not to."""
+    """The harness's daemon over one root (named ``r``), or over ``root``'s named roots,
+    started at once and measured: on a SQLite catalog of its own, or on ``database`` as
+    node ``node`` (a shared catalog). Waits for the startup pass unless told not to."""
 
     def __init__(
         self,
         tmp: Path,
-        root: Path,
+        root: Path | dict[str, Path],
         name: str,
         *,
         database: str | None = None,
@@ -360,7 +381,7 @@ class BenchDaemon(Daemon):
         wait: bool = True,
     ) -> None:
         # A node name is set in the file only; the harness writes one when it is given.
-        roots = {"r" if node is None else f"{node}.r": root}
+        roots = root if isinstance(root, dict) else {"r" if node is None else f"{node}.r": root}
         database = database or f"sqlite:///{tmp / f'{name}.db'}"
         super().__init__(tmp, roots, database=database, node=node, name=name)
         self.started = time.perf_counter()
@@ -395,6 +416,165 @@ class BenchDaemon(Daemon):
         self.log.close()
         self.cpu_s = usage.ru_utime + usage.ru_stime
         return peak
+
+
+def moves(tmp: Path, runs: int, quick: bool) -> Row:
+    """A large file already hashed, moved by its user: into folders made just before, and
+    from one root to another, in turn. From the rename to the client's change that puts
+    it, with its hash, at its new path (a `moved`, or else the `hashed` of it found
+    anew), beside Watchman's notice of the same rename; and how much of the file the
+    daemon read meanwhile (its cached pages are evicted before each move: whatever
+    is back in the page cache once a file closed after the move has its hash, was read)."""
+    size = (64 if quick else 1024) << 20
+    hops = 4 * runs
+    row = Row(f"move {size >> 20} MiB file", "p50 <= 20 ms to its `moved`, 0 bytes read")
+    tree = tmp / "moves"  # Watchman watches both roots as one tree
+    roots = {"models": tree / "models", "loras": tree / "loras"}
+    for folder in roots.values():
+        folder.mkdir(parents=True)
+    here, root = roots["models"] / "big.safetensors", "models"
+    _write_big(here, size)
+    daemon = BenchDaemon(tmp, roots, "moves")  # its startup pass hashes the file
+    watchman = WatchmanSubscriptions(tmp, tree, "moves") if shutil.which("watchman") else None
+    renamed_at: dict[str, float] = {}
+    kinds: dict[str, list[float]] = {"into a new folder": [], "across roots": []}
+    one_moved = hashed_changes = read_bytes = 0
+    visible = evict(here)  # else (tmpfs) what is read cannot be seen
+    with ChangeFeed(daemon.address) as feed:
+        for hop in range(hops):
+            if hop % 2 == 0:
+                kind, dest = "into a new folder", here.parent / f"new{hop}" / "sdxl" / here.name
+                os.makedirs(dest.parent)  # just before the rename, as `mkdir -p && mv`
+            else:
+                root = "loras" if root == "models" else "models"
+                kind, dest = "across roots", roots[root] / f"big{hop}.safetensors"
+            evict(here)  # pages still being read (a re-hash under way) stay: not counted
+            left = cached_bytes(here)
+            seen = len(feed.changes)
+            started = time.perf_counter()
+            os.rename(here, dest)
+            renamed_at[str(dest)] = started
+            caught_up = lambda new=dest, old=here: feed.hashed_at(new) and feed.left(old)  # noqa: E731
+            feed.until(caught_up, 600, f"{dest} at the client")
+            arrived = next(
+                t
+                for c, t in zip(feed.changes[seen:], feed.arrived[seen:], strict=True)
+                if c["location"]["path"] == str(dest) and c["location"]["hash"] is not None
+            )
+            kinds[kind].append(arrived - started)
+            fence = write(roots[root] / f"fence{hop}.bin", os.urandom(64))
+            feed.until(lambda marker=fence: feed.hashed_at(marker), 60, "the fence")
+            ops = [c["op"] for c in feed.changes[seen:] if fence.name not in c["location"]["path"]]
+            one_moved += ops == ["moved"]
+            hashed_changes += ops.count("hashed")
+            read_bytes += max(0, cached_bytes(dest) - left)
+            here = dest
+    row.rss_mib = daemon.stop_measured()
+    row.assetd = kinds["into a new folder"] + kinds["across roots"]
+    row.note = (
+        "rename -> the client has it at its new path with its hash (median): "
+        + ", ".join(f"{k} {statistics.median(v) * 1000:.1f} ms" for k, v in kinds.items())
+        + f"; {one_moved} of {hops} moves came as one `moved` (else missing + added + hashed)"
+        f"; {hashed_changes} `hashed` changes for it"
+    )
+    row.note += (
+        f"; the daemon read {read_bytes / 2**20:.1f} MiB of it (page cache, mincore)"
+        if visible
+        else "; its pages could not be evicted here: bytes read unknown"
+    )
+    if watchman is not None:
+        for name, seen_at in watchman.finish(2 * hops + 1).items():
+            lat = [seen_at[p] - t for p, t in renamed_at.items() if p in seen_at]
+            w50, _ = percentiles(lat)
+            row.reference[f"watchman {name}"] = [w50]
+        row.note += "; Watchman: the same renames, new names only, no content"
+    return row
+
+
+PIECE = 16 << 10  # a download's write size
+
+
+def download(tmp: Path, runs: int, quick: bool) -> Row:
+    """A download into a running daemon's root: a writer process writes a large file in
+    16 KiB pieces at 100 MiB/s (2 GiB in about 20 s). How many changes the path gets in
+    the log, and the daemon's CPU time during the write (its worker processes included),
+    beside the same write with no daemon running. The row's assetd figure is that CPU
+    time, so its ratio to the write alone is the daemon's share of the write's time."""
+    size = (64 if quick else 2048) << 20
+    rate = 100 << 20
+    row = Row(
+        f"download {size >> 20} MiB in 16 KiB pieces",
+        "changes <= seconds of writing + 3; daemon CPU <= 0.05x",
+    )
+    root = tmp / "download"
+    alone = tmp / "download-alone"  # no daemon watches it, and none runs meanwhile
+    root.mkdir()
+    alone.mkdir()
+    row.reference["the write, no daemon"] = []
+    counts: list[str] = []
+    for i in range(runs):
+        daemon = BenchDaemon(tmp, root, f"download{i}")
+        assert daemon.proc is not None
+        target = root / f"model{i}.safetensors"
+        start_seq = _latest_seq(daemon.db_path)
+        cpu_before = _tree_cpu_s(daemon.proc.pid)
+        writing_s = _paced_write(target, size, rate)
+        row.assetd.append(_tree_cpu_s(daemon.proc.pid) - cpu_before)
+        daemon.until(target, "hashed", lambda item: item["hash"] is not None, timeout=600)
+        to_hashed = _tree_cpu_s(daemon.proc.pid) - cpu_before  # the write, catching up, the hash
+        changes = [
+            c["op"]
+            for c in daemon.catalog.changes_since(start_seq, limit=10**7)
+            if c["location"]["path"] == str(target)
+        ]
+        counts.append(
+            f"{len(changes)} changes in {writing_s:.1f} s "
+            f"({changes.count('modified')} modified, {changes.count('hashed')} hashed), "
+            f"CPU {row.assetd[-1] / writing_s:.1%} of it, {to_hashed:.2f} CPU s until hashed"
+        )
+        row.rss_mib = max(row.rss_mib, daemon.stop_measured())
+        daemon.catalog.close()
+        target.unlink()
+        row.reference["the write, no daemon"].append(_paced_write(alone / target.name, size, rate))
+        (alone / target.name).unlink()
+    row.note = "assetd = the daemon's CPU seconds during the write; " + "; ".join(counts)
+    return row
+
+
+def _paced_write(path: Path, size: int, rate: int) -> float:
+    """Write ``size`` bytes to ``path`` in :data:`PIECE` writes at ``rate`` bytes a second,
+    in a process of its own; its wall time from open to close."""
+    code = f"""
+import os, sys, time
+piece = os.urandom({PIECE})
+started = time.perf_counter()
+fd = os.open({str(path)!r}, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+for i in range({size // PIECE}):
+    os.write(fd, piece)
+    ahead = (i + 1) * {PIECE} / {rate} - (time.perf_counter() - started)
+    if ahead > 0.001:
+        time.sleep(ahead)  # the download's pace
+os.close(fd)
+print(time.perf_counter() - started)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(done.stdout)
+
+
+def _tree_cpu_s(pid: int) -> float:
+    """User and system CPU seconds of a process and of its live descendants so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(child) for child in (task / "children").read_text().split()]
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+    return total
 
 
 def scale(tmp: Path, runs: int, quick: bool) -> list[Row]:
@@ -514,12 +694,12 @@ class WatchmanSubscriptions:
 
     VARIANTS = (("default settle", None), ("settle 1", {"settle": 1}))
 
-    def __init__(self, tmp: Path, root: Path) -> None:
+    def __init__(self, tmp: Path, root: Path, workload: str = "live") -> None:
         self.root = str(root)
         self.servers: list[tuple[list[str], dict[str, str]]] = []
         self.readers: dict[str, subprocess.Popen[bytes]] = {}
         for index, (name, config) in enumerate(self.VARIANTS):
-            state = tmp / f"watchman-live-{index}"
+            state = tmp / f"watchman-{workload}-{index}"
             state.mkdir(exist_ok=True)
             environ = dict(os.environ)
             if config is not None:
@@ -898,6 +1078,8 @@ WORKLOADS: dict[str, Callable[[Path, int, bool], Row | list[Row]]] = {
     "cold": cold_index,
     "warm": warm_restart,
     "bigfile": big_file,
+    "moves": moves,
+    "download": download,
     "live": live_latency,
     "burst": burst,
     "fanout": fan_out,

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import ctypes
 import json
+import mmap
 import os
 import re
 import signal
@@ -57,6 +60,48 @@ def write(path: Path, content: bytes | str = b"x", mtime_ns: int | None = None) 
     if mtime_ns is not None:
         os.utime(path, ns=(mtime_ns, mtime_ns))
     return path
+
+
+def evict(path: Path) -> bool:
+    """Drop a file's pages from the page cache (written back first); whether it worked:
+    on tmpfs, say, the cache is where the file lives and nothing can be dropped."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # dirty pages stay cached
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    return cached_bytes(path) == 0
+
+
+def cached_bytes(path: Path) -> int:
+    """How many bytes of a file the page cache holds: after :func:`evict`, what has been
+    read of it since (``mincore`` over a mapping of it; mapping it reads nothing)."""
+    size = os.path.getsize(path)
+    if size == 0:
+        return 0
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]  # fmt: skip
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    page = os.sysconf("SC_PAGE_SIZE")
+    pages = (size + page - 1) // page
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        address = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        if address in (None, ctypes.c_void_p(-1).value):
+            raise OSError(ctypes.get_errno(), f"mmap {path}")
+        try:
+            resident = (ctypes.c_ubyte * pages)()
+            if libc.mincore(address, size, resident) != 0:
+                raise OSError(ctypes.get_errno(), f"mincore {path}")
+        finally:
+            libc.munmap(address, size)
+    finally:
+        os.close(fd)
+    return min(size, sum(flag & 1 for flag in resident) * page)
 
 
 def checkout_env(env: dict[str, str] | None = None) -> dict[str, str]:
@@ -304,3 +349,99 @@ class Daemon:
             self.log.close()
         if self._catalog is not None:
             self._catalog.close()
+
+
+class ChangeFeed:
+    """A feed client subscribed to the changes after ``since`` (all live ones when None),
+    keeping every change it reads, each with the moment it was read, indexed by the
+    paths it names.
+
+    A context manager: its websocket has a thread of its own, closed on leaving. Frames
+    are read only inside :meth:`until` (or :meth:`read`), so :attr:`arrived` is when this
+    client read a change, not when it reached the socket; time arrivals from a loop that
+    reads as they come, as :meth:`until` does.
+    """
+
+    def __init__(self, address: str, since: int | None = None) -> None:
+        from websockets.sync.client import connect
+
+        self._stack = contextlib.ExitStack()
+        # Unbounded: a test that lets thousands of changes pile up must not throttle the
+        # daemon through TCP and be told to resync.
+        self.ws = self._stack.enter_context(
+            connect(f"ws://{address}/ws", max_size=None, max_queue=None)
+        )
+        try:
+            self.hello = json.loads(self.ws.recv(REPLY_TIMEOUT_S))
+            args = {} if since is None else {"since": since}
+            self.seq = int(request_sync(self.ws, "subscribe", **args)["result"]["seq"])
+        except BaseException:
+            self._stack.close()
+            raise
+        self.changes: list[dict[str, Any]] = []
+        self.arrived: list[float] = []  # time.perf_counter() when each change was read
+        self._naming: dict[str, list[dict[str, Any]]] = {}  # path -> changes that name it
+        self._at: dict[str, dict[str, Any]] = {}  # path -> the last change located there
+        self._moved_from: dict[str, int] = {}  # path -> seq of the last move away from it
+
+    def __enter__(self) -> ChangeFeed:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def read(self, timeout: float) -> dict[str, Any] | None:
+        """Read one message (kept if it is a change); None when none came in ``timeout``."""
+        try:
+            message = dict(json.loads(self.ws.recv(timeout)))
+        except TimeoutError:
+            return None
+        if message.get("type") == "resync-required":
+            raise AssertionError(f"the feed asked this client to resync: {message}")
+        if message.get("type") == "change":
+            self.changes.append(message)
+            self.arrived.append(time.perf_counter())
+            path, old = message["location"]["path"], message.get("old_path")
+            self._naming.setdefault(path, []).append(message)
+            self._at[path] = message
+            if old is not None and old != path:
+                self._naming.setdefault(old, []).append(message)
+                self._moved_from[old] = message["seq"]
+        return message
+
+    def until(self, condition: Callable[[], Any], timeout: float = 20, what: str = "") -> Any:
+        """Read changes until ``condition()`` is truthy (checked after each), or fail."""
+        deadline = time.monotonic() + timeout
+        while not (value := condition()):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                last = [(c["op"], c["location"]["path"]) for c in self.changes[-10:]]
+                raise AssertionError(
+                    f"timed out after {timeout}s waiting for {what or 'the feed'}; "
+                    f"last changes: {last}"
+                )
+            self.read(min(left, 0.5))
+        return value
+
+    def about(self, path: Path | str) -> list[dict[str, Any]]:
+        """The changes read so far that name ``path``, as the location or as ``old_path``."""
+        return list(self._naming.get(str(path), []))
+
+    def latest(self, path: Path | str) -> dict[str, Any] | None:
+        """The Location of the last change read whose location is at ``path``."""
+        change = self._at.get(str(path))
+        return None if change is None else dict(change["location"])
+
+    def left(self, path: Path | str) -> bool:
+        """Whether the feed has said that nothing is live at ``path`` any more: moved away
+        from it, or missing there, whichever it said last."""
+        change = self._at.get(str(path))
+        moved_from = self._moved_from.get(str(path), -1)
+        if change is None or change["seq"] < moved_from:
+            return moved_from >= 0
+        return bool(change["location"]["is_missing"])
+
+    def hashed_at(self, path: Path | str) -> dict[str, Any] | None:
+        """The last Location read at ``path`` when it is live and carries a hash."""
+        item = self.latest(path)
+        return item if item is not None and hashed(item) else None
