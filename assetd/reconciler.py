@@ -54,6 +54,9 @@ MAX_BATCH = 2000  # hints taken from the queue per transaction
 MOVE_WINDOW_S = 0.5
 # A file being written is reported at most this often; its hash once it is complete.
 REPORT_EVERY_S = 1.0
+# A file just created waits this long for its close, so that a file written at once (a
+# create, a write and a close microseconds apart) is one ``added`` with its hash.
+NEW_GRACE_S = 0.05
 RETRY_FIRST_S, RETRY_MAX_S = 0.2, 5.0  # waiting for a catalog that cannot be written
 
 
@@ -107,6 +110,7 @@ class Reconciler:
         self._vanished: set[bytes] = set()  # paths whose wait is over: missing if still gone
         self._reported: dict[bytes, float] = {}  # path -> when its last change was written
         self._relook: dict[bytes, float] = {}  # path -> when to report what was held back
+        self._born: dict[bytes, float] = {}  # new paths held back: when first seen
         self._hashing = 0  # batches handed to the pool whose results are not written yet
         self._thread = threading.Thread(target=self._run, name="assetd-reconciler", daemon=True)
         self._overflowed = threading.Event()
@@ -286,7 +290,7 @@ class Reconciler:
         if todo.tree_moves:
             self._move(todo)
         seen = find_moves(self.catalog, self._observe(todo), self.follow_symlinks)
-        observations = self._to_write(seen)
+        observations = self._to_write(seen, todo.complete)
         ready = self._ready(seen, todo.complete)  # (after: it drops the looks it makes moot)
         now = ready if len(ready) < HASH_HERE_MAX and _all_small(seen, ready) else []
         # A few small files complete now: the pool hashes them while this thread waits,
@@ -331,15 +335,27 @@ class Reconciler:
                     [(p, dst_prefix + p[len(src_prefix) :], dst_root) for p in paths]
                 )
 
-    def _to_write(self, observations: list[Observation]) -> list[Observation]:
+    def _to_write(
+        self, observations: list[Observation], complete: Callable[[bytes], bool]
+    ) -> list[Observation]:
         """The observations to write now. A vanished file waits (:data:`MOVE_WINDOW_S`)
-        for its new path to be seen; a file being written whose last change was written
-        less than :data:`REPORT_EVERY_S` ago is not reported again yet: a later event, or
-        the settling, looks at it again, and its hash comes when it is complete."""
+        for its new path to be seen; a file just created waits a moment
+        (:data:`NEW_GRACE_S`) for its close; a file being written whose last change was
+        written less than :data:`REPORT_EVERY_S` ago is not reported again yet: a later
+        event, or the settling, looks at it again, and its hash comes when it is
+        complete."""
         now = self.clock()
+        fresh = time.time_ns() - int(self.settle_s * 1e9)
         out: list[Observation] = []
         for obs in observations:
             outcome = obs.decision.outcome
+            if outcome is Outcome.NEW and obs.stat is not None and obs.stat.mtime_ns > fresh:
+                if not complete(obs.path):
+                    born = self._born.setdefault(obs.path, now)
+                    if now - born < NEW_GRACE_S:
+                        self._relook.setdefault(obs.path, born + NEW_GRACE_S)
+                        continue
+            self._born.pop(obs.path, None)
             if outcome is Outcome.MISSING and obs.path not in self._vanished:
                 self._vanishing.setdefault(obs.path, now + self.move_window_s)
                 continue
