@@ -307,7 +307,11 @@ class Reconciler:
                         self.catalog, batches[-1], self.tally, check=False, hashes=found
                     )
                 if found:
-                    stale = awaiting_hash(self.catalog, list(found))
+                    # The new ones went in with their hash (a racy one still waits for a
+                    # verify, by the next look): the others' rows take it now.
+                    last = batches[-1] if batches else []
+                    new = {o.path for o in last if o.decision.outcome is Outcome.NEW}
+                    stale = awaiting_hash(self.catalog, [p for p in found if p not in new])
                     outcomes = [found[s.path].for_state(s) for s in stale]
                     apply_hashes(self.catalog, outcomes, self.tally)
         for batch in chunks(hashed, CHUNK):

@@ -38,9 +38,9 @@ from tests.harness import (
     write,
 )
 
-# A real file of random bytes, not a sparse one: with no count of bytes hashed in the
-# status, what was read of it is seen in the change log and the page cache, and 64 MiB
-# keeps its writing (and a re-hash, if there is one) well under a second.
+# A real file of random bytes, not a sparse one: what was read of it is seen in the page
+# cache as well as in the status's count of bytes hashed, and 64 MiB keeps its writing
+# (and a re-hash, if there is one) well under a second.
 BIG = 64 << 20
 PIECE = 16 << 10  # a download's write size
 WRITING_S = 3.0  # how long the slow download writes
@@ -76,7 +76,7 @@ def fence(feed: ChangeFeed, folder: Path) -> None:
     """Wait until a file closed after what the test did has its hash at the client: the
     daemon's changes queued before it (a late `missing`, a small file's re-hash) have
     reached the feed, and a large file's re-hash, if any, has begun reading."""
-    marker = write(folder / f"fence-{os.urandom(4).hex()}.bin", os.urandom(64))
+    marker = write(folder / f"fence-{os.urandom(4).hex()}.bin", os.urandom(FENCE_BYTES))
     feed.until(lambda: feed.hashed_at(marker), 20, f"the fence {marker.name}")
 
 
@@ -137,6 +137,15 @@ def listed(daemon: Daemon) -> dict[str, dict[str, Any]]:
     return listed_by_path(proc.stdout)
 
 
+FENCE_BYTES = 64  # what fence() writes, and the daemon then hashes
+
+
+def live_hashed_bytes_since(before: dict[str, Any], daemon: Daemon, fences: int = 1) -> int:
+    """Bytes the live path hashed since the status ``before``, the fences' left out."""
+    after = daemon.status()["watch"]["hashed_bytes"]
+    return int(after - before["watch"]["hashed_bytes"]) - fences * FENCE_BYTES
+
+
 def pass_hashed_bytes_since(before: dict[str, Any], daemon: Daemon) -> int:
     """Bytes hashed by a pass that ran since the status ``before`` (0 when none ran: the
     status still shows the earlier pass's progress)."""
@@ -178,6 +187,7 @@ def test_big_file_into_a_new_folder_is_one_moved(base: Path, make_daemon: Any) -
     rows = listed(d)
     assert [p for p in rows if p.endswith(big.name)] == [str(here)], "old paths left as rows"
     assert pass_hashed_bytes_since(status, d) == 0
+    assert live_hashed_bytes_since(status, d, fences=3) == 0, "the moved file was hashed"
 
 
 def test_move_across_roots_keeps_asset_tags_and_metadata(base: Path, make_daemon: Any) -> None:
@@ -206,6 +216,31 @@ def test_move_across_roots_keeps_asset_tags_and_metadata(base: Path, make_daemon
     assert json.loads(proc.stdout) == {"note": "kept"}
     assert str(src) not in listed(d)
     assert pass_hashed_bytes_since(status, d) == 0
+    assert live_hashed_bytes_since(status, d) == 0, "the moved file was hashed"
+
+
+def assert_renames_are_moves(
+    base: Path, d: Daemon, moves: dict[Path, Path], fence_in: Path, rename: Any
+) -> None:
+    """``rename()`` the cataloged files of ``moves`` (old -> new) with a feed open: each is
+    one `moved` with its asset, none read again, no row left at an old path, and no pass
+    hashed anything."""
+    files = list(moves)
+    assets = catalogued(d, files)
+    status = d.status()
+    where = roots_of(d.roots, moves)
+    watched = evict_all(base, files)
+    with ChangeFeed(d.address) as feed:
+        rename()
+        feed.until(lambda: converged(feed, moves), 40, f"{len(moves)} moves to reach the feed")
+        fence(feed, fence_in)
+        read = bytes_read(list(moves.values()))
+        assert_each_moved_once(feed.changes, moves, assets, where)
+        assert not watched or read == 0, f"{read} bytes of the moved files read again"
+    rows = listed(d)
+    assert not [f for f in files if str(f) in rows], "old paths left behind as rows"
+    assert pass_hashed_bytes_since(status, d) == 0
+    assert live_hashed_bytes_since(status, d) == 0, "the daemon hashed the moved files"
 
 
 def test_folder_of_500_moved_across_roots_in_one_rename(base: Path, make_daemon: Any) -> None:
@@ -214,20 +249,10 @@ def test_folder_of_500_moved_across_roots_in_one_rename(base: Path, make_daemon:
     folder = roots["models"] / "pack"
     files = [write(folder / f"f{i:03}.bin", os.urandom(64) + b"%d" % i, OLD_NS) for i in range(500)]
     d = make_daemon(roots).start()
-    assets = catalogued(d, files)
-    status = d.status()
     moves = {f: roots["loras"] / "pack" / f.name for f in files}
-    watched = evict_all(base, files)
-    with ChangeFeed(d.address) as feed:
-        os.rename(folder, roots["loras"] / "pack")
-        feed.until(lambda: converged(feed, moves), 40, "500 moves to reach the feed")
-        fence(feed, roots["loras"])
-        read = bytes_read(list(moves.values()))
-        assert_each_moved_once(feed.changes, moves, assets, dict.fromkeys(moves.values(), "loras"))
-        assert not watched or read == 0, f"{read} bytes of the moved files read again"
-    rows = listed(d)
-    assert not [f for f in files if str(f) in rows], "old paths left behind as rows"
-    assert pass_hashed_bytes_since(status, d) == 0
+    assert_renames_are_moves(
+        base, d, moves, roots["loras"], lambda: os.rename(folder, roots["loras"] / "pack")
+    )
 
 
 def test_burst_of_500_renames_each_ends_as_moved(base: Path, make_daemon: Any) -> None:
@@ -237,25 +262,16 @@ def test_burst_of_500_renames_each_ends_as_moved(base: Path, make_daemon: Any) -
     folder = roots["models"] / "burst"
     files = [write(folder / f"f{i:03}.bin", os.urandom(64) + b"%d" % i, OLD_NS) for i in range(500)]
     d = make_daemon(roots).start()
-    assets = catalogued(d, files)
-    status = d.status()
     moves = {
         f: folder / f"renamed-{f.name}" if i % 2 == 0 else roots["loras"] / "burst" / f.name
         for i, f in enumerate(files)
     }
-    where = roots_of(roots, moves)
-    watched = evict_all(base, files)
-    with ChangeFeed(d.address) as feed:
+
+    def rename() -> None:
         for old, new in moves.items():
             os.rename(old, new)
-        feed.until(lambda: converged(feed, moves), 40, "500 moves to reach the feed")
-        fence(feed, roots["loras"])
-        read = bytes_read(list(moves.values()))
-        assert_each_moved_once(feed.changes, moves, assets, where)
-        assert not watched or read == 0, f"{read} bytes of the moved files read again"
-    rows = listed(d)
-    assert not [f for f in files if str(f) in rows], "old paths left behind as rows"
-    assert pass_hashed_bytes_since(status, d) == 0
+
+    assert_renames_are_moves(base, d, moves, roots["loras"], rename)
 
 
 def test_offline_reorganisation_is_moves_and_one_copy(base: Path, make_daemon: Any) -> None:

@@ -341,18 +341,25 @@ def test_a_hard_link_is_a_second_location_not_a_move(
     assert state is not None and state.id != before.id and state.asset_id == before.asset_id
 
 
+def added_alone(rec: Reconciler, catalog: Catalog, path: Path, content: str) -> dict[str, Any]:
+    """Write a complete file, hint it closed; its one change (asserted ``added``)."""
+    seq = catalog.latest_seq()
+    write(path, content, OLD_NS)
+    rec.put(Hint(HintKind.CLOSED, os.fsencode(path)))
+    settle(rec)
+    changes = catalog.changes_since(seq)
+    assert [c["op"] for c in changes] == ["added"]
+    return dict(changes[0]["location"])
+
+
 def test_a_small_complete_file_is_added_with_its_hash(
     tmp_path: Path, catalog: Catalog, reconciler: Reconciler
 ) -> None:
     """A small file complete when first seen is one ``added`` change carrying its hash."""
-    seq = catalog.latest_seq()
-    path = write(tmp_path / "r" / "small.txt", "complete", OLD_NS)
-    reconciler.put(Hint(HintKind.CLOSED, os.fsencode(path)))
-    settle(reconciler)
-    changes = catalog.changes_since(seq)
-    assert [c["op"] for c in changes] == ["added"]
-    assert changes[0]["location"]["hash"] == hash_file(os.fsencode(path)).hash
-    assert changes[0]["location"]["needs_verify"] is False
+    path = tmp_path / "r" / "small.txt"
+    location = added_alone(reconciler, catalog, path, "complete")
+    assert location["hash"] == hash_file(os.fsencode(path)).hash
+    assert location["needs_verify"] is False
 
 
 def test_a_second_copy_complete_when_seen_joins_its_content_in_its_added(
@@ -360,13 +367,8 @@ def test_a_second_copy_complete_when_seen_joins_its_content_in_its_added(
 ) -> None:
     """A copy of known content, complete when seen, is added straight into that asset."""
     first = hashed_file(reconciler, catalog, tmp_path / "r" / "a.txt", "same")
-    seq = catalog.latest_seq()
-    copy = write(tmp_path / "r" / "b.txt", "same", OLD_NS)
-    reconciler.put(Hint(HintKind.CLOSED, os.fsencode(copy)))
-    settle(reconciler)
-    changes = catalog.changes_since(seq)
-    assert [c["op"] for c in changes] == ["added"]
-    assert changes[0]["location"]["asset_id"] == first.asset_id
+    location = added_alone(reconciler, catalog, tmp_path / "r" / "b.txt", "same")
+    assert location["asset_id"] == first.asset_id
     assert catalog.models.Asset.select().count() == 1
 
 
