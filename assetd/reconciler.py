@@ -353,12 +353,11 @@ class Reconciler:
         out: list[Observation] = []
         for obs in observations:
             outcome = obs.decision.outcome
-            if outcome is Outcome.NEW and obs.stat is not None and obs.stat.mtime_ns > fresh:
-                if not complete(obs.path):
-                    born = self._born.setdefault(obs.path, now)
-                    if now - born < NEW_GRACE_S:
-                        self._relook.setdefault(obs.path, born + NEW_GRACE_S)
-                        continue
+            if _just_created(obs, fresh) and not complete(obs.path):
+                born = self._born.setdefault(obs.path, now)
+                if now - born < NEW_GRACE_S:
+                    self._relook.setdefault(obs.path, born + NEW_GRACE_S)
+                    continue
             self._born.pop(obs.path, None)
             if outcome is Outcome.MISSING and obs.path not in self._vanished:
                 self._vanishing.setdefault(obs.path, now + self.move_window_s)
@@ -499,6 +498,15 @@ class Reconciler:
 
 def _warn(root: str, path: bytes, message: str) -> None:
     log.warning("%s: %s", os.fsdecode(path), message)
+
+
+def _just_created(obs: Observation, fresh_since_ns: int) -> bool:
+    """A new file modified since ``fresh_since_ns``: it may still be being written."""
+    return (
+        obs.decision.outcome is Outcome.NEW
+        and obs.stat is not None
+        and obs.stat.mtime_ns > fresh_since_ns
+    )
 
 
 def _all_small(observations: list[Observation], paths: list[bytes]) -> bool:
