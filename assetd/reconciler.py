@@ -111,6 +111,7 @@ class Reconciler:
         self._reported: dict[bytes, float] = {}  # path -> when its last change was written
         self._relook: dict[bytes, float] = {}  # path -> when to report what was held back
         self._born: dict[bytes, float] = {}  # new paths held back: when first seen
+        self._relooking = False  # due looks taken off _relook, not written yet
         self._hashing = 0  # batches handed to the pool whose results are not written yet
         self._thread = threading.Thread(target=self._run, name="assetd-reconciler", daemon=True)
         self._overflowed = threading.Event()
@@ -169,6 +170,7 @@ class Reconciler:
             and not self._settling
             and not self._vanishing
             and not self._relook
+            and not self._relooking
             and not self._hashing
         )
 
@@ -381,11 +383,20 @@ class Reconciler:
         """Report what was held back from files being written, once their time is due."""
         now = self.clock()
         due = [p for p, when in self._relook.items() if when <= now]
-        if due:
+        if not due:
+            return
+        # Taken off before the look, which may hold a path back again (a new due time).
+        self._relooking = True
+        for path in due:
+            del self._relook[path]
+        try:
             self._write([Hint(HintKind.CHANGED, p) for p in due], [])
-            for path in due:
-                if self._relook.get(path, now + 1) <= now:
-                    del self._relook[path]
+        except BaseException:
+            for path in due:  # not written: due again
+                self._relook.setdefault(path, now)
+            raise
+        finally:
+            self._relooking = False
 
     def _check_vanished(self) -> None:
         now = self.clock()
