@@ -41,6 +41,7 @@ from assetd.exceptions import CatalogUnavailableError
 from assetd.hashing import LARGE_FILE, HashOutcome
 from assetd.hashpool import HASH_HERE_MAX, HashPool
 from assetd.hints import Hint, HintKind
+from assetd.holds import MOVE_WINDOW_S, REPORT_EVERY_S, Holds
 from assetd.plan import Plan, RootIndex, plan
 from assetd.survey import survey
 
@@ -49,14 +50,6 @@ __all__ = ["Reconciler"]
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 2000  # hints taken from the queue per transaction
-# How long a vanished file waits for its other half (a move's new path reported apart,
-# by another root's watcher or a late event) before it is marked missing.
-MOVE_WINDOW_S = 0.5
-# A file being written is reported at most this often; its hash once it is complete.
-REPORT_EVERY_S = 1.0
-# A file just created waits this long for its close, so that a file written at once (a
-# create, a write and a close microseconds apart) is one ``added`` with its hash.
-NEW_GRACE_S = 0.05
 RETRY_FIRST_S, RETRY_MAX_S = 0.2, 5.0  # waiting for a catalog that cannot be written
 
 
@@ -95,8 +88,6 @@ class Reconciler:
         self.catalog = catalog
         self.follow_symlinks = follow_symlinks
         self.settle_s = settle_s
-        self.move_window_s = move_window_s
-        self.report_every_s = report_every_s
         self.on_overflow = on_overflow or (lambda: None)
         self.clock = clock
         self.tally = Tally()
@@ -106,12 +97,7 @@ class Reconciler:
         self._own_pool = hash_pool is None
         self._pool = hash_pool or HashPool(follow_symlinks=follow_symlinks)
         self._settling: dict[bytes, tuple[FileStat, float]] = {}
-        self._vanishing: dict[bytes, float] = {}  # path -> when it may be marked missing
-        self._vanished: set[bytes] = set()  # paths whose wait is over: missing if still gone
-        self._reported: dict[bytes, float] = {}  # path -> when its last change was written
-        self._relook: dict[bytes, float] = {}  # path -> when to report what was held back
-        self._born: dict[bytes, float] = {}  # new paths held back: when first seen
-        self._relooking = False  # due looks taken off _relook, not written yet
+        self._holds = Holds(move_window_s=move_window_s, report_every_s=report_every_s)
         self._hashing = 0  # batches handed to the pool whose results are not written yet
         self._thread = threading.Thread(target=self._run, name="assetd-reconciler", daemon=True)
         self._overflowed = threading.Event()
@@ -168,9 +154,7 @@ class Reconciler:
         return (
             self._queue.unfinished_tasks == 0
             and not self._settling
-            and not self._vanishing
-            and not self._relook
-            and not self._relooking
+            and self._holds.empty()
             and not self._hashing
         )
 
@@ -242,7 +226,8 @@ class Reconciler:
     def _next(self) -> Any:
         """The next queue item, waking up in time for the earliest settling file."""
         dues = [due for _, due in self._settling.values()]
-        dues += [*self._vanishing.values(), *self._relook.values()]
+        held = self._holds.next_due()
+        dues += [held] if held is not None else []
         timeout = max(0.0, min(dues) - self.clock()) if dues else None
         try:
             return self._queue.get(timeout=timeout)
@@ -264,15 +249,14 @@ class Reconciler:
                 self._write(hints, hashed)
                 hints, hashed = [], []
                 if item is _STOP:
-                    self._vanish(list(self._vanishing))  # no one will wait for them
+                    self._look_again(self._holds.take_due())  # no one will wait for them
                     stop = True
                 elif isinstance(item, _Work):
                     self._do_work(item)
         self._write(hints, hashed)
         if not stop:
             self._check_settled()
-            self._check_vanished()
-            self._check_relooks()
+            self._look_again(self._holds.take_due(self.clock()))
         return stop
 
     def _write(self, hints: list[Hint], hashed: list[HashOutcome]) -> None:
@@ -292,7 +276,8 @@ class Reconciler:
         if todo.tree_moves:
             self._move(todo)
         seen = find_moves(self.catalog, self._observe(todo), self.follow_symlinks)
-        observations = self._to_write(seen, todo.complete)
+        fresh = time.time_ns() - int(self.settle_s * 1e9)
+        observations = self._holds.sort(seen, todo.complete, self.clock(), fresh)
         ready = self._ready(seen, todo.complete)  # (after: it drops the looks it makes moot)
         now = ready if len(ready) < HASH_HERE_MAX and _all_small(seen, ready) else []
         # A few small files complete now: the pool hashes them while this thread waits,
@@ -341,78 +326,16 @@ class Reconciler:
                     [(p, dst_prefix + p[len(src_prefix) :], dst_root) for p in paths]
                 )
 
-    def _to_write(
-        self, observations: list[Observation], complete: Callable[[bytes], bool]
-    ) -> list[Observation]:
-        """The observations to write now. A vanished file waits (:data:`MOVE_WINDOW_S`)
-        for its new path to be seen; a file just created waits a moment
-        (:data:`NEW_GRACE_S`) for its close; a file being written whose last change was
-        written less than :data:`REPORT_EVERY_S` ago is not reported again yet: a later
-        event, or the settling, looks at it again, and its hash comes when it is
-        complete."""
-        now = self.clock()
-        fresh = time.time_ns() - int(self.settle_s * 1e9)
-        out: list[Observation] = []
-        for obs in observations:
-            outcome = obs.decision.outcome
-            if _just_created(obs, fresh) and not complete(obs.path):
-                born = self._born.setdefault(obs.path, now)
-                if now - born < NEW_GRACE_S:
-                    self._relook.setdefault(obs.path, born + NEW_GRACE_S)
-                    continue
-            self._born.pop(obs.path, None)
-            if outcome is Outcome.MISSING and obs.path not in self._vanished:
-                self._vanishing.setdefault(obs.path, now + self.move_window_s)
-                continue
-            if outcome is Outcome.MODIFIED:
-                assert obs.state is not None
-                last = self._reported.get(obs.path)
-                if obs.state.needs_verify and last is not None and now - last < self.report_every_s:
-                    self._relook.setdefault(obs.path, last + self.report_every_s)
-                    continue
-            if outcome in (Outcome.NEW, Outcome.MODIFIED):
-                self._reported[obs.path] = now
-            out.append(obs)
-        if len(self._reported) > 1000:
-            self._reported = {
-                p: t for p, t in self._reported.items() if now - t < self.report_every_s
-            }
-        return out
-
-    def _check_relooks(self) -> None:
-        """Report what was held back from files being written, once their time is due."""
-        now = self.clock()
-        due = [p for p, when in self._relook.items() if when <= now]
-        if not due:
-            return
-        # Taken off before the look, which may hold a path back again (a new due time).
-        self._relooking = True
-        for path in due:
-            del self._relook[path]
-        try:
-            self._write([Hint(HintKind.CHANGED, p) for p in due], [])
-        except BaseException:
-            for path in due:  # not written: due again
-                self._relook.setdefault(path, now)
-            raise
-        finally:
-            self._relooking = False
-
-    def _check_vanished(self) -> None:
-        now = self.clock()
-        self._vanish([p for p, due in self._vanishing.items() if due <= now])
-
-    def _vanish(self, paths: list[bytes]) -> None:
-        """Look at these vanished paths again, and mark missing those still gone."""
+    def _look_again(self, paths: list[bytes]) -> None:
+        """Look at held paths again, now that their time is due, and write what is found."""
         if not paths:
             return
-        self._vanished.update(paths)
         try:
             self._write([Hint(HintKind.CHANGED, p) for p in paths], [])
-        finally:
-            self._vanished.clear()
-        for path in paths:  # only now: until written, the reconciler is not idle
-            self._vanishing.pop(path, None)
+        except BaseException:
+            self._holds.put_back(self.clock())
+            raise
+        self._holds.done()
 
     def _observe(self, todo: Plan) -> list[Observation]:
         """Survey the folders and stat the paths the plan names, against the catalog."""
@@ -457,7 +380,7 @@ class Reconciler:
             still = now_wall - obs.stat.mtime_ns > self.settle_s * 1e9
             if complete(obs.path) or still:
                 self._settling.pop(obs.path, None)
-                self._relook.pop(obs.path, None)  # its hash reports where it ended
+                self._holds.complete(obs.path)
                 ready.append(obs.path)
             else:
                 self._settling[obs.path] = (obs.stat, self.clock() + self.settle_s)
@@ -509,15 +432,6 @@ class Reconciler:
 
 def _warn(root: str, path: bytes, message: str) -> None:
     log.warning("%s: %s", os.fsdecode(path), message)
-
-
-def _just_created(obs: Observation, fresh_since_ns: int) -> bool:
-    """A new file modified since ``fresh_since_ns``: it may still be being written."""
-    return (
-        obs.decision.outcome is Outcome.NEW
-        and obs.stat is not None
-        and obs.stat.mtime_ns > fresh_since_ns
-    )
 
 
 def _all_small(observations: list[Observation], paths: list[bytes]) -> bool:
