@@ -15,7 +15,8 @@
      │    └── VerifyBusyError      a verify run is going on already
      ├── DaemonRunningError        another daemon serves this catalog
      ├── InvalidRequestError       a malformed argument (a bad tag, a path outside every root)
-     │    └── UnknownCommandError  a feed request names no command
+     │    ├── UnknownCommandError  a feed request names no command
+     │    └── AutomaticTagError    a tag to remove is automatic where it was asked
      ├── NotFoundError             a path or asset the caller named is not in the catalog
      ├── DaemonError               talking to a running daemon failed
      │    ├── NoDaemonError        no daemon answers for this catalog (exit 3)
@@ -37,6 +38,7 @@ from __future__ import annotations
 __all__ = [
     "AlreadyRunningError",
     "AssetdError",
+    "AutomaticTagError",
     "CatalogError",
     "CatalogUnavailableError",
     "ConfigError",
@@ -117,6 +119,10 @@ class InvalidRequestError(AssetdError):
 
 class UnknownCommandError(InvalidRequestError):
     """A feed request names a command there is not."""
+
+
+class AutomaticTagError(InvalidRequestError):
+    """A tag to remove is automatic at that location: its place gives it, no user did."""
 
 
 class NotFoundError(AssetdError):

@@ -14,6 +14,7 @@ from assetd.config import RootConfig
 __all__ = [
     "ExcludeMatcher",
     "auto_tags",
+    "folder_tags",
     "get_all_known_prefixes",
     "path_json",
     "prefix_upper_bound",
@@ -53,6 +54,15 @@ def auto_tags(root_name: str, prefix: bytes, path: bytes) -> set[str]:
     """The root's name and every folder between the root and the file."""
     folders = path[len(prefix) :].split(b"/")[:-1]
     return {root_name, *(name.decode("utf-8", "replace") for name in folders if name)}
+
+
+def folder_tags(roots: dict[str, bytes], root: str, path: bytes) -> set[str]:
+    """The automatic tags of a location from its place: root name and folder names
+    (``roots``: root name → prefix, as the catalog registered them)."""
+    prefix = roots.get(root)
+    if prefix is not None and path.startswith(prefix):
+        return auto_tags(root, prefix, path)
+    return {root}
 
 
 def path_json(path: bytes) -> dict[str, Any]:

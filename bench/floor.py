@@ -42,7 +42,7 @@ LOCATION = (
     "INSERT INTO cache_state (id, file_path, root, asset_id, size, mtime_ns, ctime_ns, "
     "inode, device, needs_verify, is_missing) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-TAG = "INSERT INTO tag (asset_id, name, origin) VALUES (?, ?, 'auto')"
+TAG = "INSERT INTO location_tag (location_id, name) VALUES (?, ?)"
 CHANGE = 'INSERT INTO "change" (seq, ts, op, root, body) VALUES (?, ?, ?, ?, ?)'
 COUNTER = "UPDATE sequence_counter SET value = ? WHERE name = 'change'"
 HASH = "UPDATE asset SET hash = ?, size_bytes = ? WHERE id = ?"
@@ -104,7 +104,7 @@ def batches(folder: Path, root: str) -> tuple[list[Batch], list[Batch]]:
 
 
 def _body(op: str, values: tuple[object, ...], tags: list[str]) -> str:
-    return dumps({"op": op, "location": location_json(values, tags)}).decode()
+    return dumps({"op": op, "location": location_json(values, tags, [])}).decode()
 
 
 def floor(db: Path, folder: Path, root: str) -> float:

@@ -23,6 +23,7 @@ LOCATION_KEYS = {
     "is_missing",
     "needs_verify",
     "tags",
+    "user_tags",
 }
 SUMMARY_KEYS = {"scanned", "total", "created", "skipped", "hashed", "marked_missing", "restored"}
 
@@ -99,12 +100,17 @@ def test_ls_human_output(cli: Cli) -> None:
 
 
 def test_tag_add_rm_and_filter(cli: Cli) -> None:
-    """tag add/rm print the asset's tags; ls --tag filters by them."""
+    """tag add/rm print the location's tags; ls --tag filters by them; removing an
+    automatic tag exits 2 with one line saying so, and changes nothing."""
     cli("scan")
     sd = str(cli.models / "checkpoints" / "sd.safetensors")
     assert cli.json("tag", "add", sd, "fav", "sdxl") == ["checkpoints", "fav", "models", "sdxl"]
     assert list(cli.ls("--tag", "fav")) == [sd]
-    assert cli.json("tag", "rm", sd, "sdxl", "models") == ["checkpoints", "fav", "models"]
+    assert cli.json("tag", "rm", sd, "sdxl") == ["checkpoints", "fav", "models"]
+    refused = cli("tag", "rm", sd, "fav", "models", ok=False)
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.count("\n") == 1 and "models: automatic at" in refused.stderr
+    assert cli.ls("--tag", "fav")[sd]["tags"] == ["checkpoints", "fav", "models"]
     assert len(cli.ls("--tag", "models")) == 2
 
 

@@ -90,6 +90,9 @@ def test_writes_go_through_the_daemon_and_reach_its_feed(tmp_path: Path, make_da
         message = json.loads(ws.recv(10))
         assert message["type"] == "change" and message["op"] == "tagged"
         assert message["location"]["tags"] == ["fav", "r"]
+        assert message["location"]["user_tags"] == ["fav"]
+        refused = request_sync(ws, "tag", path=str(f), remove=["r"])
+        assert refused["error"]["code"] == "automatic_tag", refused
     proc = run_cli("meta", str(f), "k=v", *flags(d))
     assert json.loads(proc.stdout) == {"k": "v"}
     proc = run_cli("restore", str(f), *flags(d))
@@ -105,4 +108,6 @@ def test_writes_go_through_the_daemon_and_reach_its_feed(tmp_path: Path, make_da
     assert bad.returncode == 2 and "outside every root" in bad.stderr
     missing = run_cli("tag", "add", str(tmp_path / "r" / "nope"), "x", *flags(d))
     assert missing.returncode == 1 and "not in the catalog" in missing.stderr
+    automatic = run_cli("tag", "rm", str(f), "r", *flags(d))
+    assert automatic.returncode == 2 and "r: automatic at" in automatic.stderr
     assert hashed(d.item(f))

@@ -12,7 +12,7 @@ from assetd.apply import Tally, apply_observations, observe
 from assetd.catalog.schema import SCHEMA_VERSION, define_models, migrations
 from assetd.db import INSERT_PARAMS, Catalog, insert_statements
 from assetd.decide import FileStat
-from assetd.exceptions import CatalogError, NotFoundError, SchemaError
+from assetd.exceptions import AutomaticTagError, CatalogError, NotFoundError, SchemaError
 
 
 def stat(size: int = 1, mtime: int = 1) -> FileStat:
@@ -181,15 +181,44 @@ def test_user_tags_and_the_missing_tag(catalog: Catalog) -> None:
     catalog.mark_missing([loc])
     assert catalog.change_tags(b"/r/a", add=["x"]) == ["fav", "missing", "r", "x"]
     catalog.restore_cache_states_by_paths([b"/r/a"])
-    assert catalog.tags_of([catalog.get_state(b"/r/a").asset_id])[
-        catalog.get_state(b"/r/a").asset_id
-    ] == [
-        "fav",
-        "r",
-        "x",
-    ]
+    asset_id = catalog.get_state(b"/r/a").asset_id
+    assert catalog.tags_of([asset_id])[asset_id] == ["fav", "x"]  # the asset's own
+    ((item,), _) = catalog.list_locations()
+    assert (item["tags"], item["user_tags"]) == (["fav", "r", "x"], ["fav", "x"])
     with pytest.raises(NotFoundError):
         catalog.change_tags(b"/r/nope", add=["x"])
+
+
+def test_removing_an_automatic_tag_is_refused_and_changes_nothing(catalog: Catalog) -> None:
+    """A tag the location has only automatically (root, folder, ``missing``) cannot be
+    removed: AutomaticTagError names it, no tag changes and nothing is logged."""
+    catalog.register_roots([("r", b"/r/")])
+    (loc,) = add(catalog, b"/r/keep/a")
+    catalog.change_tags(b"/r/keep/a", add=["fav"])
+    catalog.mark_missing([loc])
+    seq = catalog.latest_seq()
+    for automatic in ("keep", "r", "missing"):
+        with pytest.raises(AutomaticTagError, match=f"{automatic}: automatic at /r/keep/a"):
+            catalog.change_tags(b"/r/keep/a", remove=["fav", automatic])
+    assert catalog.latest_seq() == seq
+    ((item,), _) = catalog.list_locations(include_missing=True)
+    assert (item["tags"], item["user_tags"]) == (["fav", "keep", "missing", "r"], ["fav"])
+    # A user tag of the same name as an automatic one goes; the automatic one stays.
+    catalog.change_tags(b"/r/keep/a", add=["keep"])
+    assert catalog.change_tags(b"/r/keep/a", remove=["keep"]) == ["fav", "keep", "missing", "r"]
+
+
+def test_a_moved_location_takes_the_tags_of_its_new_place(catalog: Catalog) -> None:
+    """A location moved to another folder and root loses the old place's automatic tags,
+    gains the new one's, and keeps its asset's user tags."""
+    catalog.register_roots([("r", b"/r/"), ("s", b"/s/")])
+    add(catalog, b"/r/input/keep/a.png")
+    catalog.change_tags(b"/r/input/keep/a.png", add=["fav"])
+    assert catalog.move_locations([(b"/r/input/keep/a.png", b"/s/2026-11-01/a.png", "s")]) == 1
+    ((item,), _) = catalog.list_locations()
+    assert item["tags"] == ["2026-11-01", "fav", "s"]
+    assert catalog.list_locations(tag="keep")[0] == []
+    assert catalog.query("SELECT COUNT(*) FROM location_tag") == [(2,)]
 
 
 def test_metadata(catalog: Catalog) -> None:
@@ -374,6 +403,40 @@ def test_the_change_log_is_trimmed_by_count_and_by_age(catalog: Catalog) -> None
     assert (catalog.oldest_seq(), catalog.latest_seq()) == (4, 5)
     add(catalog, b"/r/f")
     assert catalog.latest_seq() == 6
+
+
+def test_upgrade_gives_each_location_its_own_automatic_tags(db_url: str) -> None:
+    """A catalog of version 7 (automatic tags merged over the asset) upgrades: each
+    location gets the tags of its own place, user tags and the missing mark stay, and the
+    merged folder tags leave the asset."""
+    catalog = Catalog(db_url)
+    catalog.register_roots([("m", b"/m/")])
+    add(catalog, b"/m/loras/a", b"/m/checkpoints/b", root="m")
+    a, b = (catalog.get_state(p) for p in (b"/m/loras/a", b"/m/checkpoints/b"))
+    with catalog.write():  # as version 7 left it: b's location joined a's asset
+        catalog.execute("UPDATE cache_state SET asset_id = ? WHERE id = ?", [a.asset_id, b.id])
+        catalog.execute("DROP TABLE location_tag")
+        catalog.store.insert_many(
+            "INSERT INTO tag (asset_id, name, origin) VALUES (?, ?, ?)",
+            [(a.asset_id, n, "auto") for n in ("m", "loras", "checkpoints")]
+            + [(a.asset_id, "mine", "user"), (b.asset_id, "missing", "auto")],
+        )
+        catalog.execute("UPDATE catalog_info SET value = '7' WHERE key = 'schema_version'")
+    catalog.close()
+
+    upgraded = Catalog(db_url)
+
+    assert upgraded.schema_version() == SCHEMA_VERSION
+    items = {i["path"]: i["tags"] for i in upgraded.list_locations()[0]}
+    assert items == {
+        "/m/checkpoints/b": ["checkpoints", "m", "mine"],
+        "/m/loras/a": ["loras", "m", "mine"],
+    }
+    assert upgraded.tags_of([a.asset_id, b.asset_id]) == {
+        a.asset_id: ["mine"],
+        b.asset_id: ["missing"],
+    }
+    upgraded.close()
 
 
 def test_rows_inserted_many_to_a_statement_arrive_whole(catalog: Catalog) -> None:

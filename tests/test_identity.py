@@ -93,7 +93,8 @@ def test_an_unhashed_seed_asset_takes_its_hash(catalog: Catalog, root: RootConfi
     (change,) = catalog.changes_since(seq, 1000)
     assert change["location"]["hash"] == digest(b"lora")
     assert change["location"]["asset_id"] == seed.asset_id
-    assert tags(catalog, seed.asset_id, "auto") == {"models", "loras"}
+    assert location(catalog, f)["tags"] == ["loras", "models"]
+    assert tags(catalog, seed.asset_id, "auto") == set()  # a place's tags are the location's
     assert (tally.hashed, tally.hashed_bytes) == (1, 4)
 
 
@@ -143,21 +144,30 @@ def test_copies_hashed_in_one_batch_share_one_asset(catalog: Catalog, root: Root
     assert (tally.hashed, tally.hashed_bytes) == (2, 8)
 
 
-def test_a_location_joining_an_asset_of_another_folder_adds_its_tags(
+def test_a_copy_in_another_folder_has_the_tags_of_its_own_place(
     catalog: Catalog, root: RootConfig
 ) -> None:
-    """The asset a location joins gains that location's automatic tags (its folders)."""
+    """A copy joins the asset of its content and shares its user tags, but each location
+    keeps the automatic tags of its own place: the copy under checkpoints/ is not tagged
+    ``loras``, and a tag filter finds only the location it names."""
     first = write(Path(root.path) / "loras" / "a.safetensors", b"same", OLD_NS)
     register(catalog, root, first)
     hash_files(catalog, first)
-    asset = state(catalog, first).asset_id
-    assert tags(catalog, asset, "auto") == {"models", "loras"}
+    catalog.change_tags(os.fsencode(first), ["mine"])
     copy = write(Path(root.path) / "checkpoints" / "sdxl" / "b.safetensors", b"same", OLD_NS)
     register(catalog, root, copy)
 
     hash_files(catalog, copy)
 
-    assert tags(catalog, asset, "auto") == {"models", "loras", "checkpoints", "sdxl"}
+    assert state(catalog, copy).asset_id == state(catalog, first).asset_id
+    assert location(catalog, first)["tags"] == ["loras", "mine", "models"]
+    assert location(catalog, copy)["tags"] == ["checkpoints", "mine", "models", "sdxl"]
+    assert location(catalog, copy)["user_tags"] == ["mine"]
+    by_tag = {t: [i["path"] for i in catalog.list_locations(tag=t)[0]] for t in ("loras", "sdxl")}
+    assert by_tag == {"loras": [str(first)], "sdxl": [str(copy)]}
+    assert [i["path"] for i in catalog.list_locations(tag="mine")[0]] == sorted(
+        [str(first), str(copy)]
+    )
 
 
 def test_changed_content_leaves_to_a_new_asset(catalog: Catalog, root: RootConfig) -> None:
@@ -181,8 +191,8 @@ def test_changed_content_leaves_to_a_new_asset(catalog: Catalog, root: RootConfi
     assert asset_row(catalog, old) == {"hash": digest(b"before"), "metadata": '{"k": "v"}'}
     assert tags(catalog, old, "user") == {"t"}
     assert tags(catalog, old, "auto") == {"missing"}
-    assert tags(catalog, new, "user") == set()
-    assert tags(catalog, new, "auto") == {"models", "loras"}
+    assert tags(catalog, new, "user") | tags(catalog, new, "auto") == set()
+    assert location(catalog, f)["tags"] == ["loras", "models"]
     assert catalog.change_metadata(os.fsencode(f)) == {}
     assert ops_since(catalog, seq) == ["modified", "hashed"]
     assert (tally.hashed, tally.hashed_bytes) == (1, len(b"after, longer"))
@@ -207,25 +217,25 @@ def test_changed_content_joins_the_asset_that_has_it(catalog: Catalog, root: Roo
     assert "missing" not in tags(catalog, other, "auto")
 
 
-def test_an_asset_a_location_left_has_its_tags_recomputed(
+def test_a_location_that_leaves_an_asset_keeps_its_place_and_the_other_its_own(
     catalog: Catalog, root: RootConfig
 ) -> None:
-    """When one of two locations leaves an asset, the asset keeps the other's automatic
-    tags and loses the folders only the leaver gave it; it is not missing."""
+    """When one of two locations leaves an asset (its content changed), each keeps the
+    automatic tags of its own place, and the asset it left is not missing."""
     stays = write(Path(root.path) / "loras" / "a.safetensors", b"same", OLD_NS)
     leaves = write(Path(root.path) / "checkpoints" / "b.safetensors", b"same", OLD_NS)
     register(catalog, root, stays, leaves)
     hash_files(catalog, stays, leaves)
     asset = state(catalog, stays).asset_id
-    assert tags(catalog, asset, "auto") == {"models", "loras", "checkpoints"}
     write(leaves, b"other", OLD_NS + 10**9)
     register(catalog, root, leaves)
 
     hash_files(catalog, leaves)
 
-    assert state(catalog, stays).asset_id == asset
-    assert tags(catalog, asset, "auto") == {"models", "loras"}
-    assert tags(catalog, state(catalog, leaves).asset_id, "auto") == {"models", "checkpoints"}
+    assert state(catalog, stays).asset_id == asset != state(catalog, leaves).asset_id
+    assert location(catalog, stays)["tags"] == ["loras", "models"]
+    assert location(catalog, leaves)["tags"] == ["checkpoints", "models"]
+    assert tags(catalog, asset, "auto") == set()
 
 
 def test_a_vanished_file_marks_its_location_missing(catalog: Catalog, root: RootConfig) -> None:

@@ -86,6 +86,7 @@ def test_page_follows_the_disk_and_tags_reach_the_catalog(
     assert "favourite" in listed[str(created)]["tags"]
 
     assert page.locator(f'tr[data-path="{created}"] .tag[data-tag="r"] .tag-remove').count() == 0
+    assert page.locator(f'tr[data-path="{created}"] .tag.auto[data-tag="r"]').count() == 1
     page.locator(f'tr[data-path="{created}"] .tag[data-tag="favourite"] .tag-remove').click()
     page.locator(f'tr[data-path="{created}"] .tag[data-tag="favourite"]').wait_for(state="detached")
 

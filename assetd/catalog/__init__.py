@@ -60,7 +60,7 @@ class Catalog:
         self.changes = ChangeLog(store, render=lambda ids: self.locations.render(ids))
         self.roots = Roots(store, self.changes)
         self.tags = Tags(store, self.changes, self.roots)
-        self.locations = Locations(store, self.tags.of)
+        self.locations = Locations(store, self.tags.at)
         self.lifecycle = Lifecycle(store, self.changes, self.locations, self.tags, self.roots)
         self.assets = Assets(store, self.changes, self.locations, self.tags, self.roots)
         try:

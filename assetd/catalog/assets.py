@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 
 from assetd.catalog.part import Part
 from assetd.catalog.sql import chunks, location_json, marks, stat_params
-from assetd.catalog.tags import folder_tags
 from assetd.decide import FileStat
 from assetd.hashing import HashResult
 from assetd.mime import guess_mime
@@ -47,21 +46,14 @@ class Assets(Part):
                 for loc, a, (path, root, st, _) in zip(location_ids, asset_ids, files, strict=True)
             ],
         )
-        prefixes = self.roots.prefixes()
-        tags: list[tuple[int, str]] = []
-        # Automatic tags come from the folder alone, and a batch's files share few folders.
-        by_folder: dict[tuple[str, bytes], tuple[str, ...]] = {}
+        given = self.tags.place(
+            (loc, root, path) for loc, (path, root, _, _) in zip(location_ids, files, strict=True)
+        )
         for loc, a, (path, root, st, mime) in zip(location_ids, asset_ids, files, strict=True):
-            folder = (root, path[: path.rfind(b"/") + 1])
-            names = by_folder.get(folder)
-            if names is None:
-                names = by_folder[folder] = tuple(sorted(folder_tags(prefixes, *folder)))
-            tags += [(a, name) for name in names]
             if path in hashed:
                 continue
             values = (path, root, a, None, st.size, st.mtime_ns, mime, False, True)
-            self.changes.log("added", loc, location=location_json(values, list(names)))
-        self.tags.insert_auto(tags)
+            self.changes.log("added", loc, location=location_json(values, list(given[loc]), []))
         if hashed:
             done = [
                 (loc, hashed[path])
@@ -90,8 +82,8 @@ class Assets(Part):
         asset_ids, hashes = [live[loc][0] for loc, _ in done], [r.hash for _, r in done]
         book = _JoinBatch.load(self, asset_ids, hashes, log=log)
         for loc, result in done:
-            asset_id, root, path = live[loc]
-            book.settle(self, loc, asset_id, root, path, result)
+            asset_id, _, path = live[loc]
+            book.settle(self, loc, asset_id, path, result)
         book.flush(self)
         return done
 
@@ -164,7 +156,7 @@ class _JoinBatch:
     by_hash: dict[str, int]
     new_hashes: list[tuple[str, int, int]] = field(default_factory=list)  # (hash, size, asset)
     stats: list[tuple[int, FileStat, bool, int | None]] = field(default_factory=list)
-    joined: list[tuple[int, str, bytes]] = field(default_factory=list)  # (asset, root, path)
+    joined: set[int] = field(default_factory=set)  # assets a location moved to
     left: set[int] = field(default_factory=set)  # assets a location moved away from
     seeds: list[tuple[int, int]] = field(default_factory=list)  # (seed asset, its successor)
     log: bool = True  # log each location whose asset changed as ``hashed``
@@ -188,7 +180,6 @@ class _JoinBatch:
         assets: Assets,
         loc_id: int,
         current: int,
-        root: str,
         path: bytes,
         result: HashResult,
     ) -> None:
@@ -216,7 +207,7 @@ class _JoinBatch:
         self.stats.append((loc_id, result.stat, result.racy, target))
         self.counts[current] -= 1
         self.counts[target] += 1
-        self.joined.append((target, root, path))
+        self.joined.add(target)
         if self.hashes.get(current) is None and self.counts[current] == 0:
             self.seeds.append((current, target))  # the duplicate seed of known content goes
         else:
@@ -233,6 +224,4 @@ class _JoinBatch:
         if self.seeds:
             assets._delete_seeds(self.seeds)
         seed_ids = {seed for seed, _ in self.seeds}
-        assets.tags.add_auto(self.joined)
-        assets.tags.refresh(self.left - seed_ids)
-        assets.tags.update_missing_marks({target for target, _, _ in self.joined})
+        assets.tags.update_missing_marks(self.joined | (self.left - seed_ids))

@@ -148,7 +148,7 @@ class Lifecycle(Part):
                 "UPDATE cache_state SET file_path = ?, root = ? WHERE id = ?",
                 [(new, root, loc) for new, root, loc, _, _ in rows],
             )
-            self.tags.refresh(asset_id for _, _, _, asset_id, _ in rows)
+            self.tags.relocate([(loc, root, new) for new, root, loc, _, _ in rows])
             for _, _, loc_id, _, old in rows:
                 self.changes.log("moved", loc_id, old_path=old)
         return len(rows)
@@ -184,7 +184,8 @@ class Lifecycle(Part):
                 "WHERE id = ?",
                 [(new, root, *stat_params(st), False, s.id) for s, new, root, st, _ in rows],
             )
-            self.tags.refresh(s.asset_id for s, _, _, _, _ in rows)
+            self.tags.relocate([(s.id, root, new) for s, new, root, _, _ in rows])
+            self.tags.update_missing_marks(s.asset_id for s, *_ in rows if s.is_missing)
             for state, *_ in rows:
                 self.changes.log("moved", state.id, old_path=state.path)
         return len(rows)
@@ -196,7 +197,7 @@ class Lifecycle(Part):
             self.changes.log("removed", loc_id, location=location)
         for batch in chunks(ids):
             self.store.execute(f"DELETE FROM cache_state WHERE id IN ({marks(batch)})", batch)
-        self.tags.refresh(s.asset_id for s in states)
+        self.tags.update_missing_marks(s.asset_id for s in states)
 
     # -- cleanup ----------------------------------------------------------------------
 

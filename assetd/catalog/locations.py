@@ -33,10 +33,12 @@ class Locations:
     """The cache states and Location objects of one catalog."""
 
     def __init__(
-        self, store: Store, tags_of: Callable[[Iterable[int]], dict[int, list[str]]]
+        self,
+        store: Store,
+        tags_at: Callable[[Iterable[tuple[int, int]]], dict[int, tuple[list[str], list[str]]]],
     ) -> None:
         self.store = store
-        self._tags_of = tags_of
+        self._tags_at = tags_at
 
     # -- cache states ----------------------------------------------------------------
 
@@ -244,8 +246,8 @@ class Locations:
 
     def _rendered(self, rows: Sequence[tuple[Any, ...]]) -> list[dict[str, Any]]:
         """Rows of :data:`LOCATION_SQL` as Location JSON objects, in order."""
-        tags = self._tags_of({r[3] for r in rows})
-        return [location_json(r[1:], tags.get(r[3], [])) for r in rows]
+        tags = self._tags_at((r[0], r[3]) for r in rows)
+        return [location_json(r[1:], *tags[r[0]]) for r in rows]
 
     def list(
         self,
@@ -272,8 +274,9 @@ class Locations:
             where.append("l.root = ?")
             params.append(root)
         if tag is not None:
-            where.append(self._has_tag(tag))
-            params.append(tag)
+            condition, values = self._has_tag(tag)
+            where.append(condition)
+            params += values
         if after is not None:
             where.append("l.file_path > ?")
             params.append(after)
@@ -287,20 +290,32 @@ class Locations:
         rows = rows[:limit] if limit is not None else rows
         return self._rendered(rows), (bytes(rows[-1][1]) if more else None)
 
-    def _has_tag(self, tag: str) -> str:
-        """The condition "the location's asset has the tag" (one ``?``: the tag), shaped
-        for the planner.
+    def _has_tag(self, tag: str) -> tuple[str, Sequence[str]]:
+        """The condition "the location has the tag" (its asset's, or its own automatic
+        one) and its parameters, shaped for the planner.
 
-        A page is read in path order. A tag on many assets is met soon along that
-        order, so each location is checked (EXISTS). A rare tag may be met only far
-        along, so its few assets are fetched from the tag index first and sorted (IN):
-        either way a page costs milliseconds, at a million locations too.
+        A page is read in path order. A tag on many rows is met soon along that order,
+        so each location is checked (EXISTS). A rare tag may be met only far along, so
+        its few rows are fetched from the tag's index first and sorted (IN): either way
+        a page costs milliseconds, at a million locations too.
         """
-        some = f"SELECT 1 FROM tag WHERE name = ? LIMIT {RARE_TAG_ASSETS}"
+        rare = [self._rare(table, tag) for table in ("tag", "location_tag")]
+        by_asset = (
+            "l.asset_id IN (SELECT asset_id FROM tag WHERE name = ?)"
+            if rare[0]
+            else "EXISTS (SELECT 1 FROM tag t WHERE t.asset_id = l.asset_id AND t.name = ?)"
+        )
+        own = (
+            "l.id IN (SELECT location_id FROM location_tag WHERE name = ?)"
+            if rare[1]
+            else "EXISTS (SELECT 1 FROM location_tag t WHERE t.location_id = l.id AND t.name = ?)"
+        )
+        return f"({by_asset} OR {own})", (tag, tag)
+
+    def _rare(self, table: str, tag: str) -> bool:
+        some = f"SELECT 1 FROM {table} WHERE name = ? LIMIT {RARE_TAG_ASSETS}"
         ((count,),) = self.store.query(f"SELECT COUNT(*) FROM ({some}) t", [tag])
-        if count < RARE_TAG_ASSETS:
-            return "l.asset_id IN (SELECT asset_id FROM tag WHERE name = ?)"
-        return "EXISTS (SELECT 1 FROM tag t WHERE t.asset_id = l.asset_id AND t.name = ?)"
+        return bool(count < RARE_TAG_ASSETS)
 
     def root_counts(self) -> dict[str, tuple[int, int]]:
         """Root name → (live locations, missing locations)."""

@@ -50,6 +50,7 @@ class Models:
     Asset: Any
     Location: Any
     Tag: Any
+    LocationTag: Any
     Change: Any
 
     def all(self) -> list[Any]:
@@ -60,6 +61,7 @@ class Models:
             self.Asset,
             self.Location,
             self.Tag,
+            self.LocationTag,
             self.Change,
         ]
 
@@ -132,7 +134,8 @@ def define_models(database: pw.Database) -> Models:
             table_name = "cache_state"
 
     class Tag(Base):
-        """A tag on an asset: given by a user, or derived by assetd (``auto``)."""
+        """A tag on an asset: given by a user, or ``missing`` (``auto``: the asset has no
+        live location). The automatic tags of a place are the location's own."""
 
         # No index of its own: the unique (asset, name, origin) index below starts with it.
         asset = pw.ForeignKeyField(Asset, backref="tag_rows", on_delete="CASCADE", index=False)
@@ -141,6 +144,19 @@ def define_models(database: pw.Database) -> Models:
 
         class Meta:
             indexes = ((("asset", "name", "origin"), True),)
+
+    class LocationTag(Base):
+        """An automatic tag of one location: its root, its folders, its category."""
+
+        # No index of its own: the unique (location, name) index below starts with it.
+        location = pw.ForeignKeyField(
+            Location, backref="auto_tags", on_delete="CASCADE", index=False
+        )
+        name = pw.TextField(index=True)
+
+        class Meta:
+            table_name = "location_tag"
+            indexes = ((("location", "name"), True),)
 
     class Change(Base):
         """The change log: one row per committed change, the feed's replay source."""
@@ -151,7 +167,7 @@ def define_models(database: pw.Database) -> Models:
         root = pw.TextField(null=True)
         body = pw.TextField()  # the change message as JSON, without "type" and "seq"
 
-    return Models(Info, Root, Sequence, Asset, Location, Tag, Change)
+    return Models(Info, Root, Sequence, Asset, Location, Tag, LocationTag, Change)
 
 
 Migration = Callable[[pw.Database, Models], None]
@@ -200,6 +216,38 @@ def _v7_inode_index(db: pw.Database, models: Models) -> None:
     db.execute_sql("CREATE INDEX IF NOT EXISTS cache_state_inode ON cache_state (inode)")
 
 
+def _v8_location_tags(db: pw.Database, models: Models) -> None:
+    # Automatic tags were merged over every location of an asset: a copy under loras/
+    # placed in checkpoints/ carried both. Each location now has its own; the asset
+    # keeps its user tags and the ``missing`` mark.
+    from assetd.paths import folder_tags  # upgrades only: not every command
+
+    db.create_tables([models.LocationTag], safe=True)
+    roots = {
+        name: bytes(prefix) for name, prefix in db.execute_sql("SELECT name, prefix FROM root_info")
+    }
+    after = 0
+    while True:
+        rows = db.execute_sql(
+            f"SELECT id, root, file_path FROM cache_state WHERE id > {int(after)} "
+            "ORDER BY id LIMIT 2000"
+        ).fetchall()
+        if not rows:
+            break
+        pairs = sorted(
+            {
+                (loc, name)
+                for loc, root, path in rows
+                for name in folder_tags(roots, root, bytes(path))
+            }
+        )
+        if pairs:
+            LT = models.LocationTag
+            LT.insert_many(pairs, fields=[LT.location, LT.name]).execute()
+        after = rows[-1][0]
+    db.execute_sql("DELETE FROM tag WHERE origin = 'auto' AND name != 'missing'")
+
+
 def migrations() -> list[tuple[int, str, Migration]]:
     """Every schema version in order: (version, what it does, how)."""
     return [
@@ -209,6 +257,7 @@ def migrations() -> list[tuple[int, str, Migration]]:
         (4, "the node that owns each root", _v4_root_node),
         (5, "drop the tag index the unique tag index covers", _v5_one_tag_index_less),
         (7, "index the locations by inode, to find where a file moved from", _v7_inode_index),
+        (8, "automatic tags per location, not merged over the asset", _v8_location_tags),
     ]
 
 

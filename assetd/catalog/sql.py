@@ -217,8 +217,9 @@ def state_of_row(r: StateRow) -> CachedState:
     )
 
 
-def location_json(values: Sequence[Any], tags: list[str]) -> dict[str, Any]:
-    """A *Location* from (path, root, asset id, hash, size, mtime_ns, mime, missing, verify)."""
+def location_json(values: Sequence[Any], tags: list[str], user_tags: list[str]) -> dict[str, Any]:
+    """A *Location* from (path, root, asset id, hash, size, mtime_ns, mime, missing, verify),
+    its tags and, among them, those a user gave (the others are automatic)."""
     path, root, asset_id, digest, size, mtime_ns, mime, is_missing, needs_verify = values
     return {
         **path_json(bytes(path)),
@@ -231,6 +232,7 @@ def location_json(values: Sequence[Any], tags: list[str]) -> dict[str, Any]:
         "is_missing": bool(is_missing),
         "needs_verify": bool(needs_verify),
         "tags": tags,
+        "user_tags": user_tags,
     }
 
 

@@ -1,4 +1,9 @@
-"""What is said about assets: automatic tags, user tags and user metadata."""
+"""What is said about assets and places: automatic tags, user tags and user metadata.
+
+A location's tags are its asset's user tags, the asset's ``missing`` mark, and the
+automatic tags of that location alone (its root, its folders): a copy placed elsewhere
+does not carry the tags of the first place.
+"""
 
 from __future__ import annotations
 
@@ -10,20 +15,15 @@ from typing import Any
 from assetd.catalog.changelog import ChangeLog
 from assetd.catalog.roots import Roots
 from assetd.catalog.sql import Store, chunks, marks
-from assetd.exceptions import InvalidRequestError, NotFoundError
-from assetd.paths import auto_tags
+from assetd.exceptions import AutomaticTagError, InvalidRequestError, NotFoundError
+from assetd.paths import folder_tags
 
-__all__ = ["MISSING_TAG", "Tags", "folder_tags"]
+__all__ = ["MISSING_TAG", "Place", "Tags"]
 
 MISSING_TAG = "missing"
 
-
-def folder_tags(roots: dict[str, bytes], root: str, path: bytes) -> set[str]:
-    """The automatic tags one location gives its asset: root name and folder names."""
-    prefix = roots.get(root)
-    if prefix is not None and path.startswith(prefix):
-        return auto_tags(root, prefix, path)
-    return {root}
+# (location id, root, path): where a location is, all its automatic tags depend on.
+Place = tuple[int, str, bytes]
 
 
 def _valid_tag(tag: str) -> str:
@@ -34,7 +34,7 @@ def _valid_tag(tag: str) -> str:
 
 
 class Tags:
-    """The tags and metadata of assets."""
+    """The tags of locations and assets, and the user metadata of assets."""
 
     def __init__(self, store: Store, changes: ChangeLog, roots: Roots) -> None:
         self.store = store
@@ -42,7 +42,7 @@ class Tags:
         self.roots = roots
 
     def of(self, asset_ids: Iterable[int]) -> dict[int, list[str]]:
-        """Every tag (user and automatic, once each, sorted) by asset id."""
+        """The tags of assets themselves (user tags and ``missing``), sorted, by asset id."""
         found: dict[int, set[str]] = {}
         for batch in chunks(sorted(set(asset_ids))):
             rows = self.store.query(
@@ -52,47 +52,60 @@ class Tags:
                 found.setdefault(asset_id, set()).add(name)
         return {asset_id: sorted(names) for asset_id, names in found.items()}
 
+    def at(self, locations: Iterable[tuple[int, int]]) -> dict[int, tuple[list[str], list[str]]]:
+        """(every tag, the user tags), each sorted, of (location id, asset id) locations,
+        by location id."""
+        pairs = dict(locations)
+        by_asset: dict[int, tuple[set[str], set[str]]] = {a: (set(), set()) for a in pairs.values()}
+        for batch in chunks(sorted(by_asset)):
+            rows = self.store.query(
+                f"SELECT asset_id, name, origin FROM tag WHERE asset_id IN ({marks(batch)})",
+                batch,
+            )
+            for asset_id, name, origin in rows:
+                by_asset[asset_id][0 if origin == "user" else 1].add(name)
+        own: dict[int, set[str]] = {loc: set() for loc in pairs}
+        for batch in chunks(sorted(pairs)):
+            rows = self.store.query(
+                f"SELECT location_id, name FROM location_tag WHERE location_id IN ({marks(batch)})",
+                batch,
+            )
+            for loc, name in rows:
+                own[loc].add(name)
+        found = {}
+        for loc, asset_id in pairs.items():
+            user, marks_ = by_asset[asset_id]
+            found[loc] = (sorted(user | marks_ | own[loc]), sorted(user))
+        return found
+
     # -- automatic tags and the missing mark ----------------------------------------
 
-    def refresh(self, asset_ids: Iterable[int]) -> None:
-        """Recompute the automatic tags of these assets from all their locations.
-
-        Needed when a location leaves an asset; a location joining one only adds
-        (:meth:`add_auto`), and one going missing or coming back only changes the
-        missing mark (:meth:`update_missing_marks`).
-        """
+    def place(self, places: Iterable[Place]) -> dict[int, tuple[str, ...]]:
+        """Give new locations the automatic tags of their place; returns them by id."""
         roots = self.roots.prefixes()
-        ids = sorted(set(asset_ids))
+        # A batch's files share few folders, and the tags come from the folder alone.
+        by_folder: dict[tuple[str, bytes], tuple[str, ...]] = {}
+        given: dict[int, tuple[str, ...]] = {}
+        for loc, root, path in places:
+            folder = (root, path[: path.rfind(b"/") + 1])
+            names = by_folder.get(folder)
+            if names is None:
+                names = by_folder[folder] = tuple(sorted(folder_tags(roots, *folder)))
+            given[loc] = names
+        self.store.insert_many(
+            "INSERT INTO location_tag (location_id, name) VALUES (?, ?)",
+            [(loc, name) for loc, names in given.items() for name in names],
+        )
+        return given
+
+    def relocate(self, places: Sequence[Place]) -> None:
+        """Locations that moved take the automatic tags of their new place."""
+        ids = [loc for loc, _, _ in places]
         for batch in chunks(ids):
-            wanted: dict[int, set[str]] = {asset_id: set() for asset_id in batch}
-            rows = self.store.query(
-                f"SELECT asset_id, file_path, root FROM cache_state "
-                f"WHERE asset_id IN ({marks(batch)})",
-                list(batch),
+            self.store.execute(
+                f"DELETE FROM location_tag WHERE location_id IN ({marks(batch)})", batch
             )
-            for asset_id, path, root in rows:
-                wanted[asset_id] |= folder_tags(roots, root, bytes(path))
-            have = self._auto(batch)
-            for asset_id in batch:
-                gone = sorted(have[asset_id] - wanted[asset_id] - {MISSING_TAG})
-                if gone:
-                    self.store.execute(
-                        f"DELETE FROM tag WHERE asset_id = ? AND origin = 'auto' "
-                        f"AND name IN ({marks(gone)})",
-                        [asset_id, *gone],
-                    )
-            self.insert_auto((a, n) for a in batch for n in wanted[a] - have[a] - {MISSING_TAG})
-        self.update_missing_marks(ids)
-
-    def add_auto(self, locations: Iterable[tuple[int, str, bytes]]) -> None:
-        """Add the folder tags of (asset id, root, path) locations that joined their assets."""
-        roots = self.roots.prefixes()
-        wanted: dict[int, set[str]] = {}
-        for asset_id, root, path in locations:
-            wanted.setdefault(asset_id, set()).update(folder_tags(roots, root, path))
-        for batch in chunks(sorted(wanted)):
-            have = self._auto(batch)
-            self.insert_auto((a, n) for a in batch for n in wanted[a] - have[a])
+        self.place(places)
 
     def update_missing_marks(self, asset_ids: Iterable[int]) -> None:
         """Mark with the automatic tag ``missing`` exactly the assets with no live location."""
@@ -121,37 +134,23 @@ class Tags:
                 store.execute_many(
                     "UPDATE asset SET missing_since = NULL WHERE id = ?", [(a,) for a in revived]
                 )
-            self.insert_auto((a, MISSING_TAG) for a in dead if a not in marked)
+            store.insert_many(
+                "INSERT INTO tag (asset_id, name, origin) VALUES (?, ?, 'auto')",
+                [(a, MISSING_TAG) for a in dead if a not in marked],
+            )
             store.execute_many(
                 "UPDATE asset SET missing_since = ? WHERE id = ? AND missing_since IS NULL",
                 [(store.now(), a) for a in dead if a not in marked],
             )
 
-    def _auto(self, asset_ids: Sequence[int]) -> dict[int, set[str]]:
-        have: dict[int, set[str]] = {asset_id: set() for asset_id in asset_ids}
-        rows = self.store.query(
-            f"SELECT asset_id, name FROM tag WHERE asset_id IN ({marks(asset_ids)}) "
-            "AND origin = 'auto'",
-            list(asset_ids),
-        )
-        for asset_id, name in rows:
-            have[asset_id].add(name)
-        return have
-
-    def insert_auto(self, pairs: Iterable[tuple[int, str]]) -> None:
-        """(asset id, tag name) rows of automatic tags, in bulk."""
-        rows = [(a, n) for a, n in pairs]
-        self.store.insert_many(
-            "INSERT INTO tag (asset_id, name, origin) VALUES (?, ?, 'auto')", rows
-        )
-
     # -- what people say ------------------------------------------------------------
 
-    def _asset_at(self, path: bytes) -> int:
-        rows = self.store.query("SELECT asset_id FROM cache_state WHERE file_path = ?", [path])
+    def _at(self, path: bytes) -> tuple[int, int]:
+        """(location id, asset id) at ``path``."""
+        rows = self.store.query("SELECT id, asset_id FROM cache_state WHERE file_path = ?", [path])
         if not rows:
             raise NotFoundError(f"{os.fsdecode(path)} is not in the catalog")
-        return int(rows[0][0])
+        return int(rows[0][0]), int(rows[0][1])
 
     def _user(self, asset_id: int) -> set[str]:
         rows = self.store.query(
@@ -160,11 +159,23 @@ class Tags:
         return {r[0] for r in rows}
 
     def change(self, path: bytes, add: Iterable[str] = (), remove: Iterable[str] = ()) -> list[str]:
-        """Add and remove user tags of the asset at ``path``; returns all its tags."""
+        """Add and remove user tags of the asset at ``path``; returns the location's tags.
+
+        Removing a tag the location has only automatically (its root, a folder,
+        ``missing``) is refused with :class:`AutomaticTagError`, and nothing changes: it
+        would come back, so saying "done" would mislead.
+        """
         add, remove = [_valid_tag(t) for t in add], [_valid_tag(t) for t in remove]
         with self.changes.write():
-            asset_id = self._asset_at(path)
+            loc_id, asset_id = self._at(path)
             have = self._user(asset_id)
+            tags, _ = self.at([(loc_id, asset_id)])[loc_id]
+            automatic = sorted((set(remove) - set(add) - have) & set(tags))
+            if automatic:
+                raise AutomaticTagError(
+                    f"{', '.join(automatic)}: automatic at {os.fsdecode(path)} (its root, a "
+                    "folder or the missing mark gives it); only user tags can be removed"
+                )
             new = sorted(set(add) - have - set(remove))
             gone = sorted(have & (set(remove) - set(add)))
             self.store.insert_many(
@@ -181,9 +192,9 @@ class Tags:
                 rows = self.store.query(
                     "SELECT id FROM cache_state WHERE asset_id = ? ORDER BY file_path", [asset_id]
                 )
-                for (loc_id,) in rows:
-                    self.changes.log("tagged", loc_id)
-        return self.of([asset_id]).get(asset_id, [])
+                for (other,) in rows:
+                    self.changes.log("tagged", other)
+            return self.at([(loc_id, asset_id)])[loc_id][0]
 
     def _metadata(self, asset_id: int) -> dict[str, Any]:
         ((text,),) = self.store.query("SELECT user_metadata FROM asset WHERE id = ?", [asset_id])
@@ -200,7 +211,7 @@ class Tags:
     ) -> dict[str, Any]:
         """Set and unset user metadata keys of the asset at ``path``; returns all of it."""
         with self.changes.write():
-            asset_id = self._asset_at(path)
+            _, asset_id = self._at(path)
             metadata = self._metadata(asset_id)
             if set_ or unset:
                 metadata.update(set_ or {})

@@ -17,6 +17,7 @@ from assetd.client import DaemonClient, find_daemon, path_argument, path_value
 from assetd.config import Config
 from assetd.exceptions import (
     AssetdError,
+    AutomaticTagError,
     ConfigError,
     InvalidRequestError,
     NoDaemonError,
@@ -84,6 +85,8 @@ def ask(client: DaemonClient, cmd: str, **arguments: Any) -> Any:
     try:
         return client.request(cmd, timeout=None, **arguments)
     except RemoteError as exc:
+        if exc.code == "automatic_tag":
+            raise AutomaticTagError(str(exc)) from None
         if exc.code == "bad_request":
             raise InvalidRequestError(str(exc)) from None
         raise

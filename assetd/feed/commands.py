@@ -19,6 +19,7 @@ from typing import Any
 from assetd.exceptions import (
     AlreadyRunningError,
     AssetdError,
+    AutomaticTagError,
     ConfigError,
     InvalidRequestError,
     NotFoundError,
@@ -53,6 +54,7 @@ LIST_DEFAULT, LIST_MAX = 100, 1000
 # an AssetdError is a bug, answered ``internal_error`` (and logged with its traceback).
 ERROR_CODES: tuple[tuple[type[AssetdError], str], ...] = (
     (UnknownCommandError, "unknown_command"),
+    (AutomaticTagError, "automatic_tag"),
     (InvalidRequestError, "bad_request"),
     (ConfigError, "bad_request"),
     (NotFoundError, "not_found"),
