@@ -1,0 +1,1 @@
+"""ComfyUI as a layer over assetd: its folders, categories and asset API."""
