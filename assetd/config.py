@@ -8,13 +8,17 @@ import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from assetd.drivers import sqlite_file
 from assetd.exceptions import ConfigError
 
+if TYPE_CHECKING:
+    from assetd.comfyui.install import ComfyInstall
+
 __all__ = [
     "DEFAULT_LISTEN",
+    "ComfyConfig",
     "Config",
     "FeedConfig",
     "RootConfig",
@@ -33,6 +37,7 @@ _ROOT_NAME = re.compile(r"[a-z0-9_.-]+")
 _DAEMON_KEYS = {"database", "follow_symlinks", "node"}
 _NODE_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _ROOT_KEYS = {"name", "path", "exclude", "watch"}
+_COMFYUI_KEYS = {"path", "extra_model_paths", "listen"}
 _FEED_KEYS = {
     "listen",
     "token_file",
@@ -87,6 +92,15 @@ class FeedConfig:
 
 
 @dataclass(frozen=True)
+class ComfyConfig:
+    """A ComfyUI install whose folders are roots, and where its asset API listens."""
+
+    path: str = ""  # the folder with main.py; "" = none
+    extra_model_paths: tuple[str, ...] = ()  # more extra_model_paths.yaml files
+    listen: str = ""  # "HOST:PORT" for ComfyUI's asset API; "" = off
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything a command needs to know, fixed before anything runs."""
 
@@ -98,6 +112,9 @@ class Config:
     # This daemon's name among the nodes sharing a catalog (PostgreSQL): the owner of its
     # roots. The host's name unless configured.
     node: str = field(default_factory=socket.gethostname)
+    comfyui: ComfyConfig = field(default_factory=ComfyConfig)
+    # The install as read (its roots are among ``roots``, its categories tag files).
+    install: ComfyInstall | None = field(default=None, compare=False, repr=False)
 
     def root(self, name: str) -> RootConfig:
         for root in self.roots:
@@ -146,9 +163,11 @@ def load_config(
     database: str | None = None,
     roots: Sequence[tuple[str, str]] | None = None,
     listen: str | None = None,
+    comfyui: str | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Config:
-    """Read the file (if any), apply the flags over it, and validate the result."""
+    """Read the file (if any), apply the flags over it, add a ComfyUI install's roots,
+    and validate the result."""
     env = os.environ if env is None else env
     path = find_config_file(config_file, env)
     doc = _read_toml(path) if path else {}
@@ -162,8 +181,33 @@ def load_config(
         config = replace(config, roots=tuple(built))
     if listen:
         config = replace(config, feed=replace(config.feed, listen=listen))
+    if comfyui:
+        config = replace(config, comfyui=replace(config.comfyui, path=comfyui))
+    if config.comfyui.path:
+        config = _with_install(config, env)
     _validate(config)
     return config
+
+
+def _with_install(config: Config, env: Mapping[str, str]) -> Config:
+    """The install's roots joined to the configured ones. A folder of the install inside
+    (or at) a configured root is that root's already."""
+    from assetd.comfyui.install import load_install  # only with an install configured
+
+    comfy = config.comfyui
+    if not os.path.isfile(os.path.join(comfy.path, "main.py")):
+        raise ConfigError(
+            f"{comfy.path} is not a ComfyUI install (no main.py there): give the folder that "
+            "holds ComfyUI's main.py to --comfyui or [comfyui] path"
+        )
+    install = load_install(comfy.path, extra_model_paths=comfy.extra_model_paths, env=env)
+    given = config.roots
+    added = tuple(
+        root
+        for root in install.root_configs()
+        if not any(root.prefix.startswith(other.prefix) for other in given)
+    )
+    return replace(config, roots=given + added, install=install)
 
 
 def _read_toml(path: str) -> dict[str, Any]:
@@ -182,11 +226,12 @@ def _read_toml(path: str) -> dict[str, Any]:
 
 def _from_document(doc: dict[str, Any], env: Mapping[str, str], source: str | None) -> Config:
     where = source or "configuration"
-    unknown = set(doc) - {"daemon", "roots", "feed"}
+    unknown = set(doc) - {"daemon", "roots", "feed", "comfyui"}
     if unknown:
         raise ConfigError(f"{where}: unknown section {sorted(unknown)[0]!r}")
     daemon = _table(doc.get("daemon", {}), "daemon", _DAEMON_KEYS, where)
     feed = _table(doc.get("feed", {}), "feed", _FEED_KEYS, where)
+    comfy = _table(doc.get("comfyui", {}), "comfyui", _COMFYUI_KEYS, where)
     raw_roots = doc.get("roots", [])
     if not isinstance(raw_roots, list):
         raise ConfigError(f"{where}: 'roots' must be an array of tables ([[roots]])")
@@ -211,7 +256,27 @@ def _from_document(doc: dict[str, Any], env: Mapping[str, str], source: str | No
             keep_days=float(_positive(feed, "keep_days", 30, where)),
             client_queue=int(_positive(feed, "client_queue", 10_000, where)),
         ),
+        comfyui=_comfy(comfy, where),
         source=source,
+    )
+
+
+def _comfy(table: dict[str, Any], where: str) -> ComfyConfig:
+    def absolute(path: str, key: str) -> str:
+        expanded = os.path.expanduser(path)
+        if not os.path.isabs(expanded):
+            raise ConfigError(f"{where}: [comfyui] {key} {path!r} is not absolute")
+        return expanded
+
+    path = _typed(table, "path", str, where) or ""
+    extra = _string_list(table, "extra_model_paths", where)
+    listen = _typed(table, "listen", str, where) or ""
+    if listen:
+        _parse_listen(listen)
+    return ComfyConfig(
+        path=absolute(path, "path") if path else "",
+        extra_model_paths=tuple(absolute(p, "extra_model_paths") for p in extra),
+        listen=listen,
     )
 
 

@@ -75,7 +75,9 @@ class Daemon:
         self._runtime = lock
         node_lock: NodeLock | None = None
         try:
-            self.catalog = Catalog(self.config.database, node=self.config.node)
+            self.catalog = Catalog(
+                self.config.database, node=self.config.node, layer=self.config.install
+            )
             try:
                 if self.catalog.shared:
                     node_lock = NodeLock(self.catalog.url, self.config.node)

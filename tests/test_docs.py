@@ -11,7 +11,7 @@ from assetd.cli import COMMANDS, build_parser
 from tests.conftest import REPO
 
 CLI_DOC = (REPO / "docs" / "cli.md").read_text()
-COMMON = {"--config", "--db", "--root", "--listen", "-h", "--help"}
+COMMON = {"--config", "--db", "--root", "--listen", "--comfyui", "-h", "--help"}
 
 
 def subparsers() -> dict[str, argparse.ArgumentParser]:

@@ -36,7 +36,7 @@ from assetd.catalog.locations import Locations
 from assetd.catalog.roots import Roots
 from assetd.catalog.schema import SCHEMA_VERSION, Models, migrations
 from assetd.catalog.sql import Store
-from assetd.catalog.tags import Tags
+from assetd.catalog.tags import Layer, Tags
 from assetd.decide import CachedState, FileStat
 from assetd.exceptions import CatalogError, SchemaError
 
@@ -53,14 +53,16 @@ class Catalog:
         now: Callable[[], float] = time.time,
         upgrade: bool = True,
         node: str | None = None,
+        layer: Layer | None = None,
     ) -> None:
         self.url = url
+        self.layer = layer
         self.db = open_database(url)
         self.store = store = Store(self.db, url, node=node, now=now)
         self.changes = ChangeLog(store, render=lambda ids: self.locations.render(ids))
         self.roots = Roots(store, self.changes)
-        self.tags = Tags(store, self.changes, self.roots)
-        self.locations = Locations(store, self.tags.at)
+        self.tags = Tags(store, self.changes, self.roots, layer)
+        self.locations = Locations(store, self.tags.at, layer.describe if layer else None)
         self.lifecycle = Lifecycle(store, self.changes, self.locations, self.tags, self.roots)
         self.assets = Assets(store, self.changes, self.locations, self.tags, self.roots)
         try:
@@ -211,7 +213,13 @@ class Catalog:
     # -- roots ----------------------------------------------------------------------
 
     def register_roots(self, roots: Iterable[tuple[str, bytes]]) -> None:
-        self.roots.register(roots)
+        """Remember the roots; when the layer's rules are not those the catalog last
+        tagged by (a ComfyUI install configured, changed or gone), retag every location."""
+        wanted = list(roots)
+        self.roots.register(wanted)
+        with self.changes.write():
+            rules = self.layer.rules_id() if self.layer is not None else ""
+            self.tags.retag([name for name, _ in wanted], rules)
 
     def root_prefixes(self) -> dict[str, bytes]:
         return self.roots.prefixes()

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from assetd.catalog.part import Part
-from assetd.catalog.sql import chunks, location_json, marks, stat_params
+from assetd.catalog.sql import chunks, marks, stat_params
 from assetd.decide import FileStat
 from assetd.hashing import HashResult
 from assetd.mime import guess_mime
@@ -53,7 +53,8 @@ class Assets(Part):
             if path in hashed:
                 continue
             values = (path, root, a, None, st.size, st.mtime_ns, mime, False, True)
-            self.changes.log("added", loc, location=location_json(values, list(given[loc]), []))
+            location = self.locations.json(values, list(given[loc]), [])
+            self.changes.log("added", loc, location=location)
         if hashed:
             done = [
                 (loc, hashed[path])

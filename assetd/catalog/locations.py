@@ -36,9 +36,11 @@ class Locations:
         self,
         store: Store,
         tags_at: Callable[[Iterable[tuple[int, int]]], dict[int, tuple[list[str], list[str]]]],
+        describe: Callable[[bytes], dict[str, Any]] | None = None,
     ) -> None:
         self.store = store
         self._tags_at = tags_at
+        self._describe = describe
 
     # -- cache states ----------------------------------------------------------------
 
@@ -247,7 +249,15 @@ class Locations:
     def _rendered(self, rows: Sequence[tuple[Any, ...]]) -> list[dict[str, Any]]:
         """Rows of :data:`LOCATION_SQL` as Location JSON objects, in order."""
         tags = self._tags_at((r[0], r[3]) for r in rows)
-        return [location_json(r[1:], *tags[r[0]]) for r in rows]
+        return [self.json(r[1:], *tags[r[0]]) for r in rows]
+
+    def json(self, values: Sequence[Any], tags: list[str], user_tags: list[str]) -> dict[str, Any]:
+        """A Location object (:func:`location_json`) with what the layer adds (its
+        ComfyUI category)."""
+        item = location_json(values, tags, user_tags)
+        if self._describe is not None:
+            item.update(self._describe(bytes(values[0])))
+        return item
 
     def list(
         self,

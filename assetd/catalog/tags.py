@@ -10,20 +10,32 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from assetd.catalog.changelog import ChangeLog
 from assetd.catalog.roots import Roots
-from assetd.catalog.sql import Store, chunks, marks
+from assetd.catalog.sql import CHUNK, Store, chunks, marks
 from assetd.exceptions import AutomaticTagError, InvalidRequestError, NotFoundError
 from assetd.paths import folder_tags
 
-__all__ = ["MISSING_TAG", "Place", "Tags"]
+__all__ = ["MISSING_TAG", "Layer", "Place", "Tags"]
 
 MISSING_TAG = "missing"
 
 # (location id, root, path): where a location is, all its automatic tags depend on.
 Place = tuple[int, str, bytes]
+
+
+class Layer(Protocol):
+    """Rules over the roots that tag files by where they are (a ComfyUI install's
+    categories): the tags and the Location fields they give one path, and an id that
+    changes when the rules do."""
+
+    def category_tags(self, path: bytes) -> set[str]: ...
+
+    def describe(self, path: bytes) -> dict[str, Any]: ...
+
+    def rules_id(self) -> str: ...
 
 
 def _valid_tag(tag: str) -> str:
@@ -36,10 +48,13 @@ def _valid_tag(tag: str) -> str:
 class Tags:
     """The tags of locations and assets, and the user metadata of assets."""
 
-    def __init__(self, store: Store, changes: ChangeLog, roots: Roots) -> None:
+    def __init__(
+        self, store: Store, changes: ChangeLog, roots: Roots, layer: Layer | None = None
+    ) -> None:
         self.store = store
         self.changes = changes
         self.roots = roots
+        self.layer = layer
 
     def of(self, asset_ids: Iterable[int]) -> dict[int, list[str]]:
         """The tags of assets themselves (user tags and ``missing``), sorted, by asset id."""
@@ -82,15 +97,21 @@ class Tags:
 
     def place(self, places: Iterable[Place]) -> dict[int, tuple[str, ...]]:
         """Give new locations the automatic tags of their place; returns them by id."""
-        roots = self.roots.prefixes()
-        # A batch's files share few folders, and the tags come from the folder alone.
-        by_folder: dict[tuple[str, bytes], tuple[str, ...]] = {}
+        roots, layer = self.roots.prefixes(), self.layer
+        # A batch's files share few folders, and the tags come from the folder alone (and,
+        # for a layer's categories, the extension).
+        by_folder: dict[tuple[str, bytes, bytes], tuple[str, ...]] = {}
         given: dict[int, tuple[str, ...]] = {}
         for loc, root, path in places:
-            folder = (root, path[: path.rfind(b"/") + 1])
-            names = by_folder.get(folder)
+            cut = path.rfind(b"/") + 1
+            dot = path.rfind(b".")
+            kind = (root, path[:cut], path[dot:].lower() if dot > cut else b"")
+            names = by_folder.get(kind)
             if names is None:
-                names = by_folder[folder] = tuple(sorted(folder_tags(roots, *folder)))
+                found = folder_tags(roots, root, path[:cut])
+                if layer is not None:
+                    found |= layer.category_tags(path)
+                names = by_folder[kind] = tuple(sorted(found))
             given[loc] = names
         self.store.insert_many(
             "INSERT INTO location_tag (location_id, name) VALUES (?, ?)",
@@ -106,6 +127,37 @@ class Tags:
                 f"DELETE FROM location_tag WHERE location_id IN ({marks(batch)})", batch
             )
         self.place(places)
+
+    def retag(self, roots: Sequence[str], rules: str) -> list[str]:
+        """Give the locations of each of ``roots`` last tagged by other rules than
+        ``rules`` the automatic tags of the current ones; returns those roots."""
+        Info = self.store.models.Info
+        keys = {f"tag_rules:{name}": name for name in roots}  # a root is one node's
+        have = (
+            dict(
+                self.store.query(
+                    f"SELECT key, value FROM catalog_info WHERE key IN ({marks(list(keys))})",
+                    list(keys),
+                )
+            )
+            if keys
+            else {}
+        )
+        stale = sorted(name for key, name in keys.items() if have.get(key, "") != rules)
+        for name in stale:
+            after = 0
+            while True:
+                rows = self.store.query(
+                    "SELECT id, root, file_path FROM cache_state WHERE root = ? AND id > ? "
+                    "ORDER BY id LIMIT ?",
+                    [name, after, CHUNK],
+                )
+                if not rows:
+                    break
+                self.relocate([(loc, root, bytes(path)) for loc, root, path in rows])
+                after = rows[-1][0]
+            self.store.upsert(Info, Info.key, key=f"tag_rules:{name}", value=rules)
+        return stale
 
     def update_missing_marks(self, asset_ids: Iterable[int]) -> None:
         """Mark with the automatic tag ``missing`` exactly the assets with no live location."""

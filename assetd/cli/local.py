@@ -28,7 +28,7 @@ WALKS_IN_PARALLEL_BYTES = 16 << 20
 def open_catalog(config: Config) -> Catalog:
     from assetd.catalog import Catalog
 
-    return Catalog(config.database, node=config.node)
+    return Catalog(config.database, node=config.node, layer=config.install)
 
 
 class LocalOperations:

@@ -92,6 +92,11 @@ def _common_flags() -> _Parser:
         help="a root to own (repeatable; replaces the file's roots)",
     )
     common.add_argument("--listen", metavar="HOST:PORT", help="feed address")
+    common.add_argument(
+        "--comfyui",
+        metavar="DIR",
+        help="a ComfyUI install (the folder with main.py): its folders become roots",
+    )
     return common
 
 
@@ -183,6 +188,7 @@ def load(args: argparse.Namespace) -> Config:
         database=args.db,
         roots=[parse_root_flag(r) for r in args.root] if args.root else None,
         listen=args.listen,
+        comfyui=args.comfyui,
     )
 
 

@@ -28,6 +28,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pwd
 import re
@@ -162,6 +163,22 @@ class ComfyInstall:
     def category_tags(self, path: bytes) -> set[str]:
         """The automatic tags the file's categories give it: ``model_type:CATEGORY``."""
         return {f"model_type:{match.category}" for match in self.classify(path)}
+
+    def describe(self, path: bytes) -> dict[str, Any]:
+        """What a Location of ``path`` gains: ``comfyui`` with its first category and
+        the loader path there (none for a file no category lists)."""
+        matches = self.classify(path)
+        if not matches:
+            return {}
+        first = matches[0]
+        return {"comfyui": {"category": first.category, "loader_path": first.loader_path}}
+
+    def rules_id(self) -> str:
+        """Names the category table: another one (an install or a YAML changed) retags."""
+        text = repr(
+            [(c.category, c.folder, sorted(c.extensions or ["*"])) for c in self.categories]
+        )
+        return "comfyui:" + hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
     def root_configs(self) -> tuple[RootConfig, ...]:
         """The roots as configuration, ready to join ``Config.roots``."""
