@@ -14,6 +14,7 @@ from assetd.config import RootConfig
 __all__ = [
     "ExcludeMatcher",
     "auto_tags",
+    "file_name",
     "folder_tags",
     "get_all_known_prefixes",
     "path_json",
@@ -63,6 +64,11 @@ def folder_tags(roots: dict[str, bytes], root: str, path: bytes) -> set[str]:
     if prefix is not None and path.startswith(prefix):
         return auto_tags(root, prefix, path)
     return {root}
+
+
+def file_name(path: bytes) -> str:
+    """The last part of ``path`` as text (bytes that are not UTF-8 replaced)."""
+    return path[path.rfind(b"/") + 1 :].decode("utf-8", "replace")
 
 
 def path_json(path: bytes) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from assetd.catalog.sql import CHUNK, insert_statements, location_json, stat_par
 from assetd.decide import FileStat
 from assetd.jsontext import dumps
 from assetd.mime import guess_mime
-from assetd.paths import auto_tags
+from assetd.paths import auto_tags, file_name
 
 Batch = list[tuple[str, list[tuple[object, ...]]]]
 
@@ -39,8 +39,9 @@ SEED = (
     "VALUES (?, NULL, ?, ?, '{}', ?)"
 )
 LOCATION = (
-    "INSERT INTO cache_state (id, file_path, root, asset_id, size, mtime_ns, ctime_ns, "
-    "inode, device, needs_verify, is_missing) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO cache_state (id, file_path, file_name, root, asset_id, size, mtime_ns, "
+    "ctime_ns, inode, device, needs_verify, is_missing, created_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 TAG = "INSERT INTO location_tag (location_id, name) VALUES (?, ?)"
 CHANGE = 'INSERT INTO "change" (seq, ts, op, root, body) VALUES (?, ?, ?, ?, ?)'
@@ -77,7 +78,7 @@ def batches(folder: Path, root: str) -> tuple[list[Batch], list[Batch]]:
             mime = guess_mime(path)
             stat = stat_params(FileStat.from_os(st))
             assets.append((i, st.st_size, mime, time.time()))
-            locations.append((i, path, root, i, *stat, True, False))
+            locations.append((i, path, file_name(path), root, i, *stat, True, False, time.time()))
             tags += [(i, name) for name in names]
             values = (path, root, i, None, st.st_size, st.st_mtime_ns, mime, False, True)
             added.append((seq + 1, time.time(), "added", root, _body("added", values, names)))

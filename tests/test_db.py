@@ -405,11 +405,17 @@ def test_the_change_log_is_trimmed_by_count_and_by_age(catalog: Catalog) -> None
     assert catalog.latest_seq() == 6
 
 
-def test_upgrade_gives_each_location_its_own_automatic_tags(db_url: str) -> None:
+@pytest.fixture(params=["sqlite", "postgres"])
+def either_url(request: pytest.FixtureRequest, db_url: str) -> str:
+    """A fresh catalog URL on SQLite, and the same test again on PostgreSQL."""
+    return db_url if request.param == "sqlite" else str(request.getfixturevalue("pg_url"))
+
+
+def test_upgrade_gives_each_location_its_own_automatic_tags(either_url: str) -> None:
     """A catalog of version 7 (automatic tags merged over the asset) upgrades: each
     location gets the tags of its own place, user tags and the missing mark stay, and the
     merged folder tags leave the asset."""
-    catalog = Catalog(db_url)
+    catalog = Catalog(either_url)
     catalog.register_roots([("m", b"/m/")])
     add(catalog, b"/m/loras/a", b"/m/checkpoints/b", root="m")
     a, b = (catalog.get_state(p) for p in (b"/m/loras/a", b"/m/checkpoints/b"))
@@ -424,7 +430,7 @@ def test_upgrade_gives_each_location_its_own_automatic_tags(db_url: str) -> None
         catalog.execute("UPDATE catalog_info SET value = '7' WHERE key = 'schema_version'")
     catalog.close()
 
-    upgraded = Catalog(db_url)
+    upgraded = Catalog(either_url)
 
     assert upgraded.schema_version() == SCHEMA_VERSION
     items = {i["path"]: i["tags"] for i in upgraded.list_locations()[0]}
@@ -436,6 +442,31 @@ def test_upgrade_gives_each_location_its_own_automatic_tags(db_url: str) -> None
         a.asset_id: ["mine"],
         b.asset_id: ["missing"],
     }
+    upgraded.close()
+
+
+def test_upgrade_gives_each_location_its_file_name_and_age(either_url: str) -> None:
+    """A catalog of version 8 upgrades: each location gets its file name (not-UTF-8 bytes
+    replaced) and the age of its asset as when it was first seen; new ones get theirs."""
+    catalog = Catalog(either_url, now=lambda: 1000.0)
+    add(catalog, b"/r/sub/a.png", b"/r/b\xff.bin")
+    with catalog.write():  # as version 8 left it
+        catalog.execute("DROP INDEX cache_state_file_name")
+        catalog.execute("ALTER TABLE cache_state DROP COLUMN file_name")
+        catalog.execute("ALTER TABLE cache_state DROP COLUMN created_at")
+        catalog.execute("UPDATE catalog_info SET value = '8' WHERE key = 'schema_version'")
+    catalog.close()
+
+    upgraded = Catalog(either_url, now=lambda: 2000.0)
+    add(upgraded, b"/r/c.txt")
+
+    rows = upgraded.query("SELECT file_path, file_name, created_at FROM cache_state ORDER BY id")
+    assert [(bytes(p), n, t) for p, n, t in rows] == [
+        (b"/r/sub/a.png", "a.png", 1000.0),
+        (b"/r/b\xff.bin", "b\ufffd.bin", 1000.0),
+        (b"/r/c.txt", "c.txt", 2000.0),
+    ]
+    assert "cache_state_file_name" in {i.name for i in upgraded.db.get_indexes("cache_state")}
     upgraded.close()
 
 

@@ -10,6 +10,7 @@ from assetd.catalog.sql import chunks, marks, stat_params
 from assetd.decide import FileStat
 from assetd.hashing import HashResult
 from assetd.mime import guess_mime
+from assetd.paths import file_name
 
 __all__ = ["Assets", "NewFile"]
 
@@ -39,10 +40,11 @@ class Assets(Part):
         )
         location_ids = store.allocate_ids("cache_state", len(files))
         store.insert_many(
-            "INSERT INTO cache_state (id, file_path, root, asset_id, size, mtime_ns, ctime_ns, "
-            "inode, device, needs_verify, is_missing) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO cache_state (id, file_path, file_name, root, asset_id, size, mtime_ns, "
+            "ctime_ns, inode, device, needs_verify, is_missing, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
-                (loc, path, root, a, *stat_params(st), True, False)
+                (loc, path, file_name(path), root, a, *stat_params(st), True, False, now)
                 for loc, a, (path, root, st, _) in zip(location_ids, asset_ids, files, strict=True)
             ],
         )

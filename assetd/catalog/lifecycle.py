@@ -11,7 +11,7 @@ from assetd.catalog.part import Part
 from assetd.catalog.sql import chunks, marks, stat_params
 from assetd.decide import CachedState, FileStat
 from assetd.exceptions import CatalogError
-from assetd.paths import prefix_upper_bound
+from assetd.paths import file_name, prefix_upper_bound
 
 __all__ = ["Lifecycle"]
 
@@ -145,8 +145,8 @@ class Lifecycle(Part):
                     continue
                 rows.append((new, root, state.id, state.asset_id, old))
             self.store.execute_many(
-                "UPDATE cache_state SET file_path = ?, root = ? WHERE id = ?",
-                [(new, root, loc) for new, root, loc, _, _ in rows],
+                "UPDATE cache_state SET file_path = ?, file_name = ?, root = ? WHERE id = ?",
+                [(new, file_name(new), root, loc) for new, root, loc, _, _ in rows],
             )
             self.tags.relocate([(loc, root, new) for new, root, loc, _, _ in rows])
             for _, _, loc_id, _, old in rows:
@@ -179,10 +179,13 @@ class Lifecycle(Part):
             if gone:
                 self._retire(gone)
             self.store.execute_many(
-                "UPDATE cache_state SET file_path = ?, root = ?, size = ?, mtime_ns = ?, "
-                "ctime_ns = ?, inode = ?, device = ?, is_missing = ?, missing_since = NULL "
-                "WHERE id = ?",
-                [(new, root, *stat_params(st), False, s.id) for s, new, root, st, _ in rows],
+                "UPDATE cache_state SET file_path = ?, file_name = ?, root = ?, size = ?, "
+                "mtime_ns = ?, ctime_ns = ?, inode = ?, device = ?, is_missing = ?, "
+                "missing_since = NULL WHERE id = ?",
+                [
+                    (new, file_name(new), root, *stat_params(st), False, s.id)
+                    for s, new, root, st, _ in rows
+                ],
             )
             self.tags.relocate([(s.id, root, new) for s, new, root, _, _ in rows])
             self.tags.update_missing_marks(s.asset_id for s, *_ in rows if s.is_missing)

@@ -119,6 +119,9 @@ def define_models(database: pw.Database) -> Models:
         """One file location (a "cache state"): where the content was last seen."""
 
         file_path = pw.BlobField(unique=True)
+        # The file name (the path's last part, as text): searched, sorted and looked up
+        # by name (a workflow names a model by its file name) from its own index.
+        file_name = pw.TextField(default="", index=True)
         root = pw.TextField(index=True)
         asset = pw.ForeignKeyField(Asset, backref="locations", index=True)
         size = pw.BigIntegerField()
@@ -129,6 +132,7 @@ def define_models(database: pw.Database) -> Models:
         needs_verify = pw.BooleanField(default=True)
         is_missing = pw.BooleanField(default=False)
         missing_since = pw.DoubleField(null=True)
+        created_at = pw.DoubleField(default=0.0)  # when the catalog first saw this location
 
         class Meta:
             table_name = "cache_state"
@@ -248,6 +252,38 @@ def _v8_location_tags(db: pw.Database, models: Models) -> None:
     db.execute_sql("DELETE FROM tag WHERE origin = 'auto' AND name != 'missing'")
 
 
+def _v9_location_name_and_age(db: pw.Database, models: Models) -> None:
+    # Browsing sorts and searches by file name and age, and the workflow check finds a
+    # model by its file name: each from an index, not from a scan of every path.
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    from assetd.paths import file_name
+
+    have = {c.name for c in db.get_columns("cache_state")}
+    L = models.Location
+    migrator = SchemaMigrator.from_database(db)
+    if "file_name" not in have:
+        migrate(migrator.add_column("cache_state", "file_name", L.file_name))
+    if "created_at" not in have:
+        migrate(migrator.add_column("cache_state", "created_at", L.created_at))
+        db.execute_sql(
+            "UPDATE cache_state SET created_at = "
+            "(SELECT a.created_at FROM asset a WHERE a.id = cache_state.asset_id)"
+        )
+    after = 0
+    while True:
+        rows = db.execute_sql(
+            f"SELECT id, file_path FROM cache_state WHERE id > {int(after)} "
+            "AND file_name = '' ORDER BY id LIMIT 2000"
+        ).fetchall()
+        if not rows:
+            break
+        for loc, path in rows:
+            L.update(file_name=file_name(bytes(path))).where(L.id == loc).execute()
+        after = rows[-1][0]
+    db.execute_sql("CREATE INDEX IF NOT EXISTS cache_state_file_name ON cache_state (file_name)")
+
+
 def migrations() -> list[tuple[int, str, Migration]]:
     """Every schema version in order: (version, what it does, how)."""
     return [
@@ -258,6 +294,7 @@ def migrations() -> list[tuple[int, str, Migration]]:
         (5, "drop the tag index the unique tag index covers", _v5_one_tag_index_less),
         (7, "index the locations by inode, to find where a file moved from", _v7_inode_index),
         (8, "automatic tags per location, not merged over the asset", _v8_location_tags),
+        (9, "each location's file name and first sighting, indexed", _v9_location_name_and_age),
     ]
 
 
