@@ -1,0 +1,293 @@
+"""The workflow check's pure core: the models a ComfyUI workflow names."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from assetd.comfyui.workflow import ModelRef, model_refs
+from assetd.exceptions import InvalidRequestError
+
+DATA = Path(__file__).parent / "data" / "workflows"
+SHA = "sha256:" + "ab" * 32
+BLAKE = "blake3:" + "cd" * 32
+OTHER_BLAKE = "blake3:" + "ef" * 32
+
+
+def ui(*nodes: dict[str, Any], **top: Any) -> dict[str, Any]:
+    """A UI-format workflow of these nodes."""
+    return {"nodes": list(nodes), "links": [], **top}
+
+
+def node(kind: str, *values: Any, id: int = 1, **fields: Any) -> dict[str, Any]:
+    return {"id": id, "type": kind, "properties": {}, "widgets_values": list(values), **fields}
+
+
+def found(workflow: object) -> list[tuple[str, str | None]]:
+    return [(ref.name, ref.category) for ref in model_refs(workflow)]
+
+
+# (node type, its widget values in UI order, its API inputs, the files it names)
+CORE_LOADERS = [
+    ("CheckpointLoaderSimple", ["a.safetensors"], {"ckpt_name": "a.safetensors"},
+     [("a.safetensors", "checkpoints")]),
+    ("CheckpointLoader", ["v1.yaml", "a.ckpt"], {"config_name": "v1.yaml", "ckpt_name": "a.ckpt"},
+     [("v1.yaml", "configs"), ("a.ckpt", "checkpoints")]),
+    ("LoraLoader", ["l.safetensors", 1.0, 1.0], {"lora_name": "l.safetensors"},
+     [("l.safetensors", "loras")]),
+    ("LoraLoaderModelOnly", ["l.safetensors", 0.8], {"lora_name": "l.safetensors"},
+     [("l.safetensors", "loras")]),
+    ("VAELoader", ["ae.sft"], {"vae_name": "ae.sft"}, [("ae.sft", "vae")]),
+    ("UNETLoader", ["u.gguf", "default"], {"unet_name": "u.gguf"},
+     [("u.gguf", "diffusion_models")]),
+    ("CLIPLoader", ["t5.safetensors", "sd3", "default"], {"clip_name": "t5.safetensors"},
+     [("t5.safetensors", "text_encoders")]),
+    ("DualCLIPLoader", ["l.pt", "g.pt", "sdxl"], {"clip_name1": "l.pt", "clip_name2": "g.pt"},
+     [("l.pt", "text_encoders"), ("g.pt", "text_encoders")]),
+    ("TripleCLIPLoader", ["l.pt", "g.pt", "t5.pt"],
+     {"clip_name1": "l.pt", "clip_name2": "g.pt", "clip_name3": "t5.pt"},
+     [("l.pt", "text_encoders"), ("g.pt", "text_encoders"), ("t5.pt", "text_encoders")]),
+    ("CLIPVisionLoader", ["v.safetensors"], {"clip_name": "v.safetensors"},
+     [("v.safetensors", "clip_vision")]),
+    ("ControlNetLoader", ["c.pth"], {"control_net_name": "c.pth"}, [("c.pth", "controlnet")]),
+    ("DiffControlNetLoader", ["c.pth"], {"control_net_name": "c.pth"}, [("c.pth", "controlnet")]),
+    ("UpscaleModelLoader", ["4x.pth"], {"model_name": "4x.pth"}, [("4x.pth", "upscale_models")]),
+    ("StyleModelLoader", ["s.safetensors"], {"style_model_name": "s.safetensors"},
+     [("s.safetensors", "style_models")]),
+    ("GLIGENLoader", ["g.safetensors"], {"gligen_name": "g.safetensors"},
+     [("g.safetensors", "gligen")]),
+    ("HypernetworkLoader", ["h.pt", 1.0], {"hypernetwork_name": "h.pt"},
+     [("h.pt", "hypernetworks")]),
+    ("PhotoMakerLoader", ["p.bin"], {"photomaker_model_name": "p.bin"}, [("p.bin", "photomaker")]),
+    ("unCLIPCheckpointLoader", ["u.ckpt"], {"ckpt_name": "u.ckpt"}, [("u.ckpt", "checkpoints")]),
+    ("ImageOnlyCheckpointLoader", ["svd.safetensors"], {"ckpt_name": "svd.safetensors"},
+     [("svd.safetensors", "checkpoints")]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("kind", "values", "inputs", "expected"), CORE_LOADERS)
+def test_core_loader_names_its_files_in_its_category(
+    kind: str, values: list[Any], inputs: dict[str, Any], expected: list[tuple[str, str]]
+) -> None:
+    """A core loader's file widgets give their ComfyUI category, by position (UI) or name (API)."""
+    assert found(ui(node(kind, *values))) == expected
+    api = {"1": {"class_type": kind, "inputs": {**inputs, "model": ["4", 0]}}}
+    assert found(api) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("ae.safetensors", [("ae.safetensors", "vae")]),
+        ("taehv.safetensors", [("taehv.safetensors", "vae_approx")]),
+        ("taesd", []),
+        ("taef1", []),
+        ("pixel_space", []),
+    ],
+)
+def test_vae_loader_names_tae_files_in_vae_approx(
+    value: str, expected: list[tuple[str, str]]
+) -> None:
+    """VAELoader: a video TAE is a vae_approx file; an image TAE pair or pixel_space no one file."""
+    assert found(ui(node("VAELoader", value))) == expected
+
+
+def test_windows_backslashes_become_forward_slashes() -> None:
+    """A loader path saved on Windows is the same loader path with forward slashes."""
+    workflow = ui(node("CheckpointLoaderSimple", "SDXL\\base\\model.safetensors"))
+    assert found(workflow) == [("SDXL/base/model.safetensors", "checkpoints")]
+
+
+def test_properties_models_give_category_url_and_hash() -> None:
+    """A node's properties.models entry: its directory is the category, url and hash kept."""
+    entry = {
+        "name": "w.safetensors",
+        "url": "https://example.org/w.safetensors",
+        "hash": "AB" * 32,
+        "hash_type": "SHA256",
+        "directory": "unet",
+    }
+    workflow = ui(node("SomeCustomLoader", "w.safetensors", properties={"models": [entry]}))
+    assert model_refs(workflow) == [
+        ModelRef(
+            "w.safetensors",
+            "diffusion_models",
+            url="https://example.org/w.safetensors",
+            hash=SHA,
+            directory="unet",
+            nodes=("1",),
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "kind", "expected"),
+    [
+        ("AB" * 32, "SHA256", SHA),
+        ("ab" * 32, "sha-256", SHA),
+        (SHA, None, SHA),
+        (SHA.upper(), "sha256", SHA),
+        (BLAKE, None, BLAKE),
+        ("cd" * 32, "BLAKE3", BLAKE),
+        ("ab" * 32, None, None),  # a bare digest: SHA-256 or BLAKE3? not guessed
+        (SHA, "blake3", None),  # the two disagree
+        ("not-hex", "sha256", None),
+        (12, "sha256", None),
+        ("", "sha256", None),
+    ],
+)
+def test_hash_keeps_its_algorithm(value: object, kind: object, expected: str | None) -> None:
+    """A workflow's hash becomes "<algorithm>:<hex>", or nothing when its algorithm is unclear."""
+    entry = {"name": "m.safetensors", "directory": "loras", "hash": value, "hash_type": kind}
+    (ref,) = model_refs(ui(node("X", properties={"models": [entry]})))
+    assert ref.hash == expected
+
+
+def test_top_level_models_list_counts() -> None:
+    """The workflow's own models list names files like a node's properties.models."""
+    workflow = ui(models=[{"name": "x.pt", "directory": "loras", "url": "https://e.org/x.pt"}])
+    assert model_refs(workflow) == [
+        ModelRef("x.pt", "loras", url="https://e.org/x.pt", directory="loras", nodes=("models",))
+    ]
+
+
+def test_subgraph_nodes_count_like_any_other() -> None:
+    """Nodes inside definitions.subgraphs are read; a promoted widget takes its inner node's
+    category; a Markdown note naming a file is text, not a reference."""
+    document = json.loads((DATA / "subgraph.json").read_text())
+    refs = model_refs(document)
+    inner = "a1b2c3d4-0000-4000-8000-00000000000a/"
+    assert [(r.name, r.category, r.nodes) for r in refs] == [
+        ("flux1-dev.safetensors", "diffusion_models", (inner + "7", "12")),
+        ("clip_l.safetensors", "text_encoders", (inner + "8",)),
+        ("t5xxl_fp16.safetensors", "text_encoders", (inner + "8",)),
+        ("ae.safetensors", "vae", (inner + "9", "models")),
+    ]
+    assert refs[0].hash == "sha256:8e91b68084b53a7fc44ed2a3756d821e355ac1a7b6fe29be760c1db532f3d88a"
+    assert refs[3].url == document["models"][0]["url"]
+
+
+def test_api_format_file() -> None:
+    """The API format: loaders by input name; an unknown node's file-like input, no category;
+    a prompt that mentions a file, nothing."""
+    assert found(json.loads((DATA / "api_format.json").read_text())) == [
+        ("SDXL/sd_xl_base_1.0.safetensors", "checkpoints"),
+        ("styles/ink.safetensors", "loras"),
+        ("4x_ultra.pth", None),
+    ]
+
+
+def test_one_file_named_twice_is_one_reference() -> None:
+    """The same (name, category) from several nodes is one reference listing every node."""
+    workflow = ui(
+        node("LoraLoaderModelOnly", "a.safetensors", 1.0, id=4),
+        node("LoraLoader", "a.safetensors", 1.0, 1.0, id=9),
+        node("CheckpointLoaderSimple", "a.safetensors", id=5),
+    )
+    assert [(r.name, r.category, r.nodes) for r in model_refs(workflow)] == [
+        ("a.safetensors", "loras", ("4", "9")),
+        ("a.safetensors", "checkpoints", ("5",)),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (["my-model.safetensors", 7], [("my-model.safetensors", None)]),
+        (["sub dir/Some Model v2.gguf"], [("sub dir/Some Model v2.gguf", None)]),
+        ([[{"on": True, "lora": "ink.safetensors", "strength": 1}]], [("ink.safetensors", None)]),
+        (["a photo of a cat, model.pt"], []),
+        (["style: analog film.safetensors"], []),
+        (["first line\nsecond.safetensors"], []),
+        (["https://example.org/x.safetensors"], []),
+        (["None"], []),
+        (["models/"], []),
+        ([".safetensors"], []),
+        (["picture.png", "clip.txt", 3.5, None, True], []),
+    ],
+)
+def test_unknown_node_values_only_whole_file_names(
+    values: list[Any], expected: list[tuple[str, None]]
+) -> None:
+    """A node no table knows: a whole value that reads as a model file is a reference of no
+    category; text that mentions one is not."""
+    assert found(ui(node("SomeCustomNode", *values))) == expected
+
+
+def test_widgets_values_as_an_object() -> None:
+    """widgets_values given as an object maps by input name, like the API format."""
+    workflow = ui({"id": 1, "type": "UNETLoader", "widgets_values": {"unet_name": "u.safetensors"}})
+    assert found(workflow) == [("u.safetensors", "diffusion_models")]
+
+
+@pytest.mark.parametrize(
+    "document",
+    [[], [{"nodes": []}], "text", 3, None, True, {}, {"nodes": None}, {"version": 0.4},
+     {"1": {"inputs": {"ckpt_name": "a.safetensors"}}}, {"1": {"class_type": 5}}],
+)  # fmt: skip
+def test_not_a_workflow_raises_one_error(document: object) -> None:
+    """Anything that is a workflow in neither format raises InvalidRequestError, one line."""
+    with pytest.raises(InvalidRequestError, match=r"^not a ComfyUI workflow: [^\n]+$"):
+        model_refs(document)
+
+
+def deep(levels: int) -> list[Any]:
+    value: list[Any] = ["deep.safetensors"]
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    "workflow",
+    [
+        {"nodes": [None, 1, "x", [], {"type": None, "widgets_values": None}]},
+        {"nodes": [{"id": {"a": 1}, "type": ["x"], "widgets_values": 5, "properties": []}]},
+        {"nodes": [{"type": "VAELoader", "widgets_values": [None, {}, []], "properties": None}]},
+        {"nodes": [{"properties": {"models": [None, 1, {"name": 5}, {"name": "a.pt", "url": 1}]}}]},
+        {"nodes": [{"type": "X", "widgets_values": deep(50_000)}]},
+        {"nodes": [], "definitions": {"subgraphs": [None, {"nodes": None}, {"nodes": [5]}]}},
+        {"nodes": [], "definitions": [], "models": {"name": "x"}},
+        {"1": {"class_type": "CheckpointLoaderSimple", "inputs": None}, "2": None},
+        {"1": {"class_type": "LoraLoader", "inputs": {"lora_name": ["4", 0]}}},
+    ],
+)
+def test_hostile_shapes_give_no_traceback(workflow: dict[str, Any]) -> None:
+    """Odd or hostile values where nodes, widgets or models lists belong are passed over."""
+    refs = model_refs(workflow)
+    assert all(isinstance(ref, ModelRef) for ref in refs)
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30)
+    | st.sampled_from(["a.safetensors", "x\\y.pt", "None", "taesd", "SHA256", "vae"]),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=25,
+)  # fmt: skip
+NODE_KEYS = st.sampled_from(["id", "type", "widgets_values", "properties", "models", "nodes"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    kind=st.sampled_from(["UNETLoader", "VAELoader", "DualCLIPLoader", "Other"]) | JSON,
+    fields=st.dictionaries(NODE_KEYS, JSON, max_size=4),
+    top=st.dictionaries(st.sampled_from(["definitions", "models", "extra"]), JSON, max_size=2),
+)
+def test_any_json_in_a_node_gives_refs_or_one_error(
+    kind: object, fields: dict[str, Any], top: dict[str, Any]
+) -> None:
+    """Whatever JSON a node's fields hold, model_refs returns references (or the one error)."""
+    as_ui = {"nodes": [{"type": kind, **fields}], **top}
+    as_api = {"7": {"class_type": kind, "inputs": fields}}
+    for workflow in (as_ui, as_api):
+        try:
+            refs = model_refs(workflow)
+        except InvalidRequestError:
+            continue
+        assert all(isinstance(ref, ModelRef) and ref.name for ref in refs)
