@@ -1,8 +1,12 @@
-"""The workflow check's pure core: the models a ComfyUI workflow names."""
+"""The workflow check's pure core: the models a ComfyUI workflow names, and where each
+model stands against a catalog (a fake one at the seam)."""
 
 from __future__ import annotations
 
 import json
+import posixpath
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from assetd.comfyui.workflow import ModelRef, model_refs
+from assetd.comfyui.workflow import Found, ModelRef, ModelStatus, Status, model_refs, resolve
 from assetd.exceptions import InvalidRequestError
 
 DATA = Path(__file__).parent / "data" / "workflows"
@@ -291,3 +295,128 @@ def test_any_json_in_a_node_gives_refs_or_one_error(
         except InvalidRequestError:
             continue
         assert all(isinstance(ref, ModelRef) and ref.name for ref in refs)
+
+
+# -- resolution against a catalog
+
+
+@dataclass(frozen=True)
+class FakeLookup:
+    """The catalog as a list of locations, answering the three questions resolve asks."""
+
+    locations: Sequence[Found]
+
+    def at_loader_path(self, category: str | None, loader_path: str) -> Sequence[Found]:
+        return [
+            f
+            for f in self.locations
+            if f.loader_path == loader_path and category in (None, f.category)
+        ]
+
+    def by_hash(self, hash: str) -> Sequence[Found]:
+        return [f for f in self.locations if f.hash == hash]
+
+    def by_file_name(self, name: str) -> Sequence[Found]:
+        return [f for f in self.locations if posixpath.basename(f.path) == name]
+
+
+MODELS = "/srv/ComfyUI/models"
+
+
+def at(path: str, hash: str | None = BLAKE, *, missing: bool = False) -> Found:
+    """A location; under the models folder it has a category and a loader path."""
+    category = loader_path = None
+    if path.startswith(MODELS + "/"):
+        category, _, loader_path = path.removeprefix(MODELS + "/").partition("/")
+    return Found(path, hash, missing, category, loader_path)
+
+
+REF = ModelRef("sdxl/m.safetensors", "checkpoints", url="https://e.org/m.safetensors")
+HERE = f"{MODELS}/checkpoints/sdxl/m.safetensors"
+
+RESOLUTIONS = [
+    # (case, the reference, the catalog, expected status, path, hash, candidates)
+    ("live at the loader path", REF, [at(HERE)], Status.PRESENT, HERE, BLAKE, ()),
+    ("same content hash", ModelRef(REF.name, "checkpoints", hash=BLAKE), [at(HERE)],
+     Status.PRESENT, HERE, BLAKE, ()),
+    ("other algorithm: not compared", ModelRef(REF.name, "checkpoints", hash=SHA), [at(HERE)],
+     Status.PRESENT, HERE, SHA, ()),
+    ("not hashed yet", REF, [at(HERE, None)], Status.PRESENT, HERE, None, ()),
+    ("no category: any category", ModelRef("m.safetensors", None),
+     [at(f"{MODELS}/loras/m.safetensors")], Status.PRESENT, f"{MODELS}/loras/m.safetensors",
+     BLAKE, ()),
+    ("a live row beats a missing one", REF, [at(HERE, missing=True), at(HERE)],
+     Status.PRESENT, HERE, BLAKE, ()),
+    ("same hash under another folder", ModelRef(REF.name, "checkpoints", hash=BLAKE),
+     [at(f"{MODELS}/checkpoints/old/x.safetensors")], Status.ELSEWHERE, None, BLAKE,
+     (f"{MODELS}/checkpoints/old/x.safetensors",)),
+    ("same file name outside the models", REF, [at("/home/u/Downloads/m.safetensors")],
+     Status.ELSEWHERE, None, None, ("/home/u/Downloads/m.safetensors",)),
+    ("wrong category folder", REF, [at(f"{MODELS}/loras/sdxl/m.safetensors")],
+     Status.ELSEWHERE, None, None, (f"{MODELS}/loras/sdxl/m.safetensors",)),
+    ("other content at the loader path", ModelRef(REF.name, "checkpoints", hash=BLAKE),
+     [at(HERE, OTHER_BLAKE), at("/backup/copy.bin")], Status.ELSEWHERE, None, BLAKE,
+     ("/backup/copy.bin",)),
+    ("a live copy beats the missing original", REF,
+     [at(HERE, missing=True), at("/tmp/m.safetensors")], Status.ELSEWHERE, None, None,
+     ("/tmp/m.safetensors",)),
+    ("gone from the loader path", REF, [at(HERE, missing=True)], Status.MISSING, HERE, BLAKE, ()),
+    ("gone, known by hash", ModelRef(REF.name, "checkpoints", hash=BLAKE),
+     [at("/old/place.bin", missing=True)], Status.MISSING, "/old/place.bin", BLAKE, ()),
+    ("never seen", REF, [at(f"{MODELS}/checkpoints/other.safetensors")], Status.UNKNOWN, None,
+     None, ()),
+    ("same name, other content", ModelRef(REF.name, "checkpoints", hash=BLAKE),
+     [at("/x/m.safetensors", OTHER_BLAKE)], Status.UNKNOWN, None, BLAKE, ()),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("ref", "locations", "status", "path", "hash", "candidates"),
+    [case[1:] for case in RESOLUTIONS],
+    ids=[case[0] for case in RESOLUTIONS],
+)
+def test_resolution(
+    ref: ModelRef,
+    locations: list[Found],
+    status: Status,
+    path: str | None,
+    hash: str | None,
+    candidates: tuple[str, ...],
+) -> None:
+    """Each reference gets the contract's status, with where it is, was, or could come from."""
+    (result,) = resolve([ref], FakeLookup(locations))
+    assert (result.status, result.path, result.hash, result.candidates) == (
+        status,
+        path,
+        hash,
+        candidates,
+    )
+
+
+def test_status_serialises_as_the_contract_says() -> None:
+    """to_json gives the contract's object; the feed's item is the same without workflow."""
+    status = ModelStatus(REF, Status.UNKNOWN)
+    assert status.to_json("wf.png") == {
+        "workflow": "wf.png",
+        "name": "sdxl/m.safetensors",
+        "category": "checkpoints",
+        "status": "unknown",
+        "path": None,
+        "hash": None,
+        "url": "https://e.org/m.safetensors",
+        "candidates": [],
+    }
+    feed = status.to_json("wf.png")
+    del feed["workflow"]
+    assert status.to_json() == feed
+
+
+def test_a_windows_workflow_resolves_to_the_loader_path() -> None:
+    """A workflow saved on Windows finds the file ComfyUI lists with forward slashes."""
+    refs = model_refs(json.loads((DATA / "api_format.json").read_text()))
+    catalog = FakeLookup([at(f"{MODELS}/checkpoints/SDXL/sd_xl_base_1.0.safetensors")])
+    assert [s.status for s in resolve(refs, catalog)] == [
+        Status.PRESENT,
+        Status.UNKNOWN,
+        Status.UNKNOWN,
+    ]

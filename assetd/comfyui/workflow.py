@@ -1,23 +1,30 @@
-"""Which model files a ComfyUI workflow names.
+"""Which model files a ComfyUI workflow names, and what the catalog knows of each.
 
-:func:`model_refs` reads a workflow (the UI format with ``nodes``, or the API format
-keyed by node id) and lists the model files it refers to; no I/O.
+Two pure steps. :func:`model_refs` reads a workflow (the UI format with ``nodes``, or the
+API format keyed by node id) and lists the model files it refers to; :func:`resolve`
+asks a :class:`Lookup` (the catalog, or a fake in tests) where each one is.
 """
 
 from __future__ import annotations
 
+import enum
 import posixpath
 import string
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, TypeGuard
+from typing import Any, Protocol, TypeGuard
 
 from assetd.exceptions import InvalidRequestError
 
 __all__ = [
     "MODEL_EXTENSIONS",
+    "Found",
+    "Lookup",
     "ModelRef",
+    "ModelStatus",
+    "Status",
     "model_refs",
+    "resolve",
 ]
 
 # ComfyUI's supported_pt_extensions, and the formats of loaders outside its core (GGUF, ONNX).
@@ -292,3 +299,98 @@ def _deduplicated(refs: Iterable[ModelRef]) -> list[ModelRef]:
             for key in known[name]:
                 by_key[key] = by_key[key].merged(unplaced)
     return list(by_key.values())
+
+
+class Status(enum.StrEnum):
+    """Where a model stands, as the contract names it."""
+
+    PRESENT = "present"  # live where ComfyUI's loader looks (content matching, if hashed)
+    ELSEWHERE = "elsewhere"  # live under another folder or name: see candidates
+    MISSING = "missing"  # the catalog knew it, by hash or loader path, and it is gone
+    UNKNOWN = "unknown"  # the catalog has never seen it
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """A location the catalog holds, live or missing, as a :class:`Lookup` reports it."""
+
+    path: str  # absolute
+    hash: str | None  # "blake3:<hex>"; None while not hashed yet
+    is_missing: bool
+    category: str | None = None  # its ComfyUI category and loader path, if in one
+    loader_path: str | None = None
+
+
+class Lookup(Protocol):
+    """What :func:`resolve` asks the catalog: live and missing locations alike, the most
+    telling first (the location a model was last seen at leads the missing ones)."""
+
+    def at_loader_path(self, category: str | None, loader_path: str) -> Sequence[Found]:
+        """Locations ComfyUI lists as ``loader_path`` in ``category`` (None: any category)."""
+        ...
+
+    def by_hash(self, hash: str) -> Sequence[Found]:
+        """Locations with this content hash; none for an algorithm the catalog does not keep."""
+        ...
+
+    def by_file_name(self, name: str) -> Sequence[Found]:
+        """Locations whose file has this name (a path's last part), in any folder."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ModelStatus:
+    """Where one model a workflow needs stands in the catalog."""
+
+    ref: ModelRef
+    status: Status
+    path: str | None = None  # present: where it is; missing: where it last was
+    hash: str | None = None  # the workflow's hash, else that of the location at ``path``
+    candidates: tuple[str, ...] = ()  # elsewhere: the live locations that would do
+
+    def to_json(self, workflow: str | None = None) -> dict[str, Any]:
+        """The contract's object for this model; without ``workflow``, the feed's item."""
+        head = {} if workflow is None else {"workflow": workflow}
+        return {
+            **head,
+            "name": self.ref.name,
+            "category": self.ref.category,
+            "status": self.status.value,
+            "path": self.path,
+            "hash": self.hash,
+            "url": self.ref.url,
+            "candidates": list(self.candidates),
+        }
+
+
+def resolve(refs: Iterable[ModelRef], lookup: Lookup) -> list[ModelStatus]:
+    """The status of each reference, in order."""
+    return [_resolve_one(ref, lookup) for ref in refs]
+
+
+def _resolve_one(ref: ModelRef, lookup: Lookup) -> ModelStatus:
+    wanted = ref.hash
+    here = [f for f in lookup.at_loader_path(ref.category, ref.name) if _agrees(wanted, f.hash)]
+    for found in here:
+        if not found.is_missing:
+            return ModelStatus(ref, Status.PRESENT, found.path, wanted or found.hash)
+    same_hash = list(lookup.by_hash(wanted)) if wanted else []
+    file_name = ref.name.rpartition("/")[2]
+    same_name = [f for f in lookup.by_file_name(file_name) if _agrees(wanted, f.hash)]
+    live = [f.path for f in same_hash + same_name if not f.is_missing]
+    if live:
+        candidates = tuple(dict.fromkeys(live))
+        return ModelStatus(ref, Status.ELSEWHERE, hash=wanted, candidates=candidates)
+    gone = [f for f in here + same_hash if f.is_missing]
+    if gone:
+        return ModelStatus(ref, Status.MISSING, gone[0].path, wanted or gone[0].hash)
+    return ModelStatus(ref, Status.UNKNOWN, hash=wanted)
+
+
+def _agrees(wanted: str | None, have: str | None) -> bool:
+    """Whether content may be the one wanted: only hashes of one algorithm can differ."""
+    if wanted is None or have is None:
+        return True
+    algorithm, _, digest = wanted.partition(":")
+    other, _, other_digest = have.partition(":")
+    return algorithm != other or digest == other_digest
