@@ -1,10 +1,12 @@
-"""The workflow check's pure core: the models a ComfyUI workflow names, and where each
-model stands against a catalog (a fake one at the seam)."""
+"""The workflow check's pure core: the models a ComfyUI workflow names, the workflow a
+file holds, and where each model stands against a catalog (a fake one at the seam)."""
 
 from __future__ import annotations
 
 import json
+import os
 import posixpath
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +15,10 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
+from assetd.comfyui.embedded import MAX_JSON_BYTES, read_workflow_file
 from assetd.comfyui.workflow import Found, ModelRef, ModelStatus, Status, model_refs, resolve
 from assetd.exceptions import InvalidRequestError
 
@@ -295,6 +300,139 @@ def test_any_json_in_a_node_gives_refs_or_one_error(
         except InvalidRequestError:
             continue
         assert all(isinstance(ref, ModelRef) and ref.name for ref in refs)
+
+
+# -- the workflow a file holds
+
+
+def comfy_png(path: Path, **texts: object) -> Path:
+    """A PNG with text chunks, written the way ComfyUI's SaveImage writes them."""
+    info = PngInfo()
+    for key, value in texts.items():
+        info.add_text(key, value if isinstance(value, str) else json.dumps(value))
+    Image.new("RGB", (4, 4)).save(path, pnginfo=info)
+    return path
+
+
+def comfy_webp(path: Path, prompt: object, workflow: object) -> Path:
+    """An animated WebP with EXIF, written the way ComfyUI's SaveAnimatedWEBP writes it."""
+    frames = [Image.new("RGB", (4, 4), color) for color in ("red", "blue")]
+    exif = frames[0].getexif()
+    exif[0x0110] = f"prompt:{json.dumps(prompt)}"
+    exif[0x010F] = f"workflow:{json.dumps(workflow)}"
+    exif[0x010E] = f"other:{json.dumps({'a': 1})}"
+    frames[0].save(path, save_all=True, duration=100, append_images=frames[1:], exif=exif)
+    return path
+
+
+UI = ui(node("CheckpointLoaderSimple", "ui.safetensors"))
+API = {"4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "api.safetensors"}}}
+
+
+def test_json_file_is_read() -> None:
+    """A workflow's JSON file is read as it is."""
+    assert read_workflow_file(DATA / "api_format.json") == json.loads(
+        (DATA / "api_format.json").read_text()
+    )
+
+
+def test_png_prefers_the_ui_workflow_to_the_prompt(tmp_path: Path) -> None:
+    """A PNG ComfyUI saved: its workflow chunk (UI format) wins over its prompt (API format)."""
+    path = comfy_png(tmp_path / "out.png", prompt=API, workflow=UI)
+    assert read_workflow_file(path) == UI
+
+
+def test_png_with_only_a_prompt_gives_the_api_format(tmp_path: Path) -> None:
+    """A PNG with a prompt chunk alone, or a workflow chunk that is not JSON, gives the prompt."""
+    assert read_workflow_file(comfy_png(tmp_path / "a.png", prompt=API)) == API
+    assert read_workflow_file(comfy_png(tmp_path / "b.png", workflow="{", prompt=API)) == API
+
+
+def test_png_compressed_international_text_is_read(tmp_path: Path) -> None:
+    """A workflow in a compressed iTXt chunk, non-ASCII names and all, is read."""
+    workflow = ui(node("LoraLoader", "ÜberStil.safetensors", 1, 1))
+    info = PngInfo()
+    info.add_itxt("workflow", json.dumps(workflow, ensure_ascii=False), zip=True)
+    Image.new("RGB", (4, 4)).save(tmp_path / "i.png", pnginfo=info)
+    assert read_workflow_file(tmp_path / "i.png") == workflow
+
+
+def test_webp_saved_by_comfyui_gives_its_workflow(tmp_path: Path) -> None:
+    """An animated WebP ComfyUI saved: the workflow: EXIF field, else the prompt: one."""
+    assert read_workflow_file(comfy_webp(tmp_path / "a.webp", API, UI)) == UI
+    assert read_workflow_file(comfy_webp(tmp_path / "b.webp", API, "not json")) == API
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I4s", len(data), kind) + data + b"\0\0\0\0"
+
+
+PNG_HEAD = b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", bytes(13))
+WORKFLOW_TEXT = png_chunk(b"tEXt", b"workflow\0" + json.dumps(UI).encode())
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "neither JSON nor a PNG or WebP"),
+        (os.urandom(300), "neither JSON nor a PNG or WebP"),
+        (b"[1, 2]", "its JSON is not an object"),
+        (b"[" * 100_000, "neither JSON"),
+        (b"\xff\xfe{}", "neither JSON"),
+        (PNG_HEAD + png_chunk(b"IEND", b""), "a PNG with no ComfyUI workflow in it"),
+        (PNG_HEAD + WORKFLOW_TEXT[:40], "a PNG with no ComfyUI workflow in it"),
+        (PNG_HEAD + png_chunk(b"tEXt", b"no separator"), "a PNG with no ComfyUI workflow"),
+        (PNG_HEAD + png_chunk(b"zTXt", b"workflow\0\0garbage"), "a PNG with no ComfyUI workflow"),
+        (PNG_HEAD + png_chunk(b"tEXt", b"workflow\0[1]"), "a PNG with no ComfyUI workflow"),
+        (PNG_HEAD + struct.pack(">I4s", 0xFFFFFFF0, b"IDAT"), "a PNG with no ComfyUI workflow"),
+        (b"RIFF\0\0\0\0WEBPVP8 \4\0\0\0abcd", "a WebP with no ComfyUI workflow in it"),
+        (b"RIFF\0\0\0\0WEBPEXIF\x10\0\0\0MM\0*\0\0\0\x08\xff\xff\0\0", "a WebP with no"),
+        (b"RIFF\0\0\0\0WEBPEXIF\x08\0\0\0II*\0\xff\xff\xff\xff", "a WebP with no"),
+    ],
+    ids=[
+        "empty", "random", "json-list", "json-too-deep", "not-utf8", "png-no-text",
+        "png-cut-in-text", "png-bad-text", "png-bad-ztxt", "png-json-not-object",
+        "png-huge-chunk", "webp-no-exif", "webp-exif-cut", "webp-exif-bad-offset",
+    ],
+)  # fmt: skip
+def test_files_holding_no_workflow_raise_one_error(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    """Corrupt images and files that are no workflow raise InvalidRequestError, never crash."""
+    path = tmp_path / "file"
+    path.write_bytes(content)
+    with pytest.raises(InvalidRequestError, match=message):
+        read_workflow_file(path)
+
+
+def test_png_text_after_the_image_data_is_found(tmp_path: Path) -> None:
+    """A workflow chunk after the image data is found: the image data is skipped, not read."""
+    path = tmp_path / "late.png"
+    idat = png_chunk(b"IDAT", bytes(100_000))
+    path.write_bytes(PNG_HEAD + idat + WORKFLOW_TEXT + png_chunk(b"IEND", b""))
+    assert read_workflow_file(path) == UI
+
+
+def test_oversized_json_is_refused_unread(tmp_path: Path) -> None:
+    """A file bigger than any workflow is refused from its size alone (a sparse file here)."""
+    path = tmp_path / "model.safetensors"
+    with path.open("wb") as file:
+        file.write(b"{")
+        file.truncate(MAX_JSON_BYTES + 1)
+    with pytest.raises(InvalidRequestError, match="more than a workflow's 64 MiB"):
+        read_workflow_file(path)
+
+
+def test_unreadable_paths_raise_one_error(tmp_path: Path) -> None:
+    """A missing path, a folder or a FIFO (not waited on) raises InvalidRequestError."""
+    os.mkfifo(tmp_path / "fifo")
+    for path, message in [
+        (tmp_path / "absent.json", "cannot open"),
+        (tmp_path, "not a regular file"),
+        (tmp_path / "fifo", "not a regular file"),
+    ]:
+        with pytest.raises(InvalidRequestError, match=message):
+            read_workflow_file(path)
 
 
 # -- resolution against a catalog
