@@ -1,1 +1,1 @@
-"""ComfyUI as a layer over assetd: its folders, categories and asset API."""
+"""ComfyUI as a layer: its install as roots, its asset API, the workflow check."""
