@@ -122,6 +122,12 @@ class Service:
         path = self._inside_roots(path)
         return dict(self._after_look(path, self.catalog.change_metadata, path, set_, unset))
 
+    def check(self, workflow: Any) -> list[dict[str, Any]]:
+        """Where each model ``workflow`` needs stands (a read: no writer involved)."""
+        from assetd.comfyui.check import check_workflow  # ComfyUI's layer, when asked
+
+        return [m.to_json() for m in check_workflow(self.catalog, self._config().install, workflow)]
+
     def _after_look(self, path: bytes, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn`` on the writer once the catalog has caught up with the file at
         ``path``; a hash it needs is taken in the shared pool, from this thread."""

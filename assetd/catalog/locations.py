@@ -92,6 +92,14 @@ class Locations:
             found += self._states(where, [*batch, *params])
         return found
 
+    def named(self, name: str) -> list[CachedState]:
+        """The locations, live first, whose file is called ``name`` (in any folder)."""
+        return self._states("WHERE l.file_name = ? ORDER BY l.is_missing, l.file_path", [name])
+
+    def of_content(self, digest: str) -> list[CachedState]:
+        """The locations, live first, whose content has hash ``digest``."""
+        return self._states("WHERE a.hash = ? ORDER BY l.is_missing, l.file_path", [digest])
+
     def iter_rows(
         self,
         prefix: bytes,

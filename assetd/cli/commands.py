@@ -11,7 +11,15 @@ from typing import Any
 
 from assetd.cli import output
 from assetd.cli.local import LocalOperations, open_catalog
-from assetd.cli.parser import EXIT_ERROR, EXIT_OK, cli_path, load, parse_pairs
+from assetd.cli.parser import (
+    EXIT_ABSENT,
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_USAGE,
+    cli_path,
+    load,
+    parse_pairs,
+)
 from assetd.cli.run import cmd_run
 from assetd.client import DaemonClient, find_daemon, path_argument, path_value
 from assetd.config import Config
@@ -233,6 +241,35 @@ def cmd_ls(args: argparse.Namespace, config: Config) -> int:
     return EXIT_OK
 
 
+def cmd_check(args: argparse.Namespace, config: Config) -> int:
+    """Each workflow's models against the catalog (read directly: a daemon serving it
+    changes nothing), as JSON lines or a table; 2 when a file is not a workflow, 4 when
+    a model is not present, else 0."""
+    from assetd.comfyui.check import check_workflow
+    from assetd.comfyui.embedded import read_workflow_file
+
+    catalog = open_catalog(config)
+    bad = absent = False
+    try:
+        for name in args.files:
+            try:
+                models = check_workflow(catalog, config.install, read_workflow_file(name))
+            except InvalidRequestError as exc:
+                output.error(exc)
+                bad = True
+                continue
+            items = [m.to_json(name) for m in models]
+            absent |= any(item["status"] != "present" for item in items)
+            if args.json:
+                for item in items:
+                    output.print_json(item)
+            else:
+                output.print_check(name, items)
+    finally:
+        catalog.close()
+    return EXIT_USAGE if bad else EXIT_ABSENT if absent else EXIT_OK
+
+
 def cmd_status(args: argparse.Namespace, config: Config) -> int:
     output.print_json(ask(_need_daemon(config), "status"))
     return EXIT_OK
@@ -270,6 +307,7 @@ def need_roots(config: Config) -> None:
 HANDLERS: dict[str, Callable[[argparse.Namespace, Config], int]] = {
     "run": _run,
     "ls": cmd_ls,
+    "check": cmd_check,
     "status": cmd_status,
     "watch": cmd_watch,
     **{name: partial(carry, command) for name, command in CARRIED.items()},

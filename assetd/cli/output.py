@@ -8,7 +8,15 @@ import re
 import sys
 from typing import Any, BinaryIO
 
-__all__ = ["error", "escape", "ls_line", "print_json", "scan_summary", "write_location"]
+__all__ = [
+    "error",
+    "escape",
+    "ls_line",
+    "print_check",
+    "print_json",
+    "scan_summary",
+    "write_location",
+]
 
 SUMMARY_KEYS = ("scanned", "total", "created", "skipped", "hashed", "marked_missing", "restored")
 
@@ -76,3 +84,20 @@ def scan_summary(progress: dict[str, Any], errors: int | None) -> dict[str, Any]
     if errors is not None:
         summary["errors"] = errors
     return summary
+
+
+def print_check(workflow: str, items: list[dict[str, Any]]) -> None:
+    """A workflow's models as a person reads them: one line each, what to do beside
+    the ones that are not present."""
+    present = sum(1 for item in items if item["status"] == "present")
+    print(f"{workflow}: {len(items)} models, {present} present")
+    for item in items:
+        where = {
+            "present": item["path"],
+            "elsewhere": "found at " + ", ".join(item["candidates"]),
+            "missing": f"was at {item['path']}",
+            "unknown": f"get it from {item['url']}" if item["url"] else "not in the catalog",
+        }[item["status"]]
+        category = item["category"] or "?"
+        name = escape(item["name"])
+        print(f"  {item['status']:<9} {category:<18} {name}  {escape(where)}")

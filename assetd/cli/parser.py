@@ -15,6 +15,7 @@ from assetd.exceptions import UsageError
 
 __all__ = [
     "COMMANDS",
+    "EXIT_ABSENT",
     "EXIT_ERROR",
     "EXIT_NO_DAEMON",
     "EXIT_OK",
@@ -25,8 +26,9 @@ __all__ = [
     "parse_pairs",
 ]
 
-# The exit statuses of the contract: done, anything else, bad usage, no daemon answering.
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NO_DAEMON = 0, 1, 2, 3
+# The exit statuses of the contract: done, anything else, bad usage, no daemon answering,
+# and (``check``) a model a workflow needs that is not where ComfyUI looks.
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NO_DAEMON, EXIT_ABSENT = 0, 1, 2, 3, 4
 
 COMMANDS = (
     "run",
@@ -40,6 +42,7 @@ COMMANDS = (
     "verify",
     "status",
     "watch",
+    "check",
 )
 
 
@@ -77,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", type=int, metavar="SEQ", help="replay every change after SEQ first")
     _cleanup(command("cleanup", "hard-delete unreferenced assets (the only hard delete)"))
     _verify(command("verify", "re-hash files to catch changes that stat cannot see"))
+    p = command("check", "which models ComfyUI workflows need, and where they are")
+    p.add_argument("files", nargs="+", metavar="FILE", help="workflow JSON, or a PNG/WebP")
+    p.add_argument("--json", action="store_true", help="one JSON object per model")
     return parser
 
 

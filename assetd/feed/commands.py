@@ -201,6 +201,12 @@ def meta(service: Service, msg: dict[str, Any]) -> dict[str, Any]:
     return {"metadata": service.meta(path, set_, unset)}
 
 
+def check(service: Service, msg: dict[str, Any]) -> dict[str, Any]:
+    if "workflow" not in msg:
+        raise InvalidRequestError("'workflow' is required: a ComfyUI workflow as a JSON object")
+    return {"models": service.check(msg["workflow"])}
+
+
 COMMANDS: dict[str, Command] = {
     "status": status,
     "seed": seed,
@@ -212,6 +218,7 @@ COMMANDS: dict[str, Command] = {
     "list": list_,
     "tag": tag,
     "meta": meta,
+    "check": check,
 }
 
 
