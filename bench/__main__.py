@@ -19,7 +19,6 @@ import argparse
 import compileall
 import json
 import os
-import random
 import shutil
 import signal
 import socket
@@ -30,11 +29,11 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.comfy import workflow_check
+from bench.rows import Row, make_small_files
 from tests.harness import (
-    OLD_NS,
     REPO,
     ChangeFeed,
     Daemon,
@@ -46,30 +45,6 @@ from tests.harness import (
 )
 
 ASSETD = [sys.executable, "-m", "assetd"]
-
-
-@dataclass
-class Row:
-    name: str
-    goal: str
-    assetd: list[float] = field(default_factory=list)
-    reference: dict[str, list[float]] = field(default_factory=dict)
-    rss_mib: float = 0.0
-    note: str = ""
-
-    def print(self) -> None:
-        a = statistics.median(self.assetd) if self.assetd else float("nan")
-        parts = [f"{self.name:<14} assetd {a:8.3f}s"]
-        for ref, times in self.reference.items():
-            r = statistics.median(times)
-            parts.append(f"{ref} {r:8.3f}s ratio {a / r:5.2f}x")
-        parts.append(f"peak RSS {self.rss_mib:6.1f} MiB")
-        parts.append(f"goal {self.goal}")
-        print(" | ".join(parts) + (f" | {self.note}" if self.note else ""), flush=True)
-
-    def ratio(self, reference: str, to: str) -> float:
-        """The median of one reference's times over another's."""
-        return statistics.median(self.reference[reference]) / statistics.median(self.reference[to])
 
 
 def run(
@@ -108,36 +83,6 @@ def vm_hwm_mib(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return 0.0
-
-
-def make_small_files(
-    root: Path,
-    count: int,
-    folders: int,
-    lo: int,
-    hi: int,
-    seed: int = 1,
-    distinct: bool = False,
-) -> int:
-    """``count`` files of lo..hi random bytes; ``distinct``: each holds its own number
-    instead (a few bytes, every file its own asset, as in a real tree).
-
-    Every file gets an mtime long past, as files at rest have: a file modified within
-    the last seconds is racy, and its hash is checked again by the next pass.
-    """
-    rnd = random.Random(seed)
-    total = 0
-    per = max(1, count // folders)
-    for i in range(count):
-        folder = root / f"d{i // per:04}"
-        if i % per == 0:
-            folder.mkdir(parents=True, exist_ok=True)
-        content = b"%d" % i if distinct else rnd.randbytes(rnd.randint(lo, hi))
-        path = folder / f"f{i:07}.bin"
-        path.write_bytes(content)
-        os.utime(path, ns=(OLD_NS, OLD_NS))
-        total += len(content)
-    return total
 
 
 def warm_page_cache(root: Path) -> None:
@@ -1085,6 +1030,7 @@ WORKLOADS: dict[str, Callable[[Path, int, bool], Row | list[Row]]] = {
     "fanout": fan_out,
     "scale": scale,
     "scaleout": scale_out,
+    "check": workflow_check,
 }
 
 

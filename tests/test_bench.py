@@ -40,4 +40,5 @@ def test_quick_benchmarks_run() -> None:
         "scale",
         "scale-out",
         "scale-out",
+        "check",
     ], proc.stdout
