@@ -164,3 +164,55 @@ def test_a_live_daemon_tags_a_new_model_by_its_category(tmp_path: Path, comfy: P
     finally:
         daemon.stop()
     assert os.path.exists(new)
+
+
+def test_extra_model_paths_of_every_shape_become_roots_and_categories(
+    tmp_path: Path, comfy: Path
+) -> None:
+    """A YAML with $VARS and ~ in base_path, a `|` block of several folders, one folder
+    for two categories, and is_default: each folder is a root once, its files tagged by
+    every category that lists them."""
+    a1111, home = tmp_path / "a1111", tmp_path / "home"
+    write(a1111 / "models" / "Stable-diffusion" / "sd15.safetensors", "sd", OLD_NS)
+    write(a1111 / "models" / "Stable-diffusion" / "v1-inference.yaml", "cfg", OLD_NS)
+    write(a1111 / "models" / "Lora" / "a.safetensors", "a", OLD_NS)
+    write(a1111 / "models" / "LyCORIS" / "b.safetensors", "b", OLD_NS)
+    write(home / "comfy-extra" / "ckpts" / "c.safetensors", "c", OLD_NS)
+    (comfy / "extra_model_paths.yaml").write_text(
+        "a111:\n"
+        "    base_path: $A1111_HOME\n"
+        "    checkpoints: models/Stable-diffusion\n"
+        "    configs: models/Stable-diffusion\n"
+        "    loras: |\n"
+        "        models/Lora\n"
+        "        models/LyCORIS\n"
+        "mine:\n"
+        "    base_path: ~/comfy-extra\n"
+        "    is_default: true\n"
+        "    checkpoints: ckpts\n"
+    )
+    db = ["--db", f"sqlite:///{tmp_path / 'state' / 'assetd.db'}", "--comfyui", str(comfy)]
+    env = {"A1111_HOME": str(a1111), "HOME": str(home)}
+    assert run_cli("scan", *db, env=env).returncode == 0
+    items = listed_by_path(run_cli("ls", "--json", *db, env=env).stdout)
+
+    def item(path: Path) -> dict[str, Any]:
+        return items[str(path)]
+
+    sd = item(a1111 / "models" / "Stable-diffusion" / "sd15.safetensors")
+    config = item(a1111 / "models" / "Stable-diffusion" / "v1-inference.yaml")
+    assert sd["root"] == config["root"]
+    assert "model_type:checkpoints" in sd["tags"] and "model_type:configs" not in sd["tags"]
+    assert "model_type:configs" in config["tags"]
+    lycoris = item(a1111 / "models" / "LyCORIS" / "b.safetensors")
+    lora = item(a1111 / "models" / "Lora" / "a.safetensors")
+    assert lycoris["root"] != lora["root"]
+    assert all("model_type:loras" in i["tags"] for i in (lora, lycoris))
+    mine = item(home / "comfy-extra" / "ckpts" / "c.safetensors")
+    assert mine["comfyui"] == {"category": "checkpoints", "loader_path": "c.safetensors"}
+    assert {sd["root"], lora["root"], lycoris["root"], mine["root"]} == {
+        "a111-checkpoints",
+        "a111-loras",
+        "a111-loras-2",
+        "mine-checkpoints",
+    }
