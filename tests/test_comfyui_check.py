@@ -13,8 +13,9 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 from websockets.sync.client import connect
 
+from tests.comfy import comfy_daemon
 from tests.conftest import OLD_NS, write
-from tests.harness import Daemon, request_sync, run_cli
+from tests.harness import request_sync, run_cli
 
 API_WORKFLOW = {
     "4": {
@@ -150,14 +151,7 @@ def test_a_file_that_is_not_a_workflow_is_one_line_and_exit_2(tmp_path: Path, co
 def test_the_feed_checks_a_workflow_object(tmp_path: Path, comfy: Path) -> None:
     """Through a daemon's feed: {"cmd": "check", "workflow": OBJECT} answers the models,
     without the workflow field; anything but a workflow is bad_request."""
-    config = tmp_path / "assetd.toml"
-    database = f"sqlite:///{tmp_path / 'state' / 'assetd.db'}"
-    config.write_text(
-        f"[daemon]\ndatabase = {json.dumps(database)}\n"
-        f"[comfyui]\npath = {json.dumps(str(comfy))}\n"
-        '[feed]\nlisten = "127.0.0.1:0"\n'
-    )
-    daemon = Daemon(tmp_path, {}, config=config).start()
+    daemon = comfy_daemon(tmp_path, comfy).start()
     try:
         with connect(f"ws://{daemon.address}/ws") as ws:
             json.loads(ws.recv(10))

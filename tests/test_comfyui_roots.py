@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from websockets.sync.client import connect
 
+from tests.comfy import comfy_daemon
 from tests.conftest import OLD_NS, write
-from tests.harness import Daemon, listed_by_path, request_sync, run_cli, wait_for
+from tests.harness import listed_by_path, request_sync, run_cli, wait_for
 
 
 @pytest.fixture
@@ -135,15 +136,7 @@ def test_a_missing_extra_folder_is_an_offline_root(tmp_path: Path, comfy: Path) 
 def test_a_live_daemon_tags_a_new_model_by_its_category(tmp_path: Path, comfy: Path) -> None:
     """With [comfyui] path, a model dropped into loras/ reaches the feed tagged
     model_type:loras with its loader path."""
-    config = tmp_path / "assetd.toml"
-    database = f"sqlite:///{tmp_path / 'state' / 'assetd.db'}"
-    config.write_text(
-        "[daemon]\n"
-        f"database = {json.dumps(database)}\n"
-        f"[comfyui]\npath = {json.dumps(str(comfy))}\n"
-        '[feed]\nlisten = "127.0.0.1:0"\n'
-    )
-    daemon = Daemon(tmp_path, {}, config=config).start()
+    daemon = comfy_daemon(tmp_path, comfy).start()
     try:
         with connect(f"ws://{daemon.address}/ws") as ws:
             json.loads(ws.recv(10))
