@@ -204,7 +204,7 @@ def _with_install(config: Config, env: Mapping[str, str]) -> Config:
     given = config.roots
     added = tuple(
         root
-        for root in install.root_configs()
+        for root in (RootConfig(name=name, path=path) for name, path in install.roots)
         if not any(root.prefix.startswith(other.prefix) for other in given)
     )
     return replace(config, roots=given + added, install=install)

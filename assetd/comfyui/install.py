@@ -39,7 +39,6 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from assetd.config import RootConfig
 from assetd.exceptions import ConfigError
 
 __all__ = [
@@ -179,10 +178,6 @@ class ComfyInstall:
             [(c.category, c.folder, sorted(c.extensions or ["*"])) for c in self.categories]
         )
         return "comfyui:" + hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
-
-    def root_configs(self) -> tuple[RootConfig, ...]:
-        """The roots as configuration, ready to join ``Config.roots``."""
-        return tuple(RootConfig(name=name, path=path) for name, path in self.roots)
 
 
 class _Entry(NamedTuple):
