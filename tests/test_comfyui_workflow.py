@@ -3,12 +3,15 @@ file holds, and where each model stands against a catalog (a fake one at the sea
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import posixpath
 import struct
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -558,3 +561,84 @@ def test_a_windows_workflow_resolves_to_the_loader_path() -> None:
         Status.UNKNOWN,
         Status.UNKNOWN,
     ]
+
+
+# -- ComfyUI's own workflow templates
+
+ALIASES = {"unet": "diffusion_models", "clip": "text_encoders"}
+# A few core loaders' file widgets, written out here rather than taken from the module.
+WIDGETS = {
+    "CheckpointLoaderSimple": {0: "checkpoints"},
+    "UNETLoader": {0: "diffusion_models"},
+    "VAELoader": {0: "vae"},
+    "CLIPLoader": {0: "text_encoders"},
+    "DualCLIPLoader": {0: "text_encoders", 1: "text_encoders"},
+    "LoraLoaderModelOnly": {0: "loras"},
+    "CLIPVisionLoader": {0: "clip_vision"},
+}
+NO_FILE = {"pixel_space", "taesd", "taesdxl", "taesd3", "taef1"}  # VAELoader's built-ins
+
+
+def templates() -> list[tuple[str, object]]:
+    package = pytest.importorskip("comfyui_workflow_templates_json")
+    folder = resources.files(package) / "templates"
+    return [
+        (entry.name, json.loads(entry.read_text(encoding="utf-8")))
+        for entry in sorted(folder.iterdir(), key=lambda e: e.name)
+        if entry.name.endswith(".json")
+    ]
+
+
+def all_nodes(workflow: dict[str, Any]) -> list[dict[str, Any]]:
+    subgraphs = workflow.get("definitions", {}).get("subgraphs", [])
+    return [*workflow["nodes"], *(n for s in subgraphs for n in s["nodes"])]
+
+
+def without_models_lists(workflow: dict[str, Any]) -> dict[str, Any]:
+    """The workflow with every properties.models and top-level models list taken out."""
+    bare = copy.deepcopy(workflow)
+    bare.pop("models", None)
+    for n in all_nodes(bare):
+        n.get("properties", {}).pop("models", None)
+    return bare
+
+
+def test_comfyui_templates() -> None:
+    """Every one of ComfyUI's workflow templates reads without error; each properties.models
+    entry is found with its directory as category, each core loader's file with its; and
+    the widgets alone, every models list taken out, name the same files."""
+    counts: Counter[str] = Counter()
+    for name, document in templates():
+        if not (isinstance(document, dict) and "nodes" in document):  # the index files
+            with pytest.raises(InvalidRequestError):
+                model_refs(document)
+            continue
+        refs = {(r.name, r.category): r for r in model_refs(document)}
+        counts["workflows"] += 1
+        counts["refs"] += len(refs)
+        counts["no category"] += sum(category is None for _, category in refs)
+        listed = widgets = 0
+        for n in all_nodes(document):
+            for entry in n.get("properties", {}).get("models", []):
+                directory = ALIASES.get(entry["directory"], entry["directory"])
+                ref = refs.get((entry["name"].replace("\\", "/"), directory))
+                # Two entries for one file may differ in URL (a ?download=true); the first stays.
+                assert ref is not None and ref.url is not None, (name, entry)
+                listed += 1
+            for position, category in WIDGETS.get(n["type"], {}).items():
+                value = n["widgets_values"][position]
+                if value in NO_FILE:
+                    continue
+                assert (value.replace("\\", "/"), category) in refs, (name, n["id"], value)
+                widgets += 1
+        from_widgets = {(r.name, r.category) for r in model_refs(without_models_lists(document))}
+        assert from_widgets == set(refs), name
+        counts["templates listing models"] += bool(listed)
+        counts["properties.models entries"] += listed
+        counts["core loader widgets"] += widgets
+    # ComfyUI's templates use ComfyUI's own nodes: none should leave a file uncategorised.
+    assert counts["no category"] == 0, counts
+    assert counts["workflows"] >= 600, counts
+    assert counts["templates listing models"] >= 250, counts
+    assert counts["refs"] >= 950, counts
+    assert counts["core loader widgets"] >= 900, counts
