@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeGuard
 
+from assetd.comfyui.install import canonical_category
 from assetd.exceptions import InvalidRequestError
 
 __all__ = [
@@ -32,8 +33,6 @@ MODEL_EXTENSIONS = frozenset(
     {".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft", ".gguf", ".onnx"}
 )
 
-# ComfyUI's folder aliases: the old names a workflow's ``directory`` may still carry.
-_ALIASES = {"unet": "diffusion_models", "clip": "text_encoders", "t2i_adapter": "controlnet"}
 
 # The file widgets of ComfyUI's own loader nodes and their categories, in widget order:
 # the UI format keeps widget values by position, the API format by input name. These are
@@ -223,7 +222,7 @@ def _listed_refs(entries: object, where: str) -> Iterator[ModelRef]:
         url = entry.get("url")
         yield ModelRef(
             _loader_path(name),
-            _ALIASES.get(directory, directory) if directory else None,
+            canonical_category(directory) if directory else None,  # old names: "unet"
             url=url if isinstance(url, str) and url.strip() else None,
             hash=_hash(entry.get("hash"), entry.get("hash_type")),
             directory=directory,
