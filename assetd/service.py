@@ -205,7 +205,7 @@ class Service:
 
     def comfy_take(self, path: bytes) -> int | None:
         """Catalog the file just placed at ``path`` now, hashed; its location id."""
-        return self._after_look(path, self.catalog.comfyrefs.id_at, path)  # type: ignore[no-any-return]
+        return self._after_look(path, self.catalog.comfyrefs.id_at, path)
 
     def comfy_tags(
         self, location_id: int, add: Sequence[str] = (), remove: Sequence[str] = ()
@@ -236,6 +236,19 @@ class Service:
                     refs.set_preview(location_id, preview_id)
 
         self._comfy_after_look(location_id, update)
+
+    def comfy_adopt(
+        self,
+        location_id: int,
+        name: str | None,
+        tags: Sequence[str],
+        metadata: dict[str, Any] | None = None,
+        preview_id: int | None = None,
+    ) -> None:
+        """An upload's answer: the location visible, with the upload's tags and name."""
+        self._reconciler().call(
+            self.catalog.comfyrefs.adopt, location_id, name, list(tags), metadata, preview_id
+        )
 
     def comfy_hide(self, location_id: int) -> bool:
         """DELETE: hidden from the API; False if it was not visible."""

@@ -315,6 +315,33 @@ class ComfyRefs(Part):
             if have is not None and (have.last_access or 0.0) < now:
                 self._ref(location_id, last_access=now)
 
+    def adopt(
+        self,
+        location_id: int,
+        name: str | None,
+        tags: Sequence[str],
+        metadata: dict[str, Any] | None,
+        preview_id: int | None,
+    ) -> None:
+        """A location an upload answers with: visible, with the tags given (as user tags,
+        but for those automatic there), and a name, metadata keys and a preview if given."""
+        with self.changes.write():
+            row = self.row(location_id)
+            if row is None:
+                return
+            if row.hidden:
+                self.unhide(location_id)
+            if name is not None and name != row.file_name:
+                self._ref(location_id, name=name)
+            if preview_id is not None:
+                self._ref(location_id, preview_id=preview_id)
+            have = set(row.tags)
+            wanted = [t for t in dict.fromkeys(tags) if t not in have]
+            if wanted:
+                self.tags.change(row.path, wanted, ())
+            if metadata:
+                self.tags.change_metadata(row.path, metadata, ())
+
     def add_tags(self, location_id: int, tags: Sequence[str]) -> tuple[list[str], list[str]]:
         """Give the location's asset these user tags, where the location lacks them;
         (added, already present)."""
