@@ -130,7 +130,9 @@ def asset_json(row: RefRow, view: View, preview: RefRow | None = None) -> dict[s
         "display_name": view.display_name(row.path),
         "asset_hash": row.hash,
         "size": row.size,
-        "mime_type": row.mime_type,
+        # The catalog's type, else the file name's: content first seen under another
+        # name (a download's .part) may have none.
+        "mime_type": row.mime_type or guess_mime(row.path),
         "tags": list(row.tags),
         "preview_url": _preview_url(row, view, preview),
         "preview_id": view.uuid(preview) if preview is not None else None,

@@ -29,6 +29,7 @@ from assetd.comfyui.api_query import normalise_tags
 from assetd.comfyui.api_routes import valid_hash
 from assetd.comfyui.api_shapes import View
 from assetd.exceptions import InvalidRequestError
+from assetd.paths import root_for_path
 
 __all__ = ["Uploads", "destination"]
 
@@ -36,6 +37,7 @@ CHUNK = 1 << 20  # bytes handed to a thread at a time: written and hashed there
 TEXT_MAX = 1 << 20  # bytes of one text field
 NAME_MAX = 512
 UPLOADED = "uploaded"
+STAGING = ".assetd-uploads"  # in the install's folder, beside main.py
 ROLES = ("input", "output", "models")
 _NOT_UPLOADABLE = frozenset({"configs", "custom_nodes"})  # ComfyUI refuses these
 _EXT_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
@@ -217,16 +219,30 @@ class Uploads:
         return Received(temp, "blake3:" + hasher.hexdigest(), size, part.filename)
 
     def _landing(self, tags: list[str]) -> bytes:
-        view = self.ctx.view()
+        """Where a file part is written while it arrives: a folder of the install outside
+        every root, so that the catalog never sees a half-received file and takes the
+        finished one renamed in, at once and hashed. Failing that (the install inside
+        a root, or not writable), the folder the tags name, else the input folder."""
+        view, config = self.ctx.view(), self.ctx.config()
+        candidates = []
+        if view.install is not None:
+            staging = os.fsencode(os.path.join(view.install.path, STAGING)) + b"/"
+            if root_for_path(staging, config.roots) is None:
+                candidates.append(staging)
         try:
-            folder = destination(normalise_tags(tags), view)
+            candidates.append(destination(normalise_tags(tags), view))
         except ApiError:
-            folder = view.folder("input") or os.fsencode(tempfile.gettempdir()) + b"/"
-        try:
-            os.makedirs(folder, exist_ok=True)
-        except OSError as exc:
-            raise _io_error(exc) from None
-        return folder
+            candidates.append(view.folder("input") or os.fsencode(tempfile.gettempdir()) + b"/")
+        failure: OSError = PermissionError(errno.EACCES, "no folder to write the upload to")
+        for folder in candidates:
+            try:
+                os.makedirs(folder, exist_ok=True)
+            except OSError as exc:
+                failure = exc
+                continue
+            if os.access(folder, os.W_OK):
+                return folder
+        raise _io_error(failure)
 
     def _finish(self, form: Form) -> tuple[int, dict[str, Any]]:
         """ComfyUI's decision, in its order; (status, AssetCreated)."""
