@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -204,29 +203,3 @@ def test_busy_answers_are_comfyuis_plain_objects() -> None:
         (200, {"state": "RUNNING", "progress": None, "errors": []}),
         (200, {"status": "idle"}),
     ]
-
-
-def test_a_port_in_use_stops_the_daemon_before_it_writes(tmp_path: Path) -> None:
-    """[comfyui] listen on an address in use: exit 1, one line on stderr naming it and
-    the setting, before the catalog is made or the runtime file names a daemon (the
-    command line's check for a running daemon leaves that file, empty)."""
-    from tests.harness import run_cli
-
-    comfy = install(tmp_path / "ComfyUI")
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen(1)
-        port = taken.getsockname()[1]
-        config = tmp_path / "c.toml"
-        db = tmp_path / "state" / "a.db"
-        config.write_text(
-            f'[daemon]\ndatabase = "sqlite:///{db}"\n[feed]\nlisten = "127.0.0.1:0"\n'
-            f'[comfyui]\npath = "{comfy}"\nlisten = "127.0.0.1:{port}"\n'
-        )
-        proc = run_cli("run", "--config", str(config))
-    assert proc.returncode == 1
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and f"127.0.0.1:{port}" in lines[0] and "[comfyui] listen" in lines[0]
-    assert not db.exists() and not Path(f"{db}-wal").exists()
-    runtime = Path(f"{db}.daemon")
-    assert not runtime.exists() or runtime.read_bytes() == b""
