@@ -31,6 +31,7 @@ STYLE_META = {
     "emoji": "🙂",
 }
 FOOBAR_META = {"count": 0, "choices": [True, False], "maybe": None}
+TOTAL = 11  # the files the fixture writes
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +50,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Api, Path
     write(comfy / "input" / "100%_done" / "x y.png", PNG + b"2", OLD_NS)
     write(comfy / "output" / "page.html", "<html><script>1</script></html>", OLD_NS)
     write(comfy / "output" / "notes.txt", "plain notes\n", OLD_NS)
+    write(comfy / "output" / "drawing.svg", "<svg xmlns='http://www.w3.org/2000/svg'/>", OLD_NS)
     daemon = comfy_daemon(tmp, comfy).start()
     api = Api(daemon)
     try:
@@ -65,7 +67,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Api, Path
                 api.send_json("POST", f"/api/assets/{found['id']}/tags", {"tags": tags}).status
                 == 200
             )
-        for name in ("CaseMix.SAFE", "pic.png", "x y.png", "page.html", "notes.txt"):
+        for name in ("CaseMix.SAFE", "pic.png", "x y.png", "page.html", "notes.txt", "drawing.svg"):
             api.wait_listed(name)
         yield api, comfy
     finally:
@@ -166,14 +168,14 @@ def test_default_order_is_newest_first_with_total_and_has_more(api: Api) -> None
     has_more says whether the offset has reached the total; beyond the total, nothing."""
     every = api.listed(limit=500)
     total = every["total"]
-    assert total == len(every["assets"]) == 10 and every["has_more"] is False
+    assert total == len(every["assets"]) == TOTAL and every["has_more"] is False
     keys = [(a["created_at"], uuid.UUID(a["id"]).int & ((1 << 62) - 1)) for a in every["assets"]]
     assert keys == sorted(keys, reverse=True)
     first = api.listed(limit=3)
     assert first["has_more"] is True and len(first["assets"]) == 3
     assert [a["id"] for a in first["assets"]] == [a["id"] for a in every["assets"][:3]]
-    rest = api.listed(limit=3, offset=9)
-    assert [a["id"] for a in rest["assets"]] == [every["assets"][9]["id"]] and not rest["has_more"]
+    rest = api.listed(limit=3, offset=TOTAL - 1)
+    assert [a["id"] for a in rest["assets"]] == [every["assets"][-1]["id"]] and not rest["has_more"]
     beyond = api.listed(offset=50)
     assert beyond["assets"] == [] and beyond["has_more"] is False and beyond["total"] == total
 
@@ -205,7 +207,7 @@ def test_bad_list_queries_are_invalid_query(api: Api) -> None:
         {"name_contains": ["a", "b"]},
     ):
         error(api.get("/api/assets", **query), 400, "INVALID_QUERY")
-    assert api.listed(limit=500)["total"] == 10
+    assert api.listed(limit=500)["total"] == TOTAL
 
 
 def test_tag_filters_all_any_none_and_their_old_names(api: Api) -> None:
@@ -267,7 +269,7 @@ def test_name_contains_is_case_insensitive_and_literal(api: Api) -> None:
         "fooxbar.safetensors",
     ]
     assert api.names(name_contains="%") == []
-    assert api.listed(name_contains="")["total"] == 10
+    assert api.listed(name_contains="")["total"] == TOTAL
 
 
 def test_a_cursor_walks_every_sort_completely_in_order(api: Api) -> None:
@@ -284,7 +286,7 @@ def test_a_cursor_walks_every_sort_completely_in_order(api: Api) -> None:
         seen = [a["id"] for page in pages for a in page["assets"]]
         assert sorted(seen) == sorted(a["id"] for a in every) and len(seen) == len(set(seen))
         assert all(p["has_more"] for p in pages[:-1]) and not pages[-1]["has_more"]
-        assert "next_cursor" not in pages[-1] and pages[0]["total"] == 10
+        assert "next_cursor" not in pages[-1] and pages[0]["total"] == TOTAL
     walked = [
         a["name"] for page in api.walk(sort="name", order="asc", limit=2) for a in page["assets"]
     ]
@@ -294,7 +296,7 @@ def test_a_cursor_walks_every_sort_completely_in_order(api: Api) -> None:
     ]
     assert sizes == sorted(sizes, reverse=True)
     assert "next_cursor" not in api.listed(limit=500)
-    assert "next_cursor" not in api.listed(limit=10)  # exactly filled: no phantom cursor
+    assert "next_cursor" not in api.listed(limit=TOTAL)  # exactly filled: no phantom cursor
     assert "next_cursor" not in api.listed(limit=2, sort="last_access_time")
 
 
@@ -332,9 +334,9 @@ def test_metadata_filter_follows_comfyuis_rules(api: Api) -> None:
     assert names('{"epoch": 1.0}') == [base]
     assert names('{"flags": "y"}') == [base] and names('{"flags": ["z", "y"]}') == [base]
     assert names('{"flags": ["z", "w"]}') == [] and names('{"flags": ["y", "y", "y"]}') == [base]
-    assert len(names('{"maybe": null}')) == 10 and names('{"maybe": "x"}') == []
+    assert len(names('{"maybe": null}')) == TOTAL and names('{"maybe": "x"}') == []
     assert base not in names('{"purpose": null}') and foobar in names('{"purpose": null}')
-    assert names('{"purpose": [null, "test"]}') == names("{}") and len(names("{}")) == 10
+    assert names('{"purpose": [null, "test"]}') == names("{}") and len(names("{}")) == TOTAL
     assert names('{"nested": {"a": 1, "b": [1, 2]}}') == [style]
     assert names('{"nested": {"a": 1}}') == [] and names('{"objs": {"k": 2}}') == [style]
     assert names('{"weird.key": "v", "path/like": "p", "with:colon": "c"}') == [style]
@@ -342,7 +344,7 @@ def test_metadata_filter_follows_comfyuis_rules(api: Api) -> None:
     assert names('{"count": 0}') == [foobar] and names('{"choices": true}') == [foobar]
     assert names('{"mix": [2, 1]}') == [style] and names('{"mix": false}') == []
     assert names('{"mix": "1"}') == [style]
-    assert len(names('{"unknown": null}')) == 10 and names('{"unknown": 1}') == []
+    assert len(names('{"unknown": null}')) == TOTAL and names('{"unknown": 1}') == []
     assert names('{"filename": "sdxl/base.safetensors"}') == [base]
     assert names('{"epoch": [1, 2]}', include_tags="unit-tests", name_contains="safe") == [
         base,
@@ -353,7 +355,7 @@ def test_metadata_filter_follows_comfyuis_rules(api: Api) -> None:
     )
     everything = api.listed(sort="size", order="asc", limit=500)["assets"]
     assert [a["id"] for a in paged["assets"]] == [a["id"] for a in everything[2:4]]
-    assert paged["total"] == 10 and paged["has_more"] is True
+    assert paged["total"] == TOTAL and paged["has_more"] is True
     walked = [
         a["id"]
         for p in api.walk(metadata_filter="{}", sort="size", order="asc", limit=3)
@@ -389,8 +391,8 @@ def test_content_sends_the_bytes_as_an_attachment_by_default(
 
 
 def test_content_of_a_page_type_is_a_download(api: Api) -> None:
-    """HTML (a type a browser runs) goes as application/octet-stream, attachment, even
-    when asked inline."""
+    """HTML and SVG (types a browser runs) go as application/octet-stream, attachment,
+    even when asked inline; an SVG asked for as an image may stay one."""
     page = api.by_name("page.html")
     reply = api.get(f"/api/assets/{page['id']}/content", disposition="inline")
     assert reply.status == 200 and reply.body.startswith(b"<html>")
@@ -398,6 +400,12 @@ def test_content_of_a_page_type_is_a_download(api: Api) -> None:
     assert reply.headers["Content-Disposition"].startswith("attachment;")
     assert reply.headers["X-Content-Type-Options"] == "nosniff"
     assert reply.headers["Cache-Control"] == "no-store"
+    svg = api.by_name("drawing.svg")["id"]
+    download = api.get(f"/api/assets/{svg}/content", disposition="inline")
+    assert download.headers["Content-Type"] == "application/octet-stream"
+    as_image = api.request("GET", f"/api/assets/{svg}/content", headers={"Sec-Fetch-Dest": "image"})
+    assert as_image.headers["Content-Type"] == "image/svg+xml"
+    assert as_image.headers["Vary"] == "Sec-Fetch-Dest"
 
 
 def test_head_by_hash_answers_whether_the_content_is_known(api: Api) -> None:

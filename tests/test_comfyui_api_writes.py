@@ -206,6 +206,18 @@ def test_delete_hides_from_the_api_only(served: tuple[Api, Path]) -> None:
     assert api.names(name_contains="doomed") == []
 
 
+def test_a_delete_between_pages_does_not_disturb_the_next(served: tuple[Api, Path]) -> None:
+    """Keyset pages: deleting an item already returned leaves the next page as it was."""
+    api, _ = served
+    for n in range(5):
+        model(served, f"page-{n}.safetensors")
+    query = {"name_contains": "page-", "sort": "name", "order": "asc", "limit": 2}
+    first = api.listed(**query)
+    second = api.listed(**query, after=first["next_cursor"])
+    assert api.request("DELETE", f"/api/assets/{first['assets'][0]['id']}").status == 204
+    assert api.listed(**query, after=first["next_cursor"])["assets"] == second["assets"]
+
+
 def test_concurrent_deletes_hide_once(served: tuple[Api, Path]) -> None:
     """Four DELETEs of one asset at once: exactly one 204, three 404."""
     api, _ = served
