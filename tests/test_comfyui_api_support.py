@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,11 +31,16 @@ def install(base: Path) -> Path:
 
 
 def comfy_daemon(
-    tmp_path: Path, comfy: Path, *, feed: dict[str, Any] | None = None, name: str = "daemon"
+    tmp_path: Path,
+    comfy: Path,
+    *,
+    feed: dict[str, Any] | None = None,
+    name: str = "daemon",
+    database: str | None = None,
 ) -> Daemon:
     """A daemon (not started) for ``comfy``, serving ComfyUI's API on a free port."""
     config = tmp_path / f"{name}.toml"
-    db = f"sqlite:///{tmp_path / 'state' / f'{name}.db'}"
+    db = database or f"sqlite:///{tmp_path / 'state' / f'{name}.db'}"
     lines = ["[daemon]", f"database = {json.dumps(db)}", "[feed]", 'listen = "127.0.0.1:0"']
     lines += [f"{key} = {json.dumps(value)}" for key, value in (feed or {}).items()]
     lines += ["[comfyui]", f"path = {json.dumps(str(comfy))}", 'listen = "127.0.0.1:0"']
@@ -67,8 +73,13 @@ class Api:
 
     @property
     def address(self) -> str:
-        runtime = Path(str(self.daemon.db_path) + ".daemon")
-        return str(json.loads(runtime.read_text())["comfyui_api"])
+        """From the runtime file beside a SQLite catalog, else from the daemon's log."""
+        if self.daemon.db.startswith("sqlite:"):
+            runtime = Path(str(self.daemon.db_path) + ".daemon")
+            return str(json.loads(runtime.read_text())["comfyui_api"])
+        found = re.findall(r"ComfyUI asset API at http://(\S+)/api/assets", self.daemon.log_text())
+        assert found, "the daemon has not said where the API listens"
+        return str(found[-1])
 
     def request(
         self,
