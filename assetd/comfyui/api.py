@@ -34,6 +34,7 @@ __all__ = ["ComfyApi", "bind_listener"]
 log = logging.getLogger(__name__)
 
 THREADS = 8  # catalog calls and file reads at once; a seed?wait=true holds one
+SHUTDOWN_S = 2.0
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # aiohttp's own answers (no route, another method, ...) in ComfyUI's envelope.
@@ -107,8 +108,11 @@ class ComfyApi:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        # No access log: one line per request is noise in a journal, as for the feed.
-        self._runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
+        # No access log: one line per request is noise in a journal, as for the feed. A
+        # request still running at shutdown (a seed waited for) is given a moment only.
+        self._runner = web.AppRunner(
+            self.app, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_S
+        )
         await self._runner.setup()
         await web.SockSite(self._runner, self.sock).start()
 
