@@ -122,6 +122,23 @@ def test_a_diffusion_model_goes_to_the_categorys_first_folder(served: tuple[Api,
     error(upload(api, os.urandom(10), ["models", "model_type:unet"]), 400, "INVALID_BODY")
 
 
+def test_an_upload_may_name_its_preview(served: tuple[Api, Path]) -> None:
+    """preview_id of a visible asset: echoed, and its preview URL is the preview's; an
+    unknown one is dropped."""
+    api, _ = served
+    thumb = upload(api, PNG + b"thumb", ["output"], "thumb.png").json
+    item = upload(
+        api, os.urandom(300), MODEL_TAGS, "with-preview.safetensors", preview_id=thumb["id"]
+    )
+    assert item.status == 201
+    assert (
+        item.json["preview_id"] == thumb["id"] and item.json["preview_url"] == thumb["preview_url"]
+    )
+    unknown = "00000000-0000-8000-8000-000000000000"
+    plain = upload(api, os.urandom(300), MODEL_TAGS, "no-preview.safetensors", preview_id=unknown)
+    assert plain.status == 201 and "preview_id" not in plain.json
+
+
 # -- known content -------------------------------------------------------------------
 
 
