@@ -198,8 +198,8 @@ class Uploads:
             await part.release()
 
     async def _receive(self, part: BodyPartReader, form: Form) -> Received:
-        """Write the file part to a temporary name, hashing it on the way: in the
-        folder its tags name when they came first, else where uploads land."""
+        """Write the file part under a temporary name where uploads land (see
+        :meth:`_landing`), hashing it on the way."""
         folder = await self.ctx.run(self._landing, form.tags)
         temp = folder + f".assetd-upload-{uuid.uuid4().hex}.part".encode()
         handle: BinaryIO | None = None
