@@ -15,7 +15,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from assetd.backoff import Backoff
 from assetd.catalog import Catalog, shown_url
@@ -29,6 +29,11 @@ from assetd.seeder import PARALLEL_MIN, AssetSeeder
 from assetd.service import Service
 from assetd.systemd import sd_notify
 from assetd.watcher import WatchSet
+
+if TYPE_CHECKING:
+    import socket
+
+    from assetd.comfyui.api import ComfyApi
 
 __all__ = ["Daemon"]
 
@@ -61,6 +66,8 @@ class Daemon:
         self.passes = 0  # passes asked for: startup, SIGHUP, lost events, roots back
         self._pass_backoff = Backoff(RETRY_PASS_FIRST_S, RETRY_PASS_MAX_S)
         self.relay: Relay | None = None
+        self.comfy_api: ComfyApi | None = None  # when [comfyui] listen is set
+        self._comfy_sock: socket.socket | None = None
         self._lock = threading.RLock()
         self._stop: asyncio.Event | None = None
 
@@ -70,6 +77,10 @@ class Daemon:
         lock_path = runtime_file(self.config.database)
         lock = RuntimeLock(lock_path) if lock_path else None
         self._token = self.config.feed.token()  # a bad token file stops us before anything runs
+        if self.config.comfyui.listen:  # so does an address in use
+            from assetd.comfyui.api import bind_listener
+
+            self._comfy_sock = bind_listener(self.config.comfyui.listen)
         if lock is not None:
             lock.acquire({"pid": os.getpid(), "listen": self.config.feed.listen})
         self._runtime = lock
@@ -93,6 +104,8 @@ class Daemon:
                 node_lock.release()
             if lock is not None:
                 lock.release()
+            if self._comfy_sock is not None:
+                self._comfy_sock.close()
 
     async def _main(self) -> int:
         loop = asyncio.get_running_loop()
@@ -103,6 +116,7 @@ class Daemon:
         self._build(self.config)
         self.reconciler.start()
         await self._start_feed()
+        await self._start_comfy_api()
         self.watchers.start()  # armed before the scan, so nothing during it is lost
         self.request_pass(None, prune_first=True)
         sd_notify("READY=1\nSTATUS=startup scan running")
@@ -120,6 +134,8 @@ class Daemon:
             sd_notify("STOPPING=1")
             log.info("stopping")
             await self.feed.close()
+            if self.comfy_api is not None:
+                await self.comfy_api.close()
             await asyncio.to_thread(self._teardown)
             # Closing the loop puts the default action back on these signals; one more
             # SIGTERM or SIGINT in the last steps of an exit already under way would then
@@ -147,7 +163,7 @@ class Daemon:
             watch_states=lambda: self.watchers.snapshot(),
             watch=self._watch_status,
             catalog_status=self._catalog_status,
-            feed=lambda: self.feed.counts(),
+            feed=self._feed_status,
         )
         self.feed = Feed(
             self.service,
@@ -168,6 +184,32 @@ class Daemon:
             self.catalog.listeners.append(publish)
         if self._runtime is not None:
             self._runtime.update({"pid": os.getpid(), "listen": self.feed.address})
+
+    async def _start_comfy_api(self) -> None:
+        if self._comfy_sock is None:
+            return
+        from assetd.comfyui.api import ComfyApi
+
+        self.comfy_api = ComfyApi(
+            self.service,
+            sock=self._comfy_sock,
+            config=lambda: self.config,
+            token=self._token,
+            allowed_origins=self.config.feed.allowed_origins,
+        )
+        await self.comfy_api.start()
+        log.info("ComfyUI asset API at http://%s/api/assets", self.comfy_api.address)
+        if self._runtime is not None:
+            self._runtime.update(
+                {"pid": os.getpid(), "listen": self.feed.address, **self._comfy_address()}
+            )
+
+    def _comfy_address(self) -> dict[str, str]:
+        return {"comfyui_api": self.comfy_api.address} if self.comfy_api is not None else {}
+
+    def _feed_status(self) -> dict[str, Any]:
+        """The ``feed`` part of the status: its clients, and the ComfyUI API's address."""
+        return {**self.feed.counts(), **self._comfy_address()}
 
     def _watch_status(self) -> dict[str, Any]:
         return {
@@ -307,6 +349,8 @@ class Daemon:
 
     def _on_seed_event(self, kind: str, data: dict[str, Any]) -> None:
         self.feed.threadsafe(self.feed.publish_event, {"type": kind, "data": data})
+        if self.comfy_api is not None:
+            self.comfy_api.seed_event(kind, data)
         if kind == "assets.seed.started":
             log.info("assets.seed.started %s", json.dumps(data))
         elif kind == "assets.seed.progress":

@@ -7,13 +7,15 @@ one writer, so the feed reports them like any other change.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from assetd.apply import after_look, restore_paths
 from assetd.catalog import Catalog, Change
+from assetd.catalog.comfyrefs import ComfyRefs
 from assetd.config import Config
-from assetd.exceptions import InvalidRequestError
+from assetd.exceptions import InvalidRequestError, NotFoundError
 from assetd.paths import root_for_path
 from assetd.reconciler import Reconciler
 from assetd.seeder import AssetSeeder
@@ -197,3 +199,89 @@ class Service:
             sample=sample,
             rate_bytes_s=rate_bytes_s,
         )
+
+    # -- ComfyUI's asset API (assetd/comfyui/api.py): a location is an asset there ----
+
+    def comfy_reads(self) -> ComfyRefs:
+        """The API's reads of the catalog, to run in the calling thread."""
+        return self.catalog.comfyrefs
+
+    def seeder_status(self) -> dict[str, Any]:
+        """The seeder's part of the status alone (no SQL): state, progress, errors."""
+        return dict(self._seeder().get_status())
+
+    def seed_until_idle(self) -> dict[str, Any]:
+        """:meth:`seed_wait` that returns only once the seeder is IDLE: a pass marks the
+        seeder idle a moment before it lets waiters go, so a wait on a pass started in
+        that moment is let go at once, by the pass before."""
+        seeder = self._seeder()
+        while True:
+            seeder.wait()
+            status = seeder.get_status()
+            if status["state"] == "IDLE":
+                return dict(status["progress"] or {})
+            time.sleep(0.01)  # let go early: the event is set, so look again shortly
+
+    def comfy_take(self, path: bytes) -> int | None:
+        """Catalog the file just placed at ``path`` now, hashed; its location id."""
+        return self._after_look(path, self.catalog.comfyrefs.id_at, path)
+
+    def comfy_tags(
+        self, location_id: int, add: Sequence[str] = (), remove: Sequence[str] = ()
+    ) -> tuple[list[str], ...]:
+        """Add, or remove, user tags where the location is: ``(added, already present)``
+        or ``(removed, not present, protected)`` (see ComfyRefs)."""
+        refs = self.catalog.comfyrefs
+        fn = refs.add_tags if add else refs.remove_tags
+        return tuple(self._comfy_after_look(location_id, fn, location_id, list(add or remove)))
+
+    def comfy_update(
+        self,
+        location_id: int,
+        name: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        preview_id: int | None = None,
+    ) -> None:
+        """PUT: a name of its own, user metadata replaced, a preview."""
+        refs = self.catalog.comfyrefs
+
+        def update() -> None:
+            with self.catalog.write():
+                if name is not None:
+                    refs.rename(location_id, name)
+                if metadata is not None:
+                    refs.replace_metadata(location_id, metadata)
+                if preview_id is not None:
+                    refs.set_preview(location_id, preview_id)
+
+        self._comfy_after_look(location_id, update)
+
+    def comfy_adopt(
+        self,
+        location_id: int,
+        name: str | None,
+        tags: Sequence[str],
+        metadata: dict[str, Any] | None = None,
+        preview_id: int | None = None,
+    ) -> None:
+        """An upload's answer: the location visible, with the upload's tags and name."""
+        self._reconciler().call(
+            self.catalog.comfyrefs.adopt, location_id, name, list(tags), metadata, preview_id
+        )
+
+    def comfy_hide(self, location_id: int) -> bool:
+        """DELETE: hidden from the API; False if it was not visible."""
+        return bool(self._reconciler().call(self.catalog.comfyrefs.hide, location_id))
+
+    def comfy_unhide(self, location_id: int) -> None:
+        self._reconciler().call(self.catalog.comfyrefs.unhide, location_id)
+
+    def comfy_touch(self, location_id: int) -> None:
+        """A download from the API: its last access is now."""
+        self._reconciler().call(self.catalog.comfyrefs.touch, location_id)
+
+    def _comfy_after_look(self, location_id: int, fn: Callable[..., Any], *args: Any) -> Any:
+        row = self.catalog.comfyrefs.row(location_id)
+        if row is None:
+            raise NotFoundError(f"no location {location_id}")
+        return self._after_look(row.path, fn, *args)

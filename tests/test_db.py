@@ -451,6 +451,7 @@ def test_upgrade_gives_each_location_its_file_name_and_age(either_url: str) -> N
     catalog = Catalog(either_url, now=lambda: 1000.0)
     add(catalog, b"/r/sub/a.png", b"/r/b\xff.bin")
     with catalog.write():  # as version 8 left it
+        catalog.execute("DROP INDEX cache_state_created_at")  # version 10's
         catalog.execute("DROP INDEX cache_state_file_name")
         catalog.execute("ALTER TABLE cache_state DROP COLUMN file_name")
         catalog.execute("ALTER TABLE cache_state DROP COLUMN created_at")

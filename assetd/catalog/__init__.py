@@ -14,6 +14,7 @@ attribute by the code that needs more than the named operations:
 ``roots``      root prefixes and which node owns each
 ``lifecycle``  missing, restore, move, prune, cleanup
 ``assets``     content identity: seed assets, hashes, locations joining them
+``comfyrefs``  locations as ComfyUI's asset API sees them, and its own writes
 =============  ===============================================================
 """
 
@@ -30,6 +31,7 @@ import peewee as pw
 
 from assetd.catalog.assets import Assets
 from assetd.catalog.changelog import CHANGE_CHANNEL, Change, ChangeListener, ChangeLog
+from assetd.catalog.comfyrefs import ComfyRefs
 from assetd.catalog.engine import close_database, open_database, said, shown_url
 from assetd.catalog.lifecycle import Lifecycle
 from assetd.catalog.locations import Locations
@@ -65,6 +67,7 @@ class Catalog:
         self.locations = Locations(store, self.tags.at, layer.describe if layer else None)
         self.lifecycle = Lifecycle(store, self.changes, self.locations, self.tags, self.roots)
         self.assets = Assets(store, self.changes, self.locations, self.tags, self.roots)
+        self.comfyrefs = ComfyRefs(store, self.changes, self.locations, self.tags, self.roots)
         try:
             if upgrade:
                 self._upgrade()

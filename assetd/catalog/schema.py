@@ -52,6 +52,7 @@ class Models:
     Tag: Any
     LocationTag: Any
     Change: Any
+    ComfyRef: Any
 
     def all(self) -> list[Any]:
         return [
@@ -63,6 +64,7 @@ class Models:
             self.Tag,
             self.LocationTag,
             self.Change,
+            self.ComfyRef,
         ]
 
 
@@ -171,7 +173,25 @@ def define_models(database: pw.Database) -> Models:
         root = pw.TextField(null=True)
         body = pw.TextField()  # the change message as JSON, without "type" and "seq"
 
-    return Models(Info, Root, Sequence, Asset, Location, Tag, LocationTag, Change)
+    class ComfyRef(Base):
+        """What ComfyUI's asset API says about one location beyond the catalog: its name,
+        whether the API deleted it (hidden from the API only; the file stays), and when
+        it was last changed and downloaded there. No row: none of these."""
+
+        location = pw.ForeignKeyField(
+            Location, primary_key=True, on_delete="CASCADE", column_name="location_id"
+        )
+        name = pw.TextField(null=True)
+        hidden_at = pw.DoubleField(null=True)
+        updated_at = pw.DoubleField(null=True)
+        last_access = pw.DoubleField(null=True)
+        # The location whose file previews this one (ComfyUI's preview_id); checked on read.
+        preview_id = pw.BigIntegerField(null=True)
+
+        class Meta:
+            table_name = "comfyui_ref"
+
+    return Models(Info, Root, Sequence, Asset, Location, Tag, LocationTag, Change, ComfyRef)
 
 
 Migration = Callable[[pw.Database, Models], None]
@@ -284,6 +304,15 @@ def _v9_location_name_and_age(db: pw.Database, models: Models) -> None:
     db.execute_sql("CREATE INDEX IF NOT EXISTS cache_state_file_name ON cache_state (file_name)")
 
 
+def _v10_comfyui_refs(db: pw.Database, models: Models) -> None:
+    # ComfyUI's asset API keeps a name, a deletion and two times per location; its list
+    # is newest first by default, served from an index on the first sighting.
+    db.create_tables([models.ComfyRef], safe=True)
+    db.execute_sql(
+        "CREATE INDEX IF NOT EXISTS cache_state_created_at ON cache_state (created_at, id)"
+    )
+
+
 def migrations() -> list[tuple[int, str, Migration]]:
     """Every schema version in order: (version, what it does, how)."""
     return [
@@ -295,6 +324,7 @@ def migrations() -> list[tuple[int, str, Migration]]:
         (7, "index the locations by inode, to find where a file moved from", _v7_inode_index),
         (8, "automatic tags per location, not merged over the asset", _v8_location_tags),
         (9, "each location's file name and first sighting, indexed", _v9_location_name_and_age),
+        (10, "ComfyUI's asset API: names and deletions per location", _v10_comfyui_refs),
     ]
 
 
