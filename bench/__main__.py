@@ -31,8 +31,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.comfy import workflow_check
-from bench.rows import Row, make_small_files
+from bench.comfy import asset_list, workflow_check
+from bench.rows import Row, make_small_files, tag_every
 from tests.harness import (
     REPO,
     ChangeFeed,
@@ -532,7 +532,7 @@ def scale(tmp: Path, runs: int, quick: bool) -> list[Row]:
         make_small_files(data, count, max(1, count // 1000), 0, 0, distinct=True)
         db = tmp / f"scale{count}.db"
         run(scan_cmd(db, data, "r"), env=checkout_env())
-        _tag_every(db, data, count // 1000, "pick")
+        tag_every(db, data, count // 1000, "pick")
         row.reference["find"] = []
         lists: list[float] = []
         for _ in range(runs):
@@ -551,22 +551,6 @@ def scale(tmp: Path, runs: int, quick: bool) -> list[Row]:
         rows.append(row)
         shutil.rmtree(data)
     return rows
-
-
-def _tag_every(db: Path, data: Path, step: int, tag: str) -> None:
-    """A user tag on every ``step``-th file, through the catalog API (no daemon runs)."""
-    from assetd.catalog import Catalog
-
-    catalog = Catalog(f"sqlite:///{db}")
-    try:
-        i = 0
-        for folder in sorted(data.iterdir()):
-            for name in sorted(os.listdir(folder)):
-                if i % max(1, step) == 0:
-                    catalog.change_tags(os.fsencode(folder / name), [tag])
-                i += 1
-    finally:
-        catalog.close()
 
 
 def _time_lists(address: str, args: dict[str, object], times: int) -> list[float]:
@@ -1031,6 +1015,7 @@ WORKLOADS: dict[str, Callable[[Path, int, bool], Row | list[Row]]] = {
     "scale": scale,
     "scaleout": scale_out,
     "check": workflow_check,
+    "comfylist": asset_list,
 }
 
 

@@ -9,10 +9,11 @@ import sys
 import time
 from pathlib import Path
 
-from bench.rows import Row, make_small_files
+from bench.rows import Row, make_small_files, tag_every
+from tests.comfy import comfy_daemon
 from tests.harness import checkout_env
 
-__all__ = ["workflow_check"]
+__all__ = ["asset_list", "workflow_check"]
 
 
 def workflow_check(tmp: Path, runs: int, quick: bool) -> Row:
@@ -89,5 +90,49 @@ def workflow_check(tmp: Path, runs: int, quick: bool) -> Row:
         f"{len(workflows)} workflows that need models, {count} locations: per workflow p50 "
         f"{times[len(times) // 2] * 1000:.2f} ms, p99 {times[int(len(times) * 0.99)] * 1000:.2f} "
         f"ms, max {times[-1] * 1000:.2f} ms"
+    )
+    return row
+
+
+def asset_list(tmp: Path, runs: int, quick: bool) -> Row:
+    """ComfyUI's ``GET /api/assets`` with a tag filter over a catalog of 1,000,000
+    locations, all of them checkpoints, 1,000 tagged ``pick``: a rare and a
+    common tag, each a page of 100."""
+    import urllib.request
+
+    count = 10_000 if quick else 1_000_000
+    row = Row(f"comfy list {count}", "list 100 by tag <= 20 ms p50")
+    comfy = tmp / "ComfyUI-list"
+    (comfy / "main.py").parent.mkdir(parents=True)
+    (comfy / "main.py").write_text("# ComfyUI\n")
+    bulk = comfy / "models" / "checkpoints"
+    make_small_files(bulk, count, max(1, count // 1000), 0, 0, distinct=True)
+    daemon = comfy_daemon(tmp, comfy, listen="127.0.0.1:0")
+    subprocess.run(
+        [sys.executable, "-m", "assetd", "scan", *daemon.args()],
+        env=checkout_env(),
+        check=True,
+        capture_output=True,
+    )
+    tag_every(daemon.db_path, bulk, count // 1000, "pick")  # 1,000 of them: a rare tag
+    daemon.start(wait=True)
+    try:
+        runtime = json.loads(Path(str(daemon.db_path) + ".daemon").read_text())
+        base = f"http://{runtime['comfyui_api']}/api/assets?limit=100&include_tags="
+        times: dict[str, list[float]] = {"pick": [], "model_type:checkpoints": []}
+        for _ in range(max(1, runs) * 10):
+            for tag, seen in times.items():
+                started = time.perf_counter()
+                with urllib.request.urlopen(base + tag, timeout=30) as reply:
+                    page = json.loads(reply.read())
+                seen.append(time.perf_counter() - started)
+                if len(page["assets"]) != 100:
+                    raise RuntimeError(f"{tag}: {len(page['assets'])} assets, not 100")
+    finally:
+        daemon.stop()
+    row.assetd = [statistics.median(times["pick"] + times["model_type:checkpoints"])]
+    row.note = "; ".join(
+        f"{tag}: p50 {statistics.median(t) * 1000:.1f} ms, max {max(t) * 1000:.1f} ms"
+        for tag, t in times.items()
     )
     return row

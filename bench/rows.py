@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tests.harness import OLD_NS
 
-__all__ = ["Row", "make_small_files"]
+__all__ = ["Row", "make_small_files", "tag_every"]
 
 
 @dataclass
@@ -65,3 +65,19 @@ def make_small_files(
         os.utime(path, ns=(OLD_NS, OLD_NS))
         total += len(content)
     return total
+
+
+def tag_every(db: Path, data: Path, step: int, tag: str) -> None:
+    """A user tag on every ``step``-th file, through the catalog API (no daemon runs)."""
+    from assetd.catalog import Catalog
+
+    catalog = Catalog(f"sqlite:///{db}")
+    try:
+        i = 0
+        for folder in sorted(data.iterdir()):
+            for name in sorted(os.listdir(folder)):
+                if i % max(1, step) == 0:
+                    catalog.change_tags(os.fsencode(folder / name), [tag])
+                i += 1
+    finally:
+        catalog.close()

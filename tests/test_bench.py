@@ -41,4 +41,5 @@ def test_quick_benchmarks_run() -> None:
         "scale-out",
         "scale-out",
         "check",
+        "comfy",
     ], proc.stdout

@@ -581,6 +581,7 @@ NO_FILE = {"pixel_space", "taesd", "taesdxl", "taesd3", "taef1"}  # VAELoader's 
 
 def templates() -> list[tuple[str, object]]:
     import comfyui_workflow_templates_json as package  # the test extra has it: never skip
+
     folder = resources.files(package) / "templates"
     return [
         (entry.name, json.loads(entry.read_text(encoding="utf-8")))
