@@ -492,3 +492,12 @@ def test_rows_inserted_many_to_a_statement_arrive_whole(catalog: Catalog) -> Non
     assert got == [(name, "auto") for _, name in rows]
     with pytest.raises(ValueError, match="one-row INSERT"):
         list(insert_statements("UPDATE asset SET hash = ? WHERE id = ?", [("h", 1)]))
+
+
+def test_content_untyped_by_its_old_name_takes_the_type_of_its_new_one(catalog: Catalog) -> None:
+    """A download renamed into place (x.part → x.png) gives its content the type of the
+    new name; content that had a type keeps it."""
+    add(catalog, b"/r/x.part", b"/r/y.png")
+    catalog.move_locations([(b"/r/x.part", b"/r/x.png", "r"), (b"/r/y.png", b"/r/y.part", "r")])
+    types = {i["path"]: i["mime_type"] for i in catalog.list_locations()[0]}
+    assert types == {"/r/x.png": "image/png", "/r/y.part": "image/png"}

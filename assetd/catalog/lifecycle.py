@@ -11,6 +11,7 @@ from assetd.catalog.part import Part
 from assetd.catalog.sql import chunks, marks, stat_params
 from assetd.decide import CachedState, FileStat
 from assetd.exceptions import CatalogError
+from assetd.mime import guess_mime
 from assetd.paths import file_name, prefix_upper_bound
 
 __all__ = ["Lifecycle"]
@@ -149,6 +150,7 @@ class Lifecycle(Part):
                 [(new, file_name(new), root, loc) for new, root, loc, _, _ in rows],
             )
             self.tags.relocate([(loc, root, new) for new, root, loc, _, _ in rows])
+            self._type_by_new_names([(asset, new) for new, _, _, asset, _ in rows])
             for _, _, loc_id, _, old in rows:
                 self.changes.log("moved", loc_id, old_path=old)
         return len(rows)
@@ -188,10 +190,19 @@ class Lifecycle(Part):
                 ],
             )
             self.tags.relocate([(s.id, root, new) for s, new, root, _, _ in rows])
+            self._type_by_new_names([(s.asset_id, new) for s, new, _, _, _ in rows])
             self.tags.update_missing_marks(s.asset_id for s, *_ in rows if s.is_missing)
             for state, *_ in rows:
                 self.changes.log("moved", state.id, old_path=state.path)
         return len(rows)
+
+    def _type_by_new_names(self, moved: Sequence[tuple[int, bytes]]) -> None:
+        """Content that had no type by its old name (``model.part``) takes the one its
+        new name gives (``model.safetensors``): a download finished by a rename."""
+        typed = [(mime, asset) for asset, path in moved if (mime := guess_mime(path))]
+        self.store.execute_many(
+            "UPDATE asset SET mime_type = ? WHERE id = ? AND mime_type IS NULL", typed
+        )
 
     def _retire(self, states: Sequence[CachedState]) -> None:
         """Delete these locations (their paths now hold other files), each logged."""
