@@ -107,7 +107,7 @@ def asset_list(tmp: Path, runs: int, quick: bool) -> Row:
     (comfy / "main.py").write_text("# ComfyUI\n")
     bulk = comfy / "models" / "checkpoints"
     make_small_files(bulk, count, max(1, count // 1000), 0, 0, distinct=True)
-    daemon = comfy_daemon(tmp, comfy, listen="127.0.0.1:0")
+    daemon = comfy_daemon(tmp, comfy)
     subprocess.run(
         [sys.executable, "-m", "assetd", "scan", *daemon.args()],
         env=checkout_env(),

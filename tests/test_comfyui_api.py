@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from assetd.comfyui.api_ids import uuid_of
+from tests.comfy import PNG, Api, comfy_daemon, install
 from tests.harness import OLD_NS, Daemon, write
-from tests.test_comfyui_api_support import PNG, Api, comfy_daemon, install
 
 SIZES = {"base": 4096, "foo_bar": 1000, "fooxbar": 2000, "foobar": 3000, "style": 500}
 CONTENT = {name: os.urandom(size) for name, size in SIZES.items()}

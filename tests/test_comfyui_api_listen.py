@@ -10,8 +10,8 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
+from tests.comfy import Api, comfy_daemon, install
 from tests.harness import run_cli
-from tests.test_comfyui_api_support import Api, comfy_daemon, install
 
 
 def test_a_token_is_required_when_the_feed_has_one(tmp_path: Path) -> None:

@@ -6,8 +6,8 @@ import json
 import os
 from pathlib import Path
 
+from tests.comfy import Api, comfy_daemon, install
 from tests.harness import OLD_NS, write
-from tests.test_comfyui_api_support import Api, comfy_daemon, install
 
 
 def test_the_api_serves_a_postgresql_catalog(tmp_path: Path, pg_url: str) -> None:

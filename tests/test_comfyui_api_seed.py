@@ -15,8 +15,8 @@ from websockets.sync.client import connect
 
 from assetd.config import Config
 from assetd.exceptions import SeederBusyError
+from tests.comfy import Api, comfy_daemon, install
 from tests.harness import OLD_NS, wait_for, write
-from tests.test_comfyui_api_support import Api, comfy_daemon, install
 
 
 @pytest.fixture(scope="module")

@@ -12,21 +12,16 @@ from typing import Any
 
 import pytest
 
+from tests.comfy import PNG, Api, comfy_daemon, install, served_api
 from tests.harness import OLD_NS, write
-from tests.test_comfyui_api_support import PNG, Api, comfy_daemon, install
 
 MODEL_TAGS = ["models", "model_type:checkpoints", "unit-tests", "alpha"]
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Api, Path]]:
-    tmp = tmp_path_factory.mktemp("comfy-upload")
-    comfy = install(tmp / "ComfyUI")
-    daemon = comfy_daemon(tmp, comfy).start()
-    try:
-        yield Api(daemon), comfy
-    finally:
-        daemon.close()
+    with served_api(tmp_path_factory.mktemp("comfy-upload")) as api:
+        yield api
 
 
 def error(reply: Any, status: int, code: str) -> None:

@@ -12,20 +12,15 @@ from typing import Any
 
 import pytest
 
+from tests.comfy import Api, comfy_daemon, install, served_api
 from tests.harness import OLD_NS, run_cli, wait_for, write
-from tests.test_comfyui_api_support import Api, comfy_daemon, install
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Api, Path]]:
     """One daemon for these tests; each test works on files of its own."""
-    tmp = tmp_path_factory.mktemp("comfy-writes")
-    comfy = install(tmp / "ComfyUI")
-    daemon = comfy_daemon(tmp, comfy).start()
-    try:
-        yield Api(daemon), comfy
-    finally:
-        daemon.close()
+    with served_api(tmp_path_factory.mktemp("comfy-writes")) as api:
+        yield api
 
 
 def model(served: tuple[Api, Path], name: str, content: bytes | None = None) -> dict[str, Any]:

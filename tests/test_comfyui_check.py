@@ -151,7 +151,9 @@ def test_a_file_that_is_not_a_workflow_is_one_line_and_exit_2(tmp_path: Path, co
 def test_the_feed_checks_a_workflow_object(tmp_path: Path, comfy: Path) -> None:
     """Through a daemon's feed: {"cmd": "check", "workflow": OBJECT} answers the models,
     without the workflow field; anything but a workflow is bad_request."""
-    daemon = comfy_daemon(tmp_path, comfy).start()
+    daemon = comfy_daemon(
+        tmp_path, comfy, database=f"sqlite:///{tmp_path / 'state' / 'assetd.db'}"
+    ).start()
     try:
         with connect(f"ws://{daemon.address}/ws") as ws:
             json.loads(ws.recv(10))

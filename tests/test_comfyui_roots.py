@@ -136,7 +136,9 @@ def test_a_missing_extra_folder_is_an_offline_root(tmp_path: Path, comfy: Path) 
 def test_a_live_daemon_tags_a_new_model_by_its_category(tmp_path: Path, comfy: Path) -> None:
     """With [comfyui] path, a model dropped into loras/ reaches the feed tagged
     model_type:loras with its loader path."""
-    daemon = comfy_daemon(tmp_path, comfy).start()
+    daemon = comfy_daemon(
+        tmp_path, comfy, database=f"sqlite:///{tmp_path / 'state' / 'assetd.db'}"
+    ).start()
     try:
         with connect(f"ws://{daemon.address}/ws") as ws:
             json.loads(ws.recv(10))
