@@ -71,6 +71,29 @@ def test_keyset_pages_and_hidden_locations(catalog: Catalog) -> None:
     assert refs.tag_counts(None, False) == {"d": 6, "r": 6}
 
 
+def test_a_total_kept_for_the_next_page_follows_every_change(catalog: Catalog) -> None:
+    """The count of matches is kept while the catalog stays as it was, and counted again
+    after anything changes: a hide, a show, a new file, a file gone, a tag given."""
+    ids = add(catalog, b"a.bin", b"b.bin")
+    refs = catalog.comfyrefs
+
+    def total(where: RefFilter | None = None) -> int:
+        return refs.page(where or RefFilter(), RefSort("created_at", False), limit=1)[1]
+
+    assert total() == total() == 2
+    refs.hide(ids[0])
+    assert total() == 1
+    refs.unhide(ids[0])
+    assert total() == 2
+    add(catalog, b"c.bin")
+    assert total() == 3
+    catalog.mark_missing([ids[1]])
+    assert total() == 2
+    assert total(RefFilter(tags_any=("fav",))) == 0
+    catalog.change_tags(b"/r/d/a.bin", add=["fav"])
+    assert total(RefFilter(tags_any=("fav",))) == 1
+
+
 def test_tag_filters_and_counts(catalog: Catalog) -> None:
     """User tags and automatic ones both match; a prefix is literal; unused tags count 0."""
     ids = add(catalog, *NAMES)

@@ -10,7 +10,8 @@ feed and the command line.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -87,6 +88,28 @@ class Candidate(NamedTuple):
 class ComfyRefs(Part):
     """The API's view of locations, and its writes (on the writer thread)."""
 
+    # Totals kept, each for the catalog as it was when counted: a client paging through
+    # a list asks the same count for every page, and counting a million matches costs
+    # what reading them does.
+    TOTALS_KEPT = 64
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._writes = 0  # the API's own writes, which log no change (a hidden location)
+        self._totals: dict[tuple[str, tuple[Any, ...]], tuple[tuple[int, int], int]] = {}
+
+    def _total(self, condition: str, params: Sequence[Any]) -> int:
+        """How many locations match: counted once for each state of the catalog."""
+        key, stamp = (condition, tuple(params)), (self.changes.latest_seq(), self._writes)
+        kept = self._totals.get(key)
+        if kept is not None and kept[0] == stamp:
+            return kept[1]
+        ((total,),) = self.store.query(f"SELECT COUNT(*) {self._from()} WHERE {condition}", params)
+        if len(self._totals) >= self.TOTALS_KEPT:
+            self._totals.clear()
+        self._totals[key] = (stamp, int(total))
+        return int(total)
+
     # -- reading --------------------------------------------------------------------
 
     def rows(self, ids: Iterable[int]) -> dict[int, RefRow]:
@@ -153,7 +176,7 @@ class ComfyRefs(Part):
         """The ids of one page (``after``: the sort value and id to continue after, else
         ``offset``), the number of matches in all, and whether more follow."""
         condition, params = self._where(where)
-        ((total,),) = self.store.query(f"SELECT COUNT(*) {self._from()} WHERE {condition}", params)
+        total = self._total(condition, params)
         key, order = self._key(sort.key), "DESC" if sort.desc else "ASC"
         if after is not None:
             op = "<" if sort.desc else ">"
@@ -253,15 +276,13 @@ class ComfyRefs(Part):
     def _where(self, where: RefFilter) -> tuple[str, list[Any]]:
         parts = ["NOT l.is_missing", _VISIBLE]
         params: list[Any] = []
-        for tag in where.tags_all:
-            parts.append(_has_any([tag]))
-            params += [tag, tag]
-        if where.tags_any:
-            parts.append(_has_any(where.tags_any))
-            params += [*where.tags_any, *where.tags_any]
-        if where.tags_none:
-            parts.append(f"NOT {_has_any(where.tags_none)}")
-            params += [*where.tags_none, *where.tags_none]
+        has_tag = self.locations.has_tag
+        for tags, negate in [*(([t], "") for t in where.tags_all), (where.tags_any, ""),
+                             (where.tags_none, "NOT ")]:  # fmt: skip
+            if tags:
+                condition, values = has_tag(list(tags))
+                parts.append(negate + condition)
+                params += values
         if where.name_contains:
             parts.append("LOWER(COALESCE(r.name, l.file_name)) LIKE ? ESCAPE '!'")
             params.append(f"%{_like_literal(self._fold(where.name_contains))}%")
@@ -269,17 +290,24 @@ class ComfyRefs(Part):
 
     # -- writing (on the writer thread) ---------------------------------------------
 
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A write transaction; once it committed, the totals kept are stale."""
+        with self.changes.write():
+            yield
+        self._writes += 1
+
     def _ref(self, location_id: int, **values: Any) -> None:
         Ref = self.store.models.ComfyRef
         self.store.upsert(Ref, Ref.location, location=location_id, **values)
 
     def rename(self, location_id: int, name: str) -> None:
-        with self.changes.write():
+        with self._writing():
             self._ref(location_id, name=name, updated_at=self.store.now())
 
     def replace_metadata(self, location_id: int, metadata: dict[str, Any]) -> None:
         """Replace the user metadata of the location's asset (PUT: no merge)."""
-        with self.changes.write():
+        with self._writing():
             rows = self.store.query("SELECT asset_id FROM cache_state WHERE id = ?", [location_id])
             if rows:
                 self.store.execute(
@@ -289,12 +317,12 @@ class ComfyRefs(Part):
             self._ref(location_id, updated_at=self.store.now())
 
     def set_preview(self, location_id: int, preview_id: int) -> None:
-        with self.changes.write():
+        with self._writing():
             self._ref(location_id, preview_id=preview_id, updated_at=self.store.now())
 
     def hide(self, location_id: int) -> bool:
         """Delete a location from the API; False if it was not visible."""
-        with self.changes.write():
+        with self._writing():
             row = self.row(location_id)
             if row is None or row.hidden:
                 return False
@@ -302,14 +330,14 @@ class ComfyRefs(Part):
             return True
 
     def unhide(self, location_id: int) -> None:
-        with self.changes.write():
+        with self._writing():
             self.store.execute(
                 "UPDATE comfyui_ref SET hidden_at = NULL WHERE location_id = ?", [location_id]
             )
 
     def touch(self, location_id: int) -> None:
         """A download: the last access moves forward (never back)."""
-        with self.changes.write():
+        with self._writing():
             now = self.store.now()
             have = self.row(location_id)
             if have is not None and (have.last_access or 0.0) < now:
@@ -325,7 +353,7 @@ class ComfyRefs(Part):
     ) -> None:
         """A location an upload answers with: visible, with the tags given (as user tags,
         but for those automatic there), and a name, metadata keys and a preview if given."""
-        with self.changes.write():
+        with self._writing():
             row = self.row(location_id)
             if row is None:
                 return
@@ -345,7 +373,7 @@ class ComfyRefs(Part):
     def add_tags(self, location_id: int, tags: Sequence[str]) -> tuple[list[str], list[str]]:
         """Give the location's asset these user tags, where the location lacks them;
         (added, already present)."""
-        with self.changes.write():
+        with self._writing():
             row = self.row(location_id)
             if row is None:
                 return [], []
@@ -360,7 +388,7 @@ class ComfyRefs(Part):
     ) -> tuple[list[str], list[str], list[str]]:
         """Remove these user tags from the location's asset; (removed, not present,
         protected: the location has them automatically, so they stay)."""
-        with self.changes.write():
+        with self._writing():
             row = self.row(location_id)
             if row is None:
                 return [], [], []
@@ -392,17 +420,6 @@ def _row(r: Sequence[Any], tags: list[str], user_tags: list[str]) -> RefRow:
         metadata=dict(json.loads(r[16] or "{}")),
         tags=tuple(tags),
         user_tags=tuple(user_tags),
-    )
-
-
-def _has_any(tags: Sequence[str]) -> str:
-    """The condition "the location carries one of these tags" (its asset's or its own);
-    its parameters are the tags twice."""
-    names = marks(tags)
-    return (
-        f"(EXISTS (SELECT 1 FROM tag t WHERE t.asset_id = l.asset_id AND t.name IN ({names})) "
-        f"OR EXISTS (SELECT 1 FROM location_tag t WHERE t.location_id = l.id "
-        f"AND t.name IN ({names})))"
     )
 
 

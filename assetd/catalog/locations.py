@@ -292,7 +292,7 @@ class Locations:
             where.append("l.root = ?")
             params.append(root)
         if tag is not None:
-            condition, values = self._has_tag(tag)
+            condition, values = self.has_tag([tag])
             where.append(condition)
             params += values
         if after is not None:
@@ -308,31 +308,33 @@ class Locations:
         rows = rows[:limit] if limit is not None else rows
         return self._rendered(rows), (bytes(rows[-1][1]) if more else None)
 
-    def _has_tag(self, tag: str) -> tuple[str, Sequence[str]]:
-        """The condition "the location has the tag" (its asset's, or its own automatic
-        one) and its parameters, shaped for the planner.
+    def has_tag(self, tags: Sequence[str]) -> tuple[str, Sequence[str]]:
+        """The condition "the location has one of ``tags``" (its asset's, or its own
+        automatic one) and its parameters, shaped for the planner.
 
-        A page is read in path order. A tag on many rows is met soon along that order,
-        so each location is checked (EXISTS). A rare tag may be met only far along, so
-        its few rows are fetched from the tag's index first and sorted (IN): either way
-        a page costs milliseconds, at a million locations too.
+        A page is read in some index order. Tags on many rows are met soon along it, so
+        each location is checked (EXISTS). Rare ones may be met only far along, so their
+        few rows are fetched from the tag's index first (IN): either way a page costs
+        milliseconds, at a million locations too.
         """
-        rare = [self._rare(table, tag) for table in ("tag", "location_tag")]
+        names = marks(tags)
         by_asset = (
-            "l.asset_id IN (SELECT asset_id FROM tag WHERE name = ?)"
-            if rare[0]
-            else "EXISTS (SELECT 1 FROM tag t WHERE t.asset_id = l.asset_id AND t.name = ?)"
+            f"l.asset_id IN (SELECT asset_id FROM tag WHERE name IN ({names}))"
+            if self._rare("tag", tags)
+            else f"EXISTS (SELECT 1 FROM tag t WHERE t.asset_id = l.asset_id "
+            f"AND t.name IN ({names}))"
         )
         own = (
-            "l.id IN (SELECT location_id FROM location_tag WHERE name = ?)"
-            if rare[1]
-            else "EXISTS (SELECT 1 FROM location_tag t WHERE t.location_id = l.id AND t.name = ?)"
+            f"l.id IN (SELECT location_id FROM location_tag WHERE name IN ({names}))"
+            if self._rare("location_tag", tags)
+            else f"EXISTS (SELECT 1 FROM location_tag t WHERE t.location_id = l.id "
+            f"AND t.name IN ({names}))"
         )
-        return f"({by_asset} OR {own})", (tag, tag)
+        return f"({by_asset} OR {own})", (*tags, *tags)
 
-    def _rare(self, table: str, tag: str) -> bool:
-        some = f"SELECT 1 FROM {table} WHERE name = ? LIMIT {RARE_TAG_ASSETS}"
-        ((count,),) = self.store.query(f"SELECT COUNT(*) FROM ({some}) t", [tag])
+    def _rare(self, table: str, tags: Sequence[str]) -> bool:
+        some = f"SELECT 1 FROM {table} WHERE name IN ({marks(tags)}) LIMIT {RARE_TAG_ASSETS}"
+        ((count,),) = self.store.query(f"SELECT COUNT(*) FROM ({some}) t", list(tags))
         return bool(count < RARE_TAG_ASSETS)
 
     def root_counts(self) -> dict[str, tuple[int, int]]:
