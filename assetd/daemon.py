@@ -339,6 +339,7 @@ class Daemon:
         # Re-arm every root, changed or not: a root polled since the watch limit was
         # reached goes back to inotify once the limit has been raised.
         self.watchers.stop()
+        self.catalog.set_layer(config.install)  # the pass that follows retags by it
         self.reconciler.set_roots(config.roots)
         self.seeder.roots = config.roots
         self.watchers = self._watch_set(config)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -211,3 +212,24 @@ def test_extra_model_paths_of_every_shape_become_roots_and_categories(
         "a111-loras-2",
         "mine-checkpoints",
     }
+
+
+def test_sighup_takes_an_edited_extra_model_paths_file(tmp_path: Path, comfy: Path) -> None:
+    """An extra_model_paths.yaml edited while the daemon runs: after SIGHUP the folder it
+    now names as a category tags its files (catalogued before, not read again), and a
+    file dropped there afterwards is tagged live."""
+    old = write(comfy / "models" / "mine" / "old.safetensors", "old", OLD_NS)
+    daemon = comfy_daemon(tmp_path, comfy).start()
+    try:
+        daemon.until(old, "hashed", lambda i: i["hash"] is not None)
+        assert "model_type:loras" not in daemon.item(old)["tags"]
+        (comfy / "extra_model_paths.yaml").write_text(
+            "other:\n    base_path: ../shared\n    loras: |\n        lora\n"
+            f"        {comfy}/models/mine\n"
+        )
+        daemon.proc.send_signal(signal.SIGHUP)
+        daemon.until(old, "retagged", lambda i: "model_type:loras" in i["tags"])
+        new = write(comfy / "models" / "mine" / "new.safetensors", "new", OLD_NS)
+        daemon.until(new, "tagged live", lambda i: "model_type:loras" in i["tags"])
+    finally:
+        daemon.stop()

@@ -80,6 +80,12 @@ class Catalog:
         except (pw.DatabaseError, sqlite3.Error, OSError) as exc:
             raise CatalogError(f"cannot open catalog {shown_url(url)}: {said(exc)}") from exc
 
+    def set_layer(self, layer: Layer | None) -> None:
+        """Tag by other rules from now on (a reloaded configuration); the next
+        :meth:`register_roots` retags what the old rules tagged."""
+        self.layer = self.tags.layer = layer
+        self.locations.describe_with(layer.describe if layer is not None else None)
+
     @property
     def node(self) -> str:
         return self.store.node

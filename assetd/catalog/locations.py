@@ -42,6 +42,10 @@ class Locations:
         self._tags_at = tags_at
         self._describe = describe
 
+    def describe_with(self, describe: Callable[[bytes], dict[str, Any]] | None) -> None:
+        """What a layer adds to each Location object from now on."""
+        self._describe = describe
+
     # -- cache states ----------------------------------------------------------------
 
     def _pending_index(self) -> str:
