@@ -120,7 +120,9 @@ class AssetSeeder:
             if self._state is not SeederState.IDLE:
                 return False
             self._state = SeederState.RUNNING
-            self._idle.clear()
+            # Each pass has its own: the pass before sets its own only, so it cannot let
+            # go of a wait on this one (it is IDLE a moment before it tells its waiters).
+            self._idle = idle = threading.Event()
             self._cancel.clear()
             self._tally = Tally()
             self._errors = []
@@ -128,7 +130,7 @@ class AssetSeeder:
             self._phase = "registering"
             self._thread = threading.Thread(
                 target=self._run,
-                args=(selected, prune_first, compute_hashes),
+                args=(selected, prune_first, compute_hashes, idle),
                 name="assetd-seeder",
                 daemon=True,
             )
@@ -145,8 +147,10 @@ class AssetSeeder:
             return True
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait until IDLE; True if it is."""
-        return self._idle.wait(timeout)
+        """Wait until the pass running now (if any) has ended; True if it has."""
+        with self._lock:
+            idle = self._idle
+        return idle.wait(timeout)
 
     def shutdown(self, timeout: float | None = 10.0) -> None:
         """Cancel any pass and wait for its thread to end."""
@@ -168,7 +172,7 @@ class AssetSeeder:
             if self._state is not SeederState.IDLE:
                 raise SeederBusyError("a scan is running; prune when it has finished")
             self._state = SeederState.RUNNING
-            self._idle.clear()
+            self._idle = idle = threading.Event()
         try:
             return int(
                 self._write_and_wait(
@@ -179,7 +183,7 @@ class AssetSeeder:
         finally:
             with self._lock:
                 self._state = SeederState.IDLE
-                self._idle.set()
+            idle.set()
 
     # -- the pass -------------------------------------------------------------------
 
@@ -196,7 +200,13 @@ class AssetSeeder:
             raise InvalidRequestError(f"unknown root {unknown[0]!r}")
         return [by_name[name] for name in dict.fromkeys(names)]
 
-    def _run(self, roots: list[RootConfig], prune_first: bool, compute_hashes: bool) -> None:
+    def _run(
+        self,
+        roots: list[RootConfig],
+        prune_first: bool,
+        compute_hashes: bool,
+        idle: threading.Event,
+    ) -> None:
         tally = self._tally
         assert tally is not None
         outcome, unavailable = "assets.seed.completed", False
@@ -244,7 +254,7 @@ class AssetSeeder:
                 data["errors"] = self.get_status()["errors"]
                 data["catalog_unavailable"] = unavailable
             self.on_event(outcome, data)
-            self._idle.set()
+            idle.set()
 
     def _online(self, root: RootConfig) -> bool:
         if os.path.isdir(root.path):

@@ -7,7 +7,6 @@ one writer, so the feed reports them like any other change.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -209,18 +208,6 @@ class Service:
     def seeder_status(self) -> dict[str, Any]:
         """The seeder's part of the status alone (no SQL): state, progress, errors."""
         return dict(self._seeder().get_status())
-
-    def seed_until_idle(self) -> dict[str, Any]:
-        """:meth:`seed_wait` that returns only once the seeder is IDLE: a pass marks the
-        seeder idle a moment before it lets waiters go, so a wait on a pass started in
-        that moment is let go at once, by the pass before."""
-        seeder = self._seeder()
-        while True:
-            seeder.wait()
-            status = seeder.get_status()
-            if status["state"] == "IDLE":
-                return dict(status["progress"] or {})
-            time.sleep(0.01)  # let go early: the event is set, so look again shortly
 
     def comfy_take(self, path: bytes) -> int | None:
         """Catalog the file just placed at ``path`` now, hashed; its location id."""

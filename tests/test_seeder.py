@@ -191,6 +191,36 @@ def test_prune_orphans_refuses_while_running(
     assert seeder.prune_orphans() == 0
 
 
+def test_a_wait_on_a_pass_started_as_the_last_one_ended_waits_for_it(
+    tmp_path: Path, catalog: Catalog, seeders: Any
+) -> None:
+    """A pass started while the one before tells of its end (it is IDLE by then) has
+    waiters of its own: the ending pass does not let them go."""
+    root = make_root(tmp_path, "r")
+    write(tmp_path / "r" / "f", "x")
+    release, entered, second = threading.Event(), threading.Event(), threading.Event()
+
+    def gated(path: bytes, **kwargs: Any) -> HashResult:
+        entered.set()
+        release.wait(30)
+        return hash_file(path, **kwargs)
+
+    def events(kind: str, data: dict[str, Any]) -> None:
+        if kind == "assets.seed.completed" and not second.is_set():
+            assert seeder.start()  # the next pass, hashing: it waits in the hasher
+            second.set()
+
+    seeder = seeders(catalog, [root], hasher=gated, on_event=events)
+    assert seeder.start(compute_hashes=False)
+    first = seeder._thread
+    assert second.wait(30) and entered.wait(30)
+    assert first is not None and first is not seeder._thread
+    first.join(30)  # the first pass has told of its end and let its own waiters go
+    assert seeder.wait(0) is False and seeder.get_status()["state"] == "RUNNING"
+    release.set()
+    assert seeder.wait(30) and seeder.get_status()["state"] == "IDLE"
+
+
 def test_cancel_when_idle_says_so(tmp_path: Path, catalog: Catalog, seeders: Any) -> None:
     """cancel() on an idle seeder returns False and the status has no progress yet."""
     seeder = seeders(catalog, [make_root(tmp_path, "r")])

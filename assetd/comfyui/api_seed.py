@@ -111,7 +111,7 @@ class SeedRoutes:
             return json_response({"status": "already_running"}, status=409)
         if not wait:
             return json_response({"status": "started"}, status=202)
-        progress = await self.ctx.run(service.seed_until_idle)
+        progress = await self.ctx.run(service.seed_wait)
         status = await self.ctx.run(service.seeder_status)
         return json_response(
             {
