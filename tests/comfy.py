@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 
 from tests.harness import OLD_NS, Daemon, wait_for, write
 
-__all__ = ["Api", "Reply", "comfy_daemon", "install", "multipart", "served_api"]
+__all__ = ["Api", "Reply", "catalog_url", "comfy_daemon", "install", "multipart", "served_api"]
 
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d49484452") + os.urandom(200)
 
@@ -29,6 +29,11 @@ def install(base: Path) -> Path:
     for folder in ("models/checkpoints", "models/loras", "models/unet", "input", "output", "temp"):
         (base / folder).mkdir(parents=True, exist_ok=True)
     return base
+
+
+def catalog_url(tmp_path: Path) -> str:
+    """The catalog a test's command lines and its daemon share."""
+    return f"sqlite:///{tmp_path / 'state' / 'assetd.db'}"
 
 
 def comfy_daemon(

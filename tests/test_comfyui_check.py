@@ -13,7 +13,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 from websockets.sync.client import connect
 
-from tests.comfy import comfy_daemon
+from tests.comfy import catalog_url, comfy_daemon
 from tests.conftest import OLD_NS, write
 from tests.harness import request_sync, run_cli
 
@@ -63,7 +63,7 @@ def comfy(tmp_path: Path) -> Path:
 
 
 def cli(tmp_path: Path, comfy: Path, *args: str) -> Any:
-    db = f"sqlite:///{tmp_path / 'state' / 'assetd.db'}"
+    db = catalog_url(tmp_path)
     return run_cli(*args, "--db", db, "--comfyui", str(comfy))
 
 
@@ -151,9 +151,7 @@ def test_a_file_that_is_not_a_workflow_is_one_line_and_exit_2(tmp_path: Path, co
 def test_the_feed_checks_a_workflow_object(tmp_path: Path, comfy: Path) -> None:
     """Through a daemon's feed: {"cmd": "check", "workflow": OBJECT} answers the models,
     without the workflow field; anything but a workflow is bad_request."""
-    daemon = comfy_daemon(
-        tmp_path, comfy, database=f"sqlite:///{tmp_path / 'state' / 'assetd.db'}"
-    ).start()
+    daemon = comfy_daemon(tmp_path, comfy, database=catalog_url(tmp_path)).start()
     try:
         with connect(f"ws://{daemon.address}/ws") as ws:
             json.loads(ws.recv(10))

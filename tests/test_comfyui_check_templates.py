@@ -13,6 +13,7 @@ import comfyui_workflow_templates_json as templates_package
 from assetd.comfyui.install import load_install
 from assetd.comfyui.workflow import ModelRef, model_refs
 from assetd.exceptions import InvalidRequestError
+from tests.comfy import catalog_url
 from tests.conftest import OLD_NS, write
 from tests.harness import run_cli
 
@@ -70,7 +71,7 @@ def test_the_templates_models_are_placed_misplaced_deleted_and_absent(tmp_path: 
                 write(comfy / "models" / "misplaced" / name.rpartition("/")[2], content, OLD_NS)
             case "deleted":
                 deleted.append(write(home, content, OLD_NS))
-    db = ["--db", f"sqlite:///{tmp_path / 'state' / 'assetd.db'}", "--comfyui", str(comfy)]
+    db = ["--db", catalog_url(tmp_path), "--comfyui", str(comfy)]
     assert run_cli("scan", *db).returncode == 0
     for path in deleted:
         path.unlink()

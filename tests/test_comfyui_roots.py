@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from websockets.sync.client import connect
 
-from tests.comfy import comfy_daemon
+from tests.comfy import catalog_url, comfy_daemon
 from tests.conftest import OLD_NS, write
 from tests.harness import listed_by_path, request_sync, run_cli, wait_for
 
@@ -37,7 +37,7 @@ def comfy(tmp_path: Path) -> Path:
 
 
 def cli(tmp_path: Path, *args: str, ok: bool = True) -> Any:
-    proc = run_cli(*args, "--db", f"sqlite:///{tmp_path / 'state' / 'assetd.db'}")
+    proc = run_cli(*args, "--db", catalog_url(tmp_path))
     if ok:
         assert proc.returncode == 0, proc.stderr
     return proc
@@ -137,9 +137,7 @@ def test_a_missing_extra_folder_is_an_offline_root(tmp_path: Path, comfy: Path) 
 def test_a_live_daemon_tags_a_new_model_by_its_category(tmp_path: Path, comfy: Path) -> None:
     """With [comfyui] path, a model dropped into loras/ reaches the feed tagged
     model_type:loras with its loader path."""
-    daemon = comfy_daemon(
-        tmp_path, comfy, database=f"sqlite:///{tmp_path / 'state' / 'assetd.db'}"
-    ).start()
+    daemon = comfy_daemon(tmp_path, comfy, database=catalog_url(tmp_path)).start()
     try:
         with connect(f"ws://{daemon.address}/ws") as ws:
             json.loads(ws.recv(10))
@@ -187,7 +185,7 @@ def test_extra_model_paths_of_every_shape_become_roots_and_categories(
         "    is_default: true\n"
         "    checkpoints: ckpts\n"
     )
-    db = ["--db", f"sqlite:///{tmp_path / 'state' / 'assetd.db'}", "--comfyui", str(comfy)]
+    db = ["--db", catalog_url(tmp_path), "--comfyui", str(comfy)]
     env = {"A1111_HOME": str(a1111), "HOME": str(home)}
     assert run_cli("scan", *db, env=env).returncode == 0
     items = listed_by_path(run_cli("ls", "--json", *db, env=env).stdout)

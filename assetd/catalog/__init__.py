@@ -226,9 +226,11 @@ class Catalog:
         tagged by (a ComfyUI install configured, changed or gone), retag every location."""
         wanted = list(roots)
         self.roots.register(wanted)
-        with self.changes.write():
-            rules = self.layer.rules_id() if self.layer is not None else ""
-            self.tags.retag([name for name, _ in wanted], rules)
+        rules = self.layer.rules_id() if self.layer is not None else ""
+        stale = self.tags.stale_roots([name for name, _ in wanted], rules)
+        if stale:  # a write only then: every pass registers its roots
+            with self.changes.write():
+                self.tags.retag(stale, rules)
 
     def root_prefixes(self) -> dict[str, bytes]:
         return self.roots.prefixes()

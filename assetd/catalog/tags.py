@@ -89,8 +89,8 @@ class Tags:
                 own[loc].add(name)
         found = {}
         for loc, asset_id in pairs.items():
-            user, marks_ = by_asset[asset_id]
-            found[loc] = (sorted(user | marks_ | own[loc]), sorted(user))
+            user, marked = by_asset[asset_id]  # marked: ``missing``
+            found[loc] = (sorted(user | marked | own[loc]), sorted(user))
         return found
 
     # -- automatic tags and the missing mark ----------------------------------------
@@ -128,23 +128,24 @@ class Tags:
             )
         self.place(places)
 
-    def retag(self, roots: Sequence[str], rules: str) -> list[str]:
-        """Give the locations of each of ``roots`` last tagged by other rules than
-        ``rules`` the automatic tags of the current ones; returns those roots."""
-        Info = self.store.models.Info
+    def stale_roots(self, roots: Sequence[str], rules: str) -> list[str]:
+        """Those of ``roots`` whose locations were last tagged by other rules (a read)."""
         keys = {f"tag_rules:{name}": name for name in roots}  # a root is one node's
-        have = (
-            dict(
-                self.store.query(
-                    f"SELECT key, value FROM catalog_info WHERE key IN ({marks(list(keys))})",
-                    list(keys),
-                )
+        if not keys:
+            return []
+        have = dict(
+            self.store.query(
+                f"SELECT key, value FROM catalog_info WHERE key IN ({marks(list(keys))})",
+                list(keys),
             )
-            if keys
-            else {}
         )
-        stale = sorted(name for key, name in keys.items() if have.get(key, "") != rules)
-        for name in stale:
+        return sorted(name for key, name in keys.items() if have.get(key, "") != rules)
+
+    def retag(self, roots: Sequence[str], rules: str) -> None:
+        """Give every location of ``roots`` the automatic tags of the current ``rules``,
+        and remember that they did."""
+        Info = self.store.models.Info
+        for name in roots:
             after = 0
             while True:
                 rows = self.store.query(
@@ -157,7 +158,6 @@ class Tags:
                 self.relocate([(loc, root, bytes(path)) for loc, root, path in rows])
                 after = rows[-1][0]
             self.store.upsert(Info, Info.key, key=f"tag_rules:{name}", value=rules)
-        return stale
 
     def update_missing_marks(self, asset_ids: Iterable[int]) -> None:
         """Mark with the automatic tag ``missing`` exactly the assets with no live location."""
