@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 from assetd.catalog.schema import to_i64
 from assetd.catalog.sql import (
@@ -34,11 +34,18 @@ SORT_COLUMNS = {
     "size": "l.size",
 }
 
+_Where: TypeAlias = list[str]  # a query's conditions
+_Params: TypeAlias = list[Any]  # and their parameters
+
 # Where a page continues: after this path (path order), or this (sort value, id).
 Cursor = bytes | tuple[Any, int]
 
 # Locations of one content a detail lists (a file copied thousands of times lists some).
 DETAIL_LOCATIONS = 100
+
+# Rows a filter may leave below which a list fetches them first and sorts them, rather
+# than reading the order's index until it has found a page.
+FEW_ROWS_TO_SORT = 5000
 
 # Assets carrying a tag below which a tag filter starts from the tag's index.
 RARE_TAG_ASSETS = 5000
@@ -309,23 +316,9 @@ class Locations:
         """
         column = SORT_COLUMNS[sort]
         descending = order == "desc"
-        where: list[str] = []
-        params: list[Any] = []
-        if missing_only:
-            where.append("l.is_missing")
-        elif not include_missing:
-            where.append("NOT l.is_missing")
-        if root is not None:
-            where.append("l.root = ?")
-            params.append(root)
-        if tag is not None:
-            condition, values = self.has_tag([tag])
-            where.append(condition)
-            params += values
-        if q:
-            condition, values = self.name_contains(q)
-            where.append(condition)
-            params += values
+        where, params = self._filters(root, tag, include_missing, missing_only, q)
+        if where is None:
+            return [], None
         if after is not None:
             condition, values = _after(column, descending, after)
             where.append(condition)
@@ -346,6 +339,71 @@ class Locations:
             return items, None
         last = rows[-1]
         return items, bytes(last[1]) if sort == "path" else (_sort_value(sort, last), last[0])
+
+    def _filters(
+        self,
+        root: str | None,
+        tag: str | None,
+        include_missing: bool,
+        missing_only: bool,
+        q: str | None,
+    ) -> tuple[_Where | None, _Params]:
+        """A list's conditions and parameters (None: nothing can match), shaped for the
+        planner.
+
+        A page is read along the order's index, and a filter that most rows pass costs
+        little there. A filter that few rows pass would have the index read far, so
+        those few rows are fetched first and sorted (a small root from its own index,
+        the few files a name search finds from the names' index).
+        """
+        where: list[str] = []
+        params: list[Any] = []
+        if missing_only:
+            where.append("l.is_missing")
+        elif not include_missing:
+            where.append("NOT l.is_missing")
+        if root is not None:
+            small = self._fewer(
+                "SELECT 1 FROM cache_state WHERE root = ?", [root], FEW_ROWS_TO_SORT
+            )
+            # SQLite without statistics would take the root's index for any root, and
+            # sort a million rows for a page; a unary plus keeps it off that index.
+            where.append("l.root = ?" if small or not self.store.sqlite else "+l.root = ?")
+            params.append(root)
+        if tag is not None:
+            condition, values = self.has_tag([tag])
+            where.append(condition)
+            params += values
+        if q:
+            ids = self._named(q)
+            if ids is not None and not ids:
+                return None, []
+            if ids is not None:
+                where.append(f"l.id IN ({marks(ids)})")
+                params += ids
+            else:
+                condition, values = self.name_contains(q)
+                where.append(condition)
+                params += values
+        return where, params
+
+    def _named(self, text: str) -> _Params | None:
+        """The ids of every location whose file name contains ``text``, when there are
+        few (None: many), read from the names' index alone."""
+        condition, values = self.name_contains(text)
+        index = " INDEXED BY cache_state_file_name" if self.store.sqlite else ""
+        rows = self.store.query(
+            f"SELECT l.id FROM cache_state l{index} WHERE {condition} LIMIT ?",
+            [*values, FEW_ROWS_TO_SORT + 1],
+        )
+        return [r[0] for r in rows] if len(rows) <= FEW_ROWS_TO_SORT else None
+
+    def _fewer(self, select: str, params: Sequence[Any], bound: int) -> bool:
+        """Whether ``select`` yields fewer than ``bound`` rows (counted up to it)."""
+        ((count,),) = self.store.query(
+            f"SELECT COUNT(*) FROM ({select} LIMIT {int(bound)}) t", list(params)
+        )
+        return bool(count < bound)
 
     def detail(self, path: bytes) -> dict[str, Any] | None:
         """The location at ``path`` with its asset's user metadata and every location of
@@ -402,9 +460,8 @@ class Locations:
         return f"({by_asset} OR {own})", (*tags, *tags)
 
     def _rare(self, table: str, tags: Sequence[str]) -> bool:
-        some = f"SELECT 1 FROM {table} WHERE name IN ({marks(tags)}) LIMIT {RARE_TAG_ASSETS}"
-        ((count,),) = self.store.query(f"SELECT COUNT(*) FROM ({some}) t", list(tags))
-        return bool(count < RARE_TAG_ASSETS)
+        some = f"SELECT 1 FROM {table} WHERE name IN ({marks(tags)})"
+        return self._fewer(some, tags, RARE_TAG_ASSETS)
 
     def root_counts(self) -> dict[str, tuple[int, int]]:
         """Root name → (live locations, missing locations)."""
