@@ -202,3 +202,19 @@ def test_http_location_detail_lists_the_content_s_locations(
     assert (status, body["code"]) == (404, "not_found")
     status, body = get(f"http://{d.address}/api/location?path=relative")
     assert (status, body["code"]) == (400, "bad_request")
+
+
+@pytest.mark.parametrize("sort", ["path", "mtime"])
+def test_missing_only_and_include_missing_in_every_order(catalog: Catalog, sort: str) -> None:
+    """Missing locations are listed alone with ``missing_only``, beside the live ones
+    with ``include_missing``, and never otherwise, whatever the order."""
+    items = populate(catalog)
+    gone = {i["path"] for i in items[::5]}
+    states = catalog.get_states([p.encode() for p in gone])
+    assert catalog.mark_missing([s.id for s in states.values()]) == len(gone)
+    only = all_pages(catalog, 2, sort=sort, missing_only=True)
+    assert {i["path"] for i in only} == gone and all(i["is_missing"] for i in only)
+    live = all_pages(catalog, 2, sort=sort)
+    assert {i["path"] for i in live} == {i["path"] for i in items} - gone
+    every = all_pages(catalog, 2, sort=sort, include_missing=True)
+    assert len(every) == len(items)

@@ -359,7 +359,13 @@ class Locations:
         where: list[str] = []
         params: list[Any] = []
         if missing_only:
-            where.append("l.is_missing")
+            missing = "SELECT id FROM cache_state{index} WHERE is_missing"
+            if self.store.sqlite and self._fewer(
+                missing.format(index=" INDEXED BY cache_state_missing"), [], FEW_ROWS_TO_SORT
+            ):
+                where.append(f"l.id IN ({missing.format(index='')})")
+            else:
+                where.append("l.is_missing")
         elif not include_missing:
             where.append("NOT l.is_missing")
         if root is not None:
