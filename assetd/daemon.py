@@ -120,12 +120,8 @@ class Daemon:
         self.watchers.start()  # armed before the scan, so nothing during it is lost
         self.request_pass(None, prune_first=True)
         sd_notify("READY=1\nSTATUS=startup scan running")
-        log.info(
-            "assetd serving %d roots on %s; feed on ws://%s/ws",
-            len(self.config.roots),
-            shown_url(self.config.database),
-            self.feed.address,
-        )
+        log.info("serving %d roots on %s", len(self.config.roots), shown_url(self.config.database))
+        log.info("page at http://%s/ (feed ws://%s/ws)", self.feed.address, self.feed.address)
         watchdog = asyncio.create_task(self._watchdog_pings())
         try:
             await self._stop.wait()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from assetd import drivers, gcpace
 from assetd.cli import output
@@ -37,12 +37,33 @@ def exit_code(exc: AssetdError) -> int:
     return next(code for kind, code in EXIT_CODES if isinstance(exc, kind))
 
 
+def log_to_stderr(env: Mapping[str, str]) -> None:
+    """Log lines on stderr; outside systemd's journal (which stamps its own) they start
+    with the local time, to the millisecond."""
+    stamped = "JOURNAL_STREAM" not in env
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        LineFormatter(
+            ("%(asctime)s.%(msecs)03d " if stamped else "") + "assetd: %(level)s%(message)s",
+            datefmt="%Y-%m-%d %H:%M:%S",
+        )
+    )
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
+
+
+class LineFormatter(logging.Formatter):
+    """Names the level of warnings and errors only: an informational line reads as
+    what it says (``assetd: page at ...``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.level = f"{record.levelname}: " if record.levelno >= logging.WARNING else ""
+        return super().format(record)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     gcpace.pace()  # see assetd/gcpace.py
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING, format="assetd: %(levelname)s: %(message)s", stream=sys.stderr
-    )
+    log_to_stderr(os.environ)
     if not getattr(args, "command", None):
         print(
             f"assetd: a command is required: {', '.join(COMMANDS)} (see assetd --help)",

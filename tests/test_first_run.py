@@ -1,0 +1,31 @@
+"""The first hour as a user lives it: the page's address, log lines a person can read."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+STAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} "
+
+
+def test_the_daemon_says_where_its_page_is_with_time_stamps(make_daemon: Any) -> None:
+    """``assetd run`` logs ``assetd: page at http://HOST:PORT/ (feed ws://HOST:PORT/ws)``
+    once the feed listens, and outside the journal every line starts with a local time."""
+    d = make_daemon().start()
+    lines = d.log_text().splitlines()
+    page = [line for line in lines if "page at" in line]
+    assert len(page) == 1
+    address = d.address
+    assert re.fullmatch(
+        STAMP + re.escape(f"assetd: page at http://{address}/ (feed ws://{address}/ws)"), page[0]
+    )
+    assert lines and all(re.match(STAMP + "assetd: ", line) for line in lines), lines
+
+
+def test_under_the_journal_log_lines_carry_no_time(make_daemon: Any, tmp_path: Path) -> None:
+    """With ``JOURNAL_STREAM`` set (systemd), the journal stamps the lines: we do not."""
+    d = make_daemon().start(env={"JOURNAL_STREAM": "8:12345"})
+    lines = d.log_text().splitlines()
+    assert lines and all(line.startswith("assetd: ") for line in lines), lines
+    assert f"assetd: page at http://{d.address}/ (feed ws://{d.address}/ws)" in lines
