@@ -116,6 +116,8 @@ def define_models(database: pw.Database) -> Models:
         created_at = pw.DoubleField()
         # Set while the asset has no live location: the age of its tombstone.
         missing_since = pw.DoubleField(null=True)
+        # What made it, when it is a ComfyUI output (JSON: models, prompt); read when hashed.
+        generation = pw.TextField(null=True)
 
     class Location(Base):
         """One file location (a "cache state"): where the content was last seen."""
@@ -313,6 +315,16 @@ def _v10_comfyui_refs(db: pw.Database, models: Models) -> None:
     )
 
 
+def _v12_asset_generation(db: pw.Database, models: Models) -> None:
+    # A ComfyUI output shows the models and the prompt that made it: read once, when its
+    # content is hashed, and kept with the content. Content hashed before stays without.
+    if "generation" not in {c.name for c in db.get_columns("asset")}:
+        from playhouse.migrate import SchemaMigrator, migrate
+
+        field = models.Asset.generation
+        migrate(SchemaMigrator.from_database(db).add_column("asset", "generation", field))
+
+
 def migrations() -> list[tuple[int, str, Migration]]:
     """Every schema version in order: (version, what it does, how)."""
     return [
@@ -325,6 +337,7 @@ def migrations() -> list[tuple[int, str, Migration]]:
         (8, "automatic tags per location, not merged over the asset", _v8_location_tags),
         (9, "each location's file name and first sighting, indexed", _v9_location_name_and_age),
         (10, "ComfyUI's asset API: names and deletions per location", _v10_comfyui_refs),
+        (12, "what made each ComfyUI output: models and prompt", _v12_asset_generation),
     ]
 
 
