@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from assetd.comfyui.workflow import model_refs
+from assetd.comfyui.workflow import MODEL_EXTENSIONS, model_refs
 from assetd.exceptions import InvalidRequestError
 
 __all__ = ["MAX_MODELS", "MAX_PROMPT", "generation", "generation_json"]
@@ -310,7 +310,12 @@ class _UiGraphs:
             return None
         kind = node.get("type")
         if isinstance(kind, str) and kind in self.graphs and kind != gid:
-            return self._from_subgraph_output(kind, slot, hops)
+            found = self._from_subgraph_output(kind, slot, hops)
+            return (
+                found
+                if found is not None or not maker
+                else _longest_text(node.get("widgets_values"))
+            )
         entries = {e.get("name"): e for e in _entries(node.get("inputs"))}
         if kind == "Reroute":
             first = next(iter(entries.values()), None)
@@ -413,4 +418,5 @@ def _texty(kind: object) -> bool:
 def _longest_text(values: object) -> str | None:
     items = list(values.values()) if isinstance(values, dict) else values
     texts = [v for v in items if isinstance(v, str)] if isinstance(items, list) else []
+    texts = [t for t in texts if not t.lower().endswith(tuple(MODEL_EXTENSIONS))]
     return _text(max(texts, key=len, default=None))
