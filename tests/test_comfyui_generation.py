@@ -249,8 +249,13 @@ MALFORMED: list[tuple[str, dict[str, str]]] = [
         {
             "workflow": json.dumps(
                 {
-                    "nodes": [None, 3, {"id": "x"}, {"id": 1, "type": "KSampler", "inputs": 5}]
-                    + [{"id": 2, "type": "KSampler", "inputs": [{"name": "positive", "link": 7}]}],
+                    "nodes": [
+                        None,
+                        3,
+                        {"id": "x"},
+                        {"id": 1, "type": "KSampler", "inputs": 5},
+                        {"id": 2, "type": "KSampler", "inputs": [{"name": "positive", "link": 7}]},
+                    ],
                     "links": [None, [7], [7, "a", 0], {"id": 7, "origin_id": 2, "origin_slot": 0}],
                     "definitions": {"subgraphs": [None, {"id": 5}, {"id": "s", "nodes": "x"}]},
                 }

@@ -172,12 +172,21 @@ def _api_prompt(graph: dict[str, Any]) -> str | None:
                     return found
     for _node_id, node in nodes:  # no sampler: the node whose images are saved made them
         inputs = node.get("inputs")
-        if node["class_type"].startswith(("Save", "Preview")) and isinstance(inputs, dict):
-            if (link := _api_link(inputs.get("images"))) is not None:
-                found = _api_text(graph, link, 0, budget)
-                if found is not None:
-                    return found
+        images = (
+            inputs.get("images")
+            if _saves(node["class_type"]) and isinstance(inputs, dict)
+            else None
+        )
+        if (link := _api_link(images)) is not None:
+            found = _api_text(graph, link, 0, budget)
+            if found is not None:
+                return found
     return None
+
+
+def _saves(kind: object) -> bool:
+    """A node that saves or shows the images it is given."""
+    return isinstance(kind, str) and kind.startswith(("Save", "Preview"))
 
 
 def _is_sampler(kind: str) -> bool:
@@ -186,10 +195,10 @@ def _is_sampler(kind: str) -> bool:
 
 def _api_link(value: object) -> str | None:
     """The node a ``[node id, output slot]`` input comes from."""
-    if isinstance(value, list) and len(value) == 2 and isinstance(value[1], int):
-        if isinstance(value[0], str | int) and not isinstance(value[0], bool):
-            return str(value[0])
-    return None
+    if not isinstance(value, list) or len(value) != 2 or not isinstance(value[1], int):
+        return None
+    origin = value[0]
+    return str(origin) if isinstance(origin, str | int) and not isinstance(origin, bool) else None
 
 
 def _api_text(graph: dict[str, Any], node_id: str, hops: int, budget: _Budget) -> str | None:
@@ -271,12 +280,12 @@ class _UiGraphs:
         # No sampler: a node that makes the image itself (a partner's API node), as the
         # node that saves or shows its ``images`` sees it.
         for gid, node_id in others:
-            kind = self.graphs[gid].nodes[node_id].get("type")
-            if isinstance(kind, str) and kind.startswith(("Save", "Preview")):
-                if (origin := self._origin(gid, node_id, "images")) is not None:
-                    found = self._text(origin[0], origin[1], 1, origin[2], maker=True)
-                    if found is not None:
-                        return found
+            if not _saves(self.graphs[gid].nodes[node_id].get("type")):
+                continue
+            if (origin := self._origin(gid, node_id, "images")) is not None:
+                found = self._text(origin[0], origin[1], 1, origin[2], maker=True)
+                if found is not None:
+                    return found
         return None
 
     def _origin(self, gid: str, node_id: int, name: str) -> tuple[str, int, int] | None:
@@ -342,7 +351,9 @@ class _UiGraphs:
             return None
         parent, instance_id = graph.parent
         name = graph.inputs[slot].get("name")
-        if (origin := self._origin(parent, instance_id, name)) is not None:  # type: ignore[arg-type]
+        if not isinstance(name, str):
+            return None
+        if (origin := self._origin(parent, instance_id, name)) is not None:
             return self._text(origin[0], origin[1], hops + 1, origin[2])
         instance = self.graphs[parent].nodes.get(instance_id) or {}
         values = instance.get("widgets_values")
