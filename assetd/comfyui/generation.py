@@ -103,21 +103,24 @@ def generation_json(texts: Mapping[str, str]) -> str | None:
 
 def _generation(texts: Mapping[str, str]) -> dict[str, Any] | None:
     api = _parsed(texts.get("prompt"))
-    ui = _parsed(texts.get("workflow"))
     api = api if isinstance(api, dict) and any(_is_api_node(n) for n in api.values()) else None
+    models = _models(api) if api is not None else []
+    prompt = _api_prompt(api) if api is not None else None
+    if models and prompt is not None:
+        return {"models": models, "prompt": _bounded(prompt)}
+    # The UI graph, often ten times the API one, is parsed only for what that lacks.
+    ui = _parsed(texts.get("workflow"))
     ui = ui if isinstance(ui, dict) and isinstance(ui.get("nodes"), list) else None
     if api is None and ui is None:
         return None
-    models: list[dict[str, Any]] = []
-    for graph in (api, ui):
-        if graph is not None and not models:
-            models = _models(graph)
-    prompt = _api_prompt(api) if api is not None else None
-    if prompt is None and ui is not None:
-        prompt = _UiGraphs(ui).prompt()
-    if prompt is not None:
-        prompt = prompt.strip()[:MAX_PROMPT] or None
-    return {"models": models, "prompt": prompt}
+    if ui is not None:
+        models = models or _models(ui)
+        prompt = prompt if prompt is not None else _UiGraphs(ui).prompt()
+    return {"models": models, "prompt": _bounded(prompt)}
+
+
+def _bounded(prompt: str | None) -> str | None:
+    return prompt.strip()[:MAX_PROMPT] or None if prompt is not None else None
 
 
 def _parsed(text: object) -> object:
