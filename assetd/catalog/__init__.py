@@ -210,6 +210,11 @@ class Catalog:
     def tags_of(self, asset_ids: Iterable[int]) -> dict[int, list[str]]:
         return self.tags.of(asset_ids)
 
+    def generation_of(self, asset_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+        """Asset id → what made it, for the ComfyUI outputs among them:
+        ``{"models": [{"name", "category"}...], "prompt": text | None}``."""
+        return self.assets.generations(list(asset_ids))
+
     # -- what people say ------------------------------------------------------------
 
     def change_tags(
