@@ -23,6 +23,7 @@ from assetd.config import Config, RootConfig, runtime_file
 from assetd.exceptions import ConfigError
 from assetd.feed import Feed, Relay
 from assetd.hashpool import HashPool
+from assetd.listen import bind_feed, bind_listener
 from assetd.locks import NodeLock, RuntimeLock
 from assetd.reconciler import Reconciler
 from assetd.seeder import PARALLEL_MIN, AssetSeeder
@@ -67,6 +68,7 @@ class Daemon:
         self._pass_backoff = Backoff(RETRY_PASS_FIRST_S, RETRY_PASS_MAX_S)
         self.relay: Relay | None = None
         self.comfy_api: ComfyApi | None = None  # when [comfyui] listen is set
+        self._feed_sock: socket.socket | None = None
         self._comfy_sock: socket.socket | None = None
         self._lock = threading.RLock()
         self._stop: asyncio.Event | None = None
@@ -77,10 +79,14 @@ class Daemon:
         lock_path = runtime_file(self.config.database)
         lock = RuntimeLock(lock_path) if lock_path else None
         self._token = self.config.feed.token()  # a bad token file stops us before anything runs
-        if self.config.comfyui.listen:  # so does an address in use
-            from assetd.comfyui.api import bind_listener
-
-            self._comfy_sock = bind_listener(self.config.comfyui.listen)
+        # So does an address in use.
+        self._feed_sock = bind_feed(self.config.feed.listen)
+        if self.config.comfyui.listen:
+            self._comfy_sock = bind_listener(
+                self.config.comfyui.listen,
+                serves="ComfyUI's asset API",
+                setting="[comfyui] listen",
+            )
         if lock is not None:
             lock.acquire({"pid": os.getpid(), "listen": self.config.feed.listen})
         self._runtime = lock
@@ -104,8 +110,9 @@ class Daemon:
                 node_lock.release()
             if lock is not None:
                 lock.release()
-            if self._comfy_sock is not None:
-                self._comfy_sock.close()
+            for sock in (self._feed_sock, self._comfy_sock):
+                if sock is not None:
+                    sock.close()
 
     async def _main(self) -> int:
         loop = asyncio.get_running_loop()
@@ -165,6 +172,7 @@ class Daemon:
             self.service,
             host=host,
             port=int(port),
+            sock=self._feed_sock,
             token=self._token,
             allowed_origins=self.config.feed.allowed_origins,
             queue_limit=self.config.feed.client_queue,

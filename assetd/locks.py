@@ -76,6 +76,24 @@ class RuntimeLock:
         self._fd = fd
         self.update(info)
 
+    def check_free(self) -> None:
+        """Raise :class:`DaemonRunningError` when a live daemon holds the file; make
+        nothing (a missing file is held by no one)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = _read_json(fd)
+            raise DaemonRunningError(
+                f"another assetd (pid {other.get('pid', '?')}) already serves this catalog "
+                f"({self.path})"
+            ) from None
+        finally:
+            os.close(fd)
+
     def release(self) -> None:
         if self._fd is not None:
             with contextlib.suppress(OSError):

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+import socket
 from pathlib import Path
 from typing import Any
+
+from tests.harness import run_cli
 
 STAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} "
 
@@ -29,3 +32,31 @@ def test_under_the_journal_log_lines_carry_no_time(make_daemon: Any, tmp_path: P
     lines = d.log_text().splitlines()
     assert lines and all(line.startswith("assetd: ") for line in lines), lines
     assert f"assetd: page at http://{d.address}/ (feed ws://{d.address}/ws)" in lines
+
+
+def test_a_listen_address_in_use_stops_with_one_line_and_nothing_made(tmp_path: Path) -> None:
+    """A second daemon whose address is taken exits 1 with one line naming the address
+    and how to choose another, and makes no catalog, runtime file or state folder; the
+    same in the foreground and with --detach."""
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    address = f"127.0.0.1:{taken.getsockname()[1]}"
+    (tmp_path / "r").mkdir()
+    state = tmp_path / "state"
+    try:
+        for extra in ([], ["--detach", "--pidfile", str(tmp_path / "pid")]):
+            proc = run_cli(
+                "run", "--db", f"sqlite:///{state / 'assetd.db'}", "--root",
+                f"r={tmp_path / 'r'}", "--listen", address, *extra,
+            )  # fmt: skip
+            assert proc.returncode == 1, proc.stderr
+            lines = proc.stderr.strip().splitlines()
+            assert len(lines) == 1, proc.stderr
+            assert address in lines[0] and "in use" in lines[0]
+            assert "--listen" in lines[0] and "[feed] listen" in lines[0]
+            assert "Traceback" not in proc.stderr
+            assert not state.exists()
+            assert not (tmp_path / "pid").exists()
+    finally:
+        taken.close()

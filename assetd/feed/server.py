@@ -60,6 +60,7 @@ class Feed:
         *,
         host: str,
         port: int,
+        sock: socket.socket | None = None,
         token: str | None = None,
         allowed_origins: tuple[str, ...] = (),
         queue_limit: int = CLIENT_QUEUE,
@@ -67,6 +68,7 @@ class Feed:
     ) -> None:
         self.service = service
         self.host, self.port = host, port
+        self._sock = sock  # bound already (see assetd/listen.py), else host and port
         self.queue_limit = queue_limit
         self.max_frame = max_frame
         self.routes = Routes(service, token=token, allowed_origins=allowed_origins)
@@ -83,10 +85,14 @@ class Feed:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        where: dict[str, Any] = (
+            {"sock": self._sock}
+            if self._sock is not None
+            else {"host": self.host, "port": self.port}
+        )
         self._server = await serve(
             self._handle,
-            self.host,
-            self.port,
+            **where,
             process_request=self.routes,
             max_size=self.max_frame,
             compression=None,  # fan-out to hundreds of clients: CPU matters more than bytes
