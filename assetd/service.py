@@ -115,10 +115,7 @@ class Service:
 
     def location_detail(self, path: bytes) -> dict[str, Any]:
         """The page's preview of one location: it, its metadata, its content's locations."""
-        detail = self.catalog.location_detail(path)
-        if detail is None:
-            raise NotFoundError(f"{os.fsdecode(path)} is not in the catalog")
-        return detail
+        return self.catalog.location_detail(path)
 
     def known_roots(self) -> set[str]:
         """The roots a list may name: the configured ones and those the catalog has."""

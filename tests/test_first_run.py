@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 from pathlib import Path
 from typing import Any
 
-from tests.harness import run_cli
+from tests.harness import OLD_NS, run_cli, write
 
 STAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} "
 
@@ -60,3 +61,43 @@ def test_a_listen_address_in_use_stops_with_one_line_and_nothing_made(tmp_path: 
             assert not (tmp_path / "pid").exists()
     finally:
         taken.close()
+
+
+def test_a_path_not_in_the_catalog_names_the_catalog_and_what_to_try(tmp_path: Path) -> None:
+    """``tag`` on a path the catalog does not have says which catalog it looked in and,
+    with no configuration named, how to name the daemon's."""
+    (tmp_path / "r").mkdir()
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    proc = run_cli(
+        "tag",
+        "add",
+        str(tmp_path / "r" / "x.png"),
+        "t",
+        "--db",
+        db,
+        "--root",
+        f"r={tmp_path / 'r'}",
+    )
+    assert proc.returncode == 1
+    (line,) = proc.stderr.strip().splitlines()
+    assert f"x.png is not in the catalog {db}" in line
+    assert "--config FILE or ASSETD_CONFIG" in line
+
+
+def test_a_daemon_with_other_roots_is_named_before_it_acts(
+    tmp_path: Path, make_daemon: Any
+) -> None:
+    """``prune`` carried out by a daemon whose roots are not this configuration's warns
+    that the daemon acts with its own roots (and how to reload it), then answers."""
+    write(tmp_path / "r" / "a.bin", b"a", OLD_NS)
+    (tmp_path / "other").mkdir()
+    d = make_daemon().start()
+    flags = ["--db", d.db, "--root", f"other={tmp_path / 'other'}"]
+    proc = run_cli("prune", *flags)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"marked": 0}
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("assetd: warning: the daemon serving this catalog has other roots")
+    assert f"r={tmp_path / 'r'}" in line and "SIGHUP" in line
+    same = run_cli("prune", *d.cli_args())
+    assert same.returncode == 0 and same.stderr == ""

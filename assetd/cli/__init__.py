@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
@@ -18,7 +19,13 @@ from assetd.cli.parser import (
     build_parser,
     load,
 )
-from assetd.exceptions import AssetdError, ConfigError, InvalidRequestError, NoDaemonError
+from assetd.exceptions import (
+    AssetdError,
+    ConfigError,
+    InvalidRequestError,
+    NoDaemonError,
+    NotFoundError,
+)
 
 __all__ = ["COMMANDS", "EXIT_CODES", "build_parser", "exit_code", "main"]
 
@@ -60,6 +67,16 @@ class LineFormatter(logging.Formatter):
         return super().format(record)
 
 
+def hint(exc: AssetdError, args: argparse.Namespace, env: Mapping[str, str]) -> str | None:
+    """What to try after an error, where the error alone cannot know it."""
+    if isinstance(exc, NotFoundError) and not args.config and "ASSETD_CONFIG" not in env:
+        return (
+            "if a daemon runs with its own configuration, its catalog may be another: "
+            "name that configuration with --config FILE or ASSETD_CONFIG"
+        )
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     gcpace.pace()  # see assetd/gcpace.py
     args = build_parser().parse_args(argv)
@@ -75,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         drivers.sqlite_only(config.database)  # before the catalog: see assetd/drivers.py
         return int(run_command(args, config))
     except AssetdError as exc:
-        output.error(exc)
+        output.error(exc, hint(exc, args, os.environ))
         return exit_code(exc)
     except KeyboardInterrupt:
         return 130
