@@ -73,6 +73,8 @@ def render(source: IO[bytes], size: int) -> Made:
 
     with Image.open(source, formats=FORMATS) as opened:
         im: Image.Image = opened
+        if im.width * im.height > (Image.MAX_IMAGE_PIXELS or 0) > 0:  # whatever the filters
+            raise Image.DecompressionBombError(f"{im.width}x{im.height} pixels is too many")
         if im.format == "JPEG":
             im.draft("RGB", (size, size))  # decode at 1/2, 1/4 or 1/8 scale when it can
         im = ImageOps.exif_transpose(im)
@@ -136,10 +138,12 @@ class Thumbnailer:
             if (key, size) in self._failed:
                 return None
             future = self._pending.get((key, size))
+            started = future is None
             if future is None:
                 future = self._pool.submit(self._make, key, size, open_source, name)
                 self._pending[(key, size)] = future
-                future.add_done_callback(lambda _: self._done(key, size))
+        if started:  # outside the lock: a future done already calls back at once, here
+            future.add_done_callback(lambda _: self._done(key, size))
         return await asyncio.wrap_future(future)
 
     def _done(self, key: str, size: int) -> None:
@@ -175,7 +179,8 @@ class Thumbnailer:
                 if len(self._failed) > FAILED_KEPT:
                     self._failed.popitem(last=False)
             return None
-        self.made += 1
+        with self._lock:
+            self.made += 1
         try:
             self._store(key, size, made[0])
         except OSError as exc:  # a full disk costs the cache, not the answer
