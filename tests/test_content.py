@@ -476,3 +476,30 @@ def test_slow_and_vanishing_clients(tmp_path: Path, make_daemon: Any) -> None:
     assert request(d.address, target, headers={"Range": "bytes=0-9"})[::2] == (206, data[:10])
     assert "dropped: the client went away" in d.log_text()
     assert "Traceback" not in d.log_text()
+
+
+def test_a_silent_client_is_dropped_and_a_download_does_not_hold_up_a_stop(
+    tmp_path: Path, make_daemon: Any
+) -> None:
+    """A client that never sends its request is closed after the request timeout; one
+    that stops reading mid-download does not keep the daemon from stopping."""
+    root = tmp_path / "r"
+    write(root / "big.bin", os.urandom(1 << 16) * 512, OLD_NS)  # 32 MiB
+    d = make_daemon({"r": root}).start()
+    live(d, root / "big.bin")
+    host, port = d.address.rsplit(":", 1)
+    silent = socket.create_connection((host, int(port)), timeout=30)
+    began = time.monotonic()
+    assert silent.recv(1024) == b""  # closed by the server, nothing sent
+    assert 5 < time.monotonic() - began < 25
+    silent.close()
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 << 10)
+    stalled.connect((host, int(port)))
+    target = content_url(root / "big.bin")
+    stalled.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    assert stalled.recv(100).startswith(b"HTTP/1.1 200")
+    began = time.monotonic()
+    assert d.stop() == 0
+    assert time.monotonic() - began < 15
+    stalled.close()
