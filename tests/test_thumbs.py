@@ -16,6 +16,8 @@ from urllib.parse import quote
 import pytest
 from PIL import Image
 
+from assetd.config import load_config, state_directory
+from assetd.exceptions import ConfigError
 from assetd.thumbs import Thumbnailer, render
 from tests.harness import OLD_NS, write
 from tests.test_content import live, request
@@ -326,3 +328,30 @@ def test_api_thumb(tmp_path: Path, make_daemon: Any) -> None:
         assert log.count(f"no thumbnail of {root / name}") == 1, name
     assert "Traceback" not in log
     assert request(d.address, "/healthz")[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", 256),
+        ("thumb_cache_mb = 64\n", 64),
+        ("thumb_cache_mb = 0\n", None),
+        ('thumb_cache_mb = "x"\n', None),
+    ],
+)
+def test_the_cache_bound_is_configured(tmp_path: Path, text: str, expected: int | None) -> None:
+    """[feed] thumb_cache_mb: 256 by default, a positive number, else a config error."""
+    config = write(tmp_path / "assetd.toml", "[feed]\n" + text)
+    if expected is None:
+        with pytest.raises(ConfigError, match="thumb_cache_mb"):
+            load_config(config_file=str(config), env={})
+    else:
+        assert load_config(config_file=str(config), env={}).feed.thumb_cache_mb == expected
+
+
+def test_the_state_directory(tmp_path: Path) -> None:
+    """Thumbnails live beside a SQLite catalog, else in STATE_DIRECTORY, else XDG data."""
+    assert state_directory(f"sqlite:///{tmp_path}/db/a.db", {}) == tmp_path / "db"
+    pg = "postgresql://u@h/d"
+    assert state_directory(pg, {"STATE_DIRECTORY": "/var/lib/assetd"}) == Path("/var/lib/assetd")
+    assert state_directory(pg, {"XDG_DATA_HOME": "/home/u/.data"}) == Path("/home/u/.data/assetd")
