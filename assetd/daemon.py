@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from assetd.backoff import Backoff
 from assetd.catalog import Catalog, shown_url
-from assetd.config import Config, RootConfig, runtime_file
+from assetd.config import Config, RootConfig, runtime_file, state_directory
 from assetd.exceptions import ConfigError
 from assetd.feed import Feed, Relay
 from assetd.hashpool import HashPool
@@ -29,6 +29,7 @@ from assetd.reconciler import Reconciler
 from assetd.seeder import PARALLEL_MIN, AssetSeeder
 from assetd.service import Service
 from assetd.systemd import sd_notify
+from assetd.thumbs import Thumbnailer
 from assetd.watcher import WatchSet
 
 if TYPE_CHECKING:
@@ -121,6 +122,10 @@ class Daemon:
             loop.add_signal_handler(sig, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         self._build(self.config)
+        self.thumbnailer = Thumbnailer(
+            state_directory(self.config.database, os.environ) / "thumbs",
+            max_bytes=self.config.feed.thumb_cache_mb << 20,
+        )
         self.reconciler.start()
         await self._start_feed()
         await self._start_comfy_api()
@@ -140,6 +145,7 @@ class Daemon:
             if self.comfy_api is not None:
                 await self.comfy_api.close()
             await asyncio.to_thread(self._teardown)
+            await asyncio.to_thread(self.thumbnailer.shutdown)
             # Closing the loop puts the default action back on these signals; one more
             # SIGTERM or SIGINT in the last steps of an exit already under way would then
             # kill the daemon instead of letting it finish with 0.
@@ -176,6 +182,7 @@ class Daemon:
             token=self._token,
             allowed_origins=self.config.feed.allowed_origins,
             queue_limit=self.config.feed.client_queue,
+            thumbnailer=self.thumbnailer,
         )
         await self.feed.start()
         publish = lambda changes: self.feed.threadsafe(self.feed.publish_changes, changes)  # noqa: E731
