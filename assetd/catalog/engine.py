@@ -64,6 +64,12 @@ def what_to_do(url: str, message: str) -> str:
             "the disk; user tags and metadata come back only from a copy made with "
             "assetd backup FILE"
         )
+    folder = os.path.dirname(sqlite_file(url) or "")
+    if folder and _read_only(folder):
+        return (
+            f"{folder} is on a read-only file system: choose a writable place with --db or "
+            "[daemon] database, or mount it writable"
+        )
     if "unable to open" in message or "readonly" in message or "read-only" in message:
         return (
             "check that its folder exists and that this user may write there, or choose "
@@ -72,6 +78,13 @@ def what_to_do(url: str, message: str) -> str:
     if url.startswith(POSTGRES_SCHEMES):
         return "check [daemon] database (or --db) and that the server runs and lets you in"
     return "check [daemon] database (or --db)"
+
+
+def _read_only(folder: str) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def said(exc: BaseException) -> str:
