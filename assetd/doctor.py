@@ -29,6 +29,7 @@ from assetd.catalog.readonly import (
 from assetd.config import Config, RootConfig, runtime_file
 from assetd.drivers import sqlite_file
 from assetd.exceptions import AssetdError
+from assetd.hardening import Gap, gaps
 
 __all__ = [
     "UNIT_FOLDERS",
@@ -77,6 +78,18 @@ class Finding:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def ok(check: str, message: str) -> Finding:
+    return Finding(check, "ok", message)
+
+
+def warn(check: str, message: str, fix: str | None) -> Finding:
+    return Finding(check, "warn", message, fix)
+
+
+def fail(check: str, message: str, fix: str | None) -> Finding:
+    return Finding(check, "fail", message, fix)
 
 
 def _shipped(name: str) -> str | None:
@@ -135,7 +148,7 @@ def _config_finding(config: Config) -> Finding:
     from assetd.catalog.engine import shown_url
 
     where = f"configuration {config.source}" if config.source else "no configuration file"
-    return Finding("config", "ok", f"{where}; catalog {shown_url(config.database)}")
+    return ok("config", f"{where}; catalog {shown_url(config.database)}")
 
 
 # -- roots ----------------------------------------------------------------------------
@@ -157,9 +170,8 @@ def check_roots(
     """Each root exists, is a folder, can be listed and entered."""
     if not roots:
         return [
-            Finding(
+            warn(
                 "roots",
-                "warn",
                 "no roots configured: there is nothing to catalog",
                 "pass --root NAME=PATH, or add [[roots]] to the configuration",
             )
@@ -175,34 +187,30 @@ def _root_finding(
         with scandir(root.path) as entries:
             next(iter(entries), None)
     except FileNotFoundError:
-        return Finding(
+        return warn(
             "roots",
-            "warn",
             f"{label} does not exist; it is offline until it appears",
             "mount or create it, or fix the path in the configuration",
         )
     except NotADirectoryError:
-        return Finding(
+        return fail(
             "roots",
-            "fail",
             f"{label} is not a folder",
             "give the folder that holds the files as the root's path",
         )
     except PermissionError:
-        return Finding(
+        return fail(
             "roots",
-            "fail",
             f"{label} cannot be listed (permission denied)",
             _PERMISSION_FIX.format(path=root.path),
         )
     if not access(root.path, os.R_OK | os.X_OK):
-        return Finding(
+        return fail(
             "roots",
-            "fail",
             f"{label} can be listed but not entered",
             _PERMISSION_FIX.format(path=root.path),
         )
-    return Finding("roots", "ok", f"{label} can be listed")
+    return ok("roots", f"{label} can be listed")
 
 
 # -- inotify --------------------------------------------------------------------------
@@ -223,26 +231,22 @@ def watch_verdict(needed: int, limit: int, counted_all: bool, sysctl_file: str) 
         f"{keep}; then systemctl reload assetd (SIGHUP) to go back to inotify"
     )
     if needed > limit:
-        return Finding(
+        return fail(
             "inotify",
-            "fail",
             f"the inotify-watched roots need {amount} watches "
             f"(one per folder), past fs.inotify.max_user_watches = {limit}: the "
             "roots that do not fit are polled instead",
             fix,
         )
     if needed > WARN_WATCH_SHARE * limit:
-        return Finding(
+        return warn(
             "inotify",
-            "warn",
             f"the inotify-watched roots need {needed} of the "
             f"{limit} watches allowed (fs.inotify.max_user_watches); new folders "
             "will soon go past it",
             fix,
         )
-    return Finding(
-        "inotify", "ok", f"the inotify-watched roots need {needed} of the {limit} watches allowed"
-    )
+    return ok("inotify", f"the inotify-watched roots need {needed} of the {limit} watches allowed")
 
 
 def check_inotify(
@@ -257,10 +261,10 @@ def check_inotify(
 
     watched = [r for r in roots if os.path.isdir(r.path) and not wants_polling(r, mountinfo)]
     if not watched:
-        return [Finding("inotify", "ok", "no root is watched with inotify")]
+        return [ok("inotify", "no root is watched with inotify")]
     limit = read_int(os.path.join(limits, "max_user_watches"))
     if limit is None:
-        return [Finding("inotify", "warn", f"cannot read {limits}/max_user_watches", None)]
+        return [warn("inotify", f"cannot read {limits}/max_user_watches", None)]
     most = 2 * limit  # well past the limit, the exact figure no longer matters
     needed = 0
     for root in watched:
@@ -306,9 +310,8 @@ def check_network(
         label = f"root {root.name}: {root.path} is on {kind}"
         if root.watch == "auto":
             findings.append(
-                Finding(
+                warn(
                     "network",
-                    "warn",
                     f"{label}, so it is polled (watch = "
                     '"auto"): a change is seen within a second or so, and its folders are '
                     "listed again every second, which costs the server I/O",
@@ -319,16 +322,13 @@ def check_network(
             )
         elif root.watch == "inotify":
             findings.append(
-                Finding(
+                ok(
                     "network",
-                    "ok",
                     f"{label} and watched with inotify, as "
                     "configured: changes made by other hosts are not seen",
                 )
             )
-    return findings or [
-        Finding("network", "ok", "no root is polled for being on a network file system")
-    ]
+    return findings or [ok("network", "no root is polled for being on a network file system")]
 
 
 # -- the catalog ----------------------------------------------------------------------
@@ -337,23 +337,21 @@ def check_network(
 def schema_verdict(version: int, known: int) -> Finding:
     """The schema version a catalog records, against the one this assetd writes."""
     if version > known:
-        return Finding(
+        return fail(
             "catalog",
-            "fail",
             f"schema version {version}: made by a newer assetd "
             f"(this one knows {known}) and cannot be opened by it",
             "upgrade assetd (pip install --upgrade assetd) or use another catalog (--db)",
         )
     if version == 0:
-        return Finding("catalog", "ok", "no tables yet: set up on next start")
+        return ok("catalog", "no tables yet: set up on next start")
     if version < known:
-        return Finding(
+        return ok(
             "catalog",
-            "ok",
             f"schema version {version}: upgraded to {known} on "
             "next start (assetd backup FILE first keeps a way back)",
         )
-    return Finding("catalog", "ok", f"schema version {version}, this assetd's")
+    return ok("catalog", f"schema version {version}, this assetd's")
 
 
 def check_catalog(url: str) -> list[Finding]:
@@ -365,7 +363,7 @@ def check_catalog(url: str) -> list[Finding]:
     if path is None:
         return _check_other_catalog(url, SCHEMA_VERSION)
     if not os.path.exists(path):
-        return [Finding("catalog", "ok", f"{path} not made yet; assetd run or scan makes it")]
+        return [ok("catalog", f"{path} not made yet; assetd run or scan makes it")]
     try:
         conn = open_read_only(path)
         try:
@@ -380,9 +378,8 @@ def check_catalog(url: str) -> list[Finding]:
             sqlite3.SQLITE_NOTADB,
         ):
             return [
-                Finding(
+                fail(
                     "catalog",
-                    "fail",
                     f"cannot read {path}: {exc}",
                     "run doctor as the user assetd runs as; that user must be able "
                     "to read and write the file and its folder",
@@ -390,11 +387,9 @@ def check_catalog(url: str) -> list[Finding]:
             ]
         found = [str(exc)]
     if found:
-        return [
-            Finding("catalog", "fail", f"{path} is damaged: {'; '.join(found)}", recovery(path))
-        ]
+        return [fail("catalog", f"{path} is damaged: {'; '.join(found)}", recovery(path))]
     return [
-        Finding("catalog", "ok", f"{path} passes quick_check ({locations} locations)"),
+        ok("catalog", f"{path} passes quick_check ({locations} locations)"),
         schema_verdict(version, SCHEMA_VERSION),
     ]
 
@@ -405,38 +400,30 @@ def _check_other_catalog(url: str, known: int) -> list[Finding]:
     from assetd.catalog.engine import said, shown_url
 
     if not url.startswith(("postgres:", "postgresql:")):
-        return [
-            Finding("catalog", "ok", f"{shown_url(url)}: not checked (not SQLite or PostgreSQL)")
-        ]
+        return [ok("catalog", f"{shown_url(url)}: not checked (not SQLite or PostgreSQL)")]
     try:
         info = _postgres_info(url)
     except ImportError:
         return [
-            Finding(
+            fail(
                 "catalog",
-                "fail",
                 "PostgreSQL needs the psycopg driver",
                 "pip install 'assetd[postgres]'",
             )
         ]
     except Exception as exc:  # psycopg's errors (and libpq's) share no base with ours
         return [
-            Finding(
+            fail(
                 "catalog",
-                "fail",
                 f"cannot reach {shown_url(url)}: {said(exc)}",
                 "check that the server runs and the URL's user, password, host, "
                 "port and database (pg_isready -d URL)",
             )
         ]
     if info is None:
-        return [
-            Finding(
-                "catalog", "ok", f"{shown_url(url)} has no catalog yet; assetd run or scan makes it"
-            )
-        ]
+        return [ok("catalog", f"{shown_url(url)} has no catalog yet; assetd run or scan makes it")]
     return [
-        Finding("catalog", "ok", f"{shown_url(url)} answers"),
+        ok("catalog", f"{shown_url(url)} answers"),
         schema_verdict(int(info.get("schema_version", 0)), known),
     ]
 
@@ -462,10 +449,10 @@ def space_verdict(folder: str, free: int, catalog_bytes: int) -> Finding:
         "[daemon] database (or --db) at it, start"
     )
     if free < FAIL_FREE_BYTES:
-        return Finding("disk", "fail", f"only {said}: writes to the catalog will fail", fix)
+        return fail("disk", f"only {said}: writes to the catalog will fail", fix)
     if free < WARN_FREE_BYTES or free < 2 * catalog_bytes:
-        return Finding("disk", "warn", f"only {said}", fix)
-    return Finding("disk", "ok", said)
+        return warn("disk", f"only {said}", fix)
+    return ok("disk", said)
 
 
 def check_disk(
@@ -500,23 +487,18 @@ def check_state_dir(url: str, *, access: Callable[[str, int], bool] = os.access)
     )
     if os.path.isdir(folder):
         if not access(folder, os.W_OK | os.X_OK):
-            return [Finding("state-dir", "fail", f"{folder} cannot be written by this user", fix)]
+            return [fail("state-dir", f"{folder} cannot be written by this user", fix)]
         if os.path.exists(path) and not access(path, os.R_OK | os.W_OK):
-            return [Finding("state-dir", "fail", f"{path} cannot be written by this user", fix)]
-        return [Finding("state-dir", "ok", f"{folder} is writable")]
+            return [fail("state-dir", f"{path} cannot be written by this user", fix)]
+        return [ok("state-dir", f"{folder} is writable")]
     if os.path.exists(folder):
-        return [Finding("state-dir", "fail", f"{folder} is not a folder", fix)]
+        return [fail("state-dir", f"{folder} is not a folder", fix)]
     parent = _existing(folder)
     if os.path.isdir(parent) and access(parent, os.W_OK | os.X_OK):
-        return [
-            Finding(
-                "state-dir", "ok", f"{folder} does not exist yet; assetd makes it on first start"
-            )
-        ]
+        return [ok("state-dir", f"{folder} does not exist yet; assetd makes it on first start")]
     return [
-        Finding(
+        fail(
             "state-dir",
-            "fail",
             f"{folder} does not exist and {parent} cannot be written by this user",
             fix,
         )
@@ -544,16 +526,14 @@ def exposure_verdict(listen: str, token: bool) -> Finding | None:
     if is_loopback(split_listen(listen)[0]):
         return None
     if token:
-        return Finding(
+        return warn(
             "feed",
-            "warn",
             f"{listen} is reachable from the network, and the "
             "token travels in clear text (ws://, http://)",
             "put a TLS proxy in front of it, or listen on 127.0.0.1 (docs/security.md)",
         )
-    return Finding(
+    return warn(
         "feed",
-        "warn",
         f"{listen} is reachable from the network with no token: "
         "anyone who reaches it can list the catalog, read its files and change "
         "tags",
@@ -574,9 +554,8 @@ def check_feed(config: Config, *, bind: Callable[[str], Any] | None = None) -> l
     if info is not None:
         address = info.get("listen") or listen
         findings.append(
-            Finding(
+            ok(
                 "feed",
-                "ok",
                 f"a daemon (pid {info.get('pid', '?')}) serves "
                 f"this catalog; its page is at http://{address}/",
             )
@@ -588,10 +567,10 @@ def check_feed(config: Config, *, bind: Callable[[str], Any] | None = None) -> l
             cause = exc.__cause__
             in_use = isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE
             findings.append(
-                _taken(config, listen) if in_use else Finding("feed", "fail", str(exc), _LISTEN_FIX)
+                _taken(config, listen) if in_use else fail("feed", str(exc), _LISTEN_FIX)
             )
         else:
-            findings.append(Finding("feed", "ok", f"{listen} is free for the feed and the page"))
+            findings.append(ok("feed", f"{listen} is free for the feed and the page"))
     token = bool(config.feed.token_file) and config.feed.token() is not None
     exposed = exposure_verdict(listen, token)
     return findings + ([exposed] if exposed else [])
@@ -600,13 +579,10 @@ def check_feed(config: Config, *, bind: Callable[[str], Any] | None = None) -> l
 def _taken(config: Config, listen: str) -> Finding:
     """The address is in use: by a daemon of this (shared) catalog, or by something else."""
     if runtime_file(config.database) is None and _serves_here(config, listen):
-        return Finding(
-            "feed", "ok", f"a daemon serves this catalog; its page is at http://{listen}/"
-        )
+        return ok("feed", f"a daemon serves this catalog; its page is at http://{listen}/")
     port = listen.rpartition(":")[2]
-    return Finding(
+    return fail(
         "feed",
-        "fail",
         f"{listen} is in use by another program (no daemon of this catalog holds it)",
         f"{_LISTEN_FIX}; see what holds it with ss -ltnp 'sport = :{port}'",
     )
@@ -631,18 +607,17 @@ def _serves_here(config: Config, listen: str) -> bool:
 
 def check_unit(folders: Sequence[str] = UNIT_FOLDERS, packaged: str | None = None) -> list[Finding]:
     """An installed ``assetd.service`` keeps every hardening directive of the shipped one."""
-    from assetd.hardening import gaps, service_settings
+    from assetd.hardening import service_settings
 
     installed = next(
         (os.path.join(f, UNIT) for f in folders if os.path.isfile(os.path.join(f, UNIT))), None
     )
     if installed is None:
-        return [Finding("systemd", "ok", f"{UNIT} is not installed (see docs/operations.md)")]
+        return [ok("systemd", f"{UNIT} is not installed (see docs/operations.md)")]
     if packaged is None:
         return [
-            Finding(
+            warn(
                 "systemd",
-                "warn",
                 f"{installed} is installed, but the unit assetd "
                 "ships was not found to compare it with",
                 None,
@@ -655,20 +630,18 @@ def check_unit(folders: Sequence[str] = UNIT_FOLDERS, packaged: str | None = Non
         f"copy the line from {packaged} into {installed} (or a drop-in: systemctl edit "
         "assetd), then systemctl daemon-reload && systemctl restart assetd"
     )
-    findings = [
-        Finding(
-            "systemd",
-            "warn",
-            f"{installed}: {gap.key}= is "
-            + ("missing" if gap.installed is None else f"{gap.installed}")
-            + f", weaker than the shipped {gap.key}={gap.packaged}",
-            fix,
-        )
-        for gap in gaps(want, have)
-    ]
+    findings = [_gap_finding(installed, gap, fix) for gap in gaps(want, have)]
     return findings or [
-        Finding("systemd", "ok", f"{installed} keeps every hardening directive of the shipped unit")
+        ok("systemd", f"{installed} keeps every hardening directive of the shipped unit")
     ]
+
+
+def _gap_finding(installed: str, gap: Gap, fix: str) -> Finding:
+    shipped = f"(the shipped unit has {gap.key}={gap.packaged})"
+    if gap.installed is None:
+        return warn("systemd", f"{installed}: no {gap.key}= {shipped}", fix)
+    said = f"{installed}: {gap.key}={gap.installed} is weaker {shipped}"
+    return warn("systemd", said, fix)
 
 
 def _drop_ins(folders: Iterable[str]) -> list[str]:
