@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import sqlite3
@@ -298,6 +299,23 @@ def test_the_shipped_unit_installed_as_is_is_ok(tmp_path: Path) -> None:
     folder = install_unit(tmp_path / "system", PACKAGED_UNIT.read_text())
     (finding,) = check_unit([str(folder)], str(PACKAGED_UNIT))
     assert finding.status == "ok" and "keeps every hardening directive" in finding.message
+
+
+def test_the_exposure_figure_of_systemd_analyze(tmp_path: Path) -> None:
+    """With systemd-analyze at hand, its offline exposure figure of the installed unit is
+    reported beside the shipped unit's."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed")
+    text = PACKAGED_UNIT.read_text().replace("PrivateDevices=yes\n", "")
+    folder = install_unit(tmp_path / "system", text)
+    found = check_unit([str(folder)], str(PACKAGED_UNIT), analyze)
+    assert [f.status for f in found] == ["warn", "ok"]
+    assert re.fullmatch(
+        rf"systemd-analyze security rates {folder}/assetd.service (\d\.\d) \(lower is safer; "
+        r"the shipped unit: (\d\.\d)\)",
+        found[1].message,
+    )
 
 
 def test_an_installed_unit_missing_hardening_warns(tmp_path: Path) -> None:

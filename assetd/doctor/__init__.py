@@ -10,6 +10,7 @@ through the seams named in their parameters.
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -72,6 +73,7 @@ class Probes:
     scandir: Callable[[str], Any] = os.scandir
     access: Callable[[str, int], bool] = os.access
     statvfs: Callable[[str], os.statvfs_result] = os.statvfs
+    systemd_analyze: str | None = field(default_factory=lambda: shutil.which("systemd-analyze"))
 
 
 def run_checks(config: Config, probes: Probes | None = None) -> list[Finding]:
@@ -91,7 +93,7 @@ def run_checks(config: Config, probes: Probes | None = None) -> list[Finding]:
         ("disk", lambda: check_disk(config.database, statvfs=p.statvfs)),
         ("state-dir", lambda: check_state_dir(config.database, access=p.access)),
         ("feed", lambda: check_feed(config)),
-        ("systemd", lambda: check_unit(p.unit_folders, p.packaged_unit)),
+        ("systemd", lambda: check_unit(p.unit_folders, p.packaged_unit, p.systemd_analyze)),
     ]
     findings: list[Finding] = []
     for name, check in checks:

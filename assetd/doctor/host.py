@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import subprocess
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -215,8 +217,13 @@ def check_network(
 # -- the systemd unit -----------------------------------------------------------------
 
 
-def check_unit(folders: Sequence[str] = UNIT_FOLDERS, packaged: str | None = None) -> list[Finding]:
-    """An installed ``assetd.service`` keeps every hardening directive of the shipped one."""
+def check_unit(
+    folders: Sequence[str] = UNIT_FOLDERS,
+    packaged: str | None = None,
+    analyze: str | None = None,
+) -> list[Finding]:
+    """An installed ``assetd.service`` keeps every hardening directive of the shipped one;
+    with ``analyze`` (``systemd-analyze``), its exposure figure too."""
     installed = next(
         (os.path.join(f, UNIT) for f in folders if os.path.isfile(os.path.join(f, UNIT))), None
     )
@@ -239,9 +246,34 @@ def check_unit(folders: Sequence[str] = UNIT_FOLDERS, packaged: str | None = Non
         "assetd), then systemctl daemon-reload && systemctl restart assetd"
     )
     findings = [_gap_finding(installed, gap, fix) for gap in gaps(want, have)]
-    return findings or [
-        ok("systemd", f"{installed} keeps every hardening directive of the shipped unit")
-    ]
+    if not findings:
+        findings.append(
+            ok("systemd", f"{installed} keeps every hardening directive of the shipped unit")
+        )
+    rating = _exposure(analyze, installed) if analyze else None
+    if analyze and rating is not None:
+        theirs = _exposure(analyze, packaged) or "?"
+        said = f"systemd-analyze security rates {installed} {rating}"
+        findings.append(ok("systemd", f"{said} (lower is safer; the shipped unit: {theirs})"))
+    return findings
+
+
+_EXPOSURE = re.compile(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)")
+
+
+def _exposure(analyze: str, unit: str) -> str | None:
+    """``systemd-analyze security --offline=true``'s overall exposure of a unit file."""
+    try:
+        done = subprocess.run(
+            [analyze, "security", "--offline=true", "--no-pager", unit],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    found = _EXPOSURE.search(done.stdout + done.stderr)
+    return found.group(1) if found else None
 
 
 def _gap_finding(installed: str, gap: Gap, fix: str) -> Finding:
