@@ -135,7 +135,7 @@ def test_a_damaged_catalog_is_not_backed_up(scanned: tuple[Path, str], tmp_path:
     os.truncate(db, db.stat().st_size // 2)
     (tmp_path / "out").mkdir()
     line = one_line_error(run_cli("backup", "--db", url, str(tmp_path / "out" / "x.db")), 1)
-    assert "`assetd scan`" in line and "from a backup" in line
+    assert "assetd scan" in line and "assetd backup FILE" in line
     assert os.listdir(tmp_path / "out") == []
 
 
