@@ -14,7 +14,7 @@ from typing import Any
 from assetd.config import Config, runtime_file
 from assetd.exceptions import AssetdError, RemoteError
 
-__all__ = ["DaemonClient", "find_daemon", "path_argument", "path_value"]
+__all__ = ["DaemonClient", "find_daemon", "path_argument", "path_value", "runtime_info"]
 
 
 def find_daemon(config: Config) -> str | None:
@@ -43,6 +43,14 @@ def find_daemon(config: Config) -> str | None:
 
 
 def _from_runtime_file(path: str) -> str | None:
+    info = runtime_info(path)
+    listen = info.get("listen") if info is not None else None
+    return listen if isinstance(listen, str) else None
+
+
+def runtime_info(path: str) -> dict[str, Any] | None:
+    """What the live daemon holding the runtime file at ``path`` wrote in it (its pid and
+    feed address); None when no daemon holds it. Opens it read-only: makes nothing."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
@@ -52,12 +60,11 @@ def _from_runtime_file(path: str) -> str | None:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             info = json.loads(os.pread(fd, 4096, 0) or b"{}")
-            listen = info.get("listen") if isinstance(info, dict) else None
-            return listen if isinstance(listen, str) else None
+            return info if isinstance(info, dict) else {}
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None  # nobody holds it: no daemon
     except ValueError:
-        return None
+        return {}
     finally:
         os.close(fd)
 

@@ -171,12 +171,13 @@ def watch_limit_reached(path: str) -> bool:
 _IN_ATTRIB, _IN_ONLYDIR = 0x00000004, 0x01000000
 
 
-def count_folders(path: str, follow_symlinks: bool = False) -> int:
+def count_folders(path: str, follow_symlinks: bool = False, most: int | None = None) -> int:
     """The folders under ``path``, itself included: the inotify watches it needs (one
-    per folder, however many paths lead to it; a symlink loop adds none)."""
+    per folder, however many paths lead to it; a symlink loop adds none). With ``most``,
+    counting stops once past it (the answer is then ``most + 1``)."""
     seen: set[Ident] = set()
     todo = [os.fsencode(path)]
-    while todo:
+    while todo and (most is None or len(seen) <= most):
         folder = todo.pop()
         try:
             st = os.stat(folder, follow_symlinks=follow_symlinks)

@@ -50,10 +50,14 @@ __all__ = [
     "RootState",
     "WatchSet",
     "filesystem_type",
+    "is_network_fs",
     "make_hint",
+    "wants_polling",
 ]
 
 log = logging.getLogger(__name__)
+
+MOUNTINFO = "/proc/self/mountinfo"
 
 # File systems where inotify sees only this host's changes, or nothing: poll them.
 NETWORK_FS = {
@@ -71,7 +75,7 @@ WATCHED_EVENTS = [
 ]  # fmt: skip
 
 
-def filesystem_type(path: str, mountinfo: str = "/proc/self/mountinfo") -> str:
+def filesystem_type(path: str, mountinfo: str = MOUNTINFO) -> str:
     """The type of the file system holding ``path`` (``fuse.sshfs`` style for FUSE)."""
     target = os.fsencode(path)
     best, kind = b"", ""
@@ -101,11 +105,15 @@ def _holds(mount_point: bytes, path: bytes) -> bool:
     return path == mount_point or path.startswith(mount_point.rstrip(b"/") + b"/")
 
 
-def wants_polling(root: RootConfig) -> bool:
+def is_network_fs(kind: str) -> bool:
+    """Whether a file system of this type (``filesystem_type``) is polled under ``auto``."""
+    return kind in NETWORK_FS or kind.split(".")[0] in NETWORK_FS
+
+
+def wants_polling(root: RootConfig, mountinfo: str = MOUNTINFO) -> bool:
     if root.watch != "auto":
         return root.watch == "polling"
-    kind = filesystem_type(root.path)
-    return kind in NETWORK_FS or kind.split(".")[0] in NETWORK_FS
+    return is_network_fs(filesystem_type(root.path, mountinfo))
 
 
 def make_hint(event: FileSystemEvent, exclude: ExcludeMatcher, prefix: bytes) -> Hint | None:

@@ -12,6 +12,7 @@ from typing import Any
 from assetd.catalog.locations import Cursor
 from assetd.cli import output
 from assetd.cli.local import LocalOperations, open_catalog
+from assetd.cli.maintenance import cmd_backup, cmd_doctor
 from assetd.cli.parser import (
     EXIT_ABSENT,
     EXIT_ERROR,
@@ -330,6 +331,8 @@ HANDLERS: dict[str, Callable[[argparse.Namespace, Config], int]] = {
     "check": cmd_check,
     "status": cmd_status,
     "watch": cmd_watch,
+    "doctor": cmd_doctor,
+    "backup": cmd_backup,
     **{name: partial(carry, command) for name, command in CARRIED.items()},
 }
 

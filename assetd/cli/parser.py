@@ -43,6 +43,8 @@ COMMANDS = (
     "status",
     "watch",
     "check",
+    "doctor",
+    "backup",
 )
 
 
@@ -83,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("check", "which models ComfyUI workflows need, and where they are")
     p.add_argument("files", nargs="+", metavar="FILE", help="workflow JSON, or a PNG/WebP")
     p.add_argument("--json", action="store_true", help="one JSON object per model")
+    p = command("doctor", "check what most often goes wrong, and say how to fix it")
+    p.add_argument("--json", action="store_true", help="one JSON object: ok and every finding")
+    p = command("backup", "copy the SQLite catalog consistently, while a daemon runs")
+    p.add_argument("file", metavar="FILE", help="the new file (must not exist)")
     return parser
 
 
