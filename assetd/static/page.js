@@ -665,30 +665,31 @@
     const bar = $("progress-bar");
     const text = $("progress-text");
     const f = (n) => numbers.format(n || 0);
+    const files = (n) => f(n) + (n === 1 ? " file" : " files");
     if (kind === "assets.seed.progress" || kind === "assets.seed.started") {
       if (p.phase === "hashing") {
         const total = p.to_hash_bytes || 0;
         text.textContent = `hashing ${humanBytes(p.hashed_bytes || 0, total).replace(/ \w+$/, "")} of ${humanBytes(total)}` +
-          ` (${f(p.hashed)} of ${f(p.to_hash)} files)`;
+          ` (${f(p.hashed)} of ${files(p.to_hash)})`;
         bar.max = Math.max(total, 1); bar.value = p.hashed_bytes || 0;
       } else {
         const estimate = rootFiles();
         text.textContent = estimate > (p.scanned || 0)
-          ? `registering ${f(p.scanned)} of ~${f(estimate)} files`
-          : `registering ${f(p.scanned)} files`;
+          ? `registering ${f(p.scanned)} of ~${files(estimate)}`
+          : `registering ${files(p.scanned)}`;
         bar.max = Math.max(estimate, p.scanned || 0, 1); bar.value = p.scanned || 0;
       }
       bar.hidden = false;
       return;
     }
     bar.hidden = true;
-    const files = rootFiles() || p.scanned || 0;
+    const known = rootFiles() || p.scanned || 0;
     if (kind === "assets.seed.completed") {
       text.textContent = p.to_hash
-        ? `up to date: ${f(files)} files, ${f(p.hashed)} hashed (${humanBytes(p.hashed_bytes || 0)})`
-        : `up to date: ${f(files)} files, nothing to hash`;
+        ? `up to date: ${files(known)}, ${f(p.hashed)} hashed (${humanBytes(p.hashed_bytes || 0)})`
+        : `up to date: ${files(known)}, nothing to hash`;
     } else if (kind === "assets.seed.cancelled") {
-      text.textContent = `pass cancelled after ${f(p.scanned)} files`;
+      text.textContent = `pass cancelled after ${files(p.scanned)}`;
     } else if (kind === "assets.seed.error") {
       text.textContent = "pass failed" + (p.message ? ": " + p.message : "");
     }
@@ -859,8 +860,8 @@
       const el = entryOf(e.target);
       if (el && !e.target.closest("button, input")) { view.focus = el._index; select(el._loc); }
     });
-    scroller.addEventListener("keydown", (e) => {
-      if (e.target.closest("input")) return;
+    document.addEventListener("keydown", (e) => {
+      if (e.target.closest("input, select, textarea, aside, #login")) return;
       const el = entryOf(document.activeElement);
       const at = el ? el._index : view.focus;
       const cols = geometry().cols;
@@ -869,7 +870,7 @@
       if (e.key in moves) { e.preventDefault(); moveFocus((at < 0 ? 0 : at) + (at < 0 ? 0 : moves[e.key])); }
       else if (e.key === "Home") { e.preventDefault(); moveFocus(0); }
       else if (e.key === "End") { e.preventDefault(); moveFocus(view.items.length - 1); }
-      else if ((e.key === "Enter" || e.key === " ") && el) { e.preventDefault(); select(el._loc); }
+      else if ((e.key === "Enter" || e.key === " ") && el && el === e.target) { e.preventDefault(); select(el._loc); }
     });
     document.addEventListener("keydown", (e) => {
       if (e.key === "Escape" && !$("preview").hidden) closePreview();
