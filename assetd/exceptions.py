@@ -16,7 +16,8 @@
      ├── DaemonRunningError        another daemon serves this catalog
      ├── InvalidRequestError       a malformed argument (a bad tag, a path outside every root)
      │    ├── UnknownCommandError  a feed request names no command
-     │    └── AutomaticTagError    a tag to remove is automatic where it was asked
+     │    ├── AutomaticTagError    a tag to remove is automatic where it was asked
+     │    └── UnknownRootError     a list names a root the catalog does not have
      ├── NotFoundError             a path or asset the caller named is not in the catalog
      ├── DaemonError               talking to a running daemon failed
      │    ├── NoDaemonError        no daemon answers for this catalog (exit 3)
@@ -57,6 +58,7 @@ __all__ = [
     "SeederBusyError",
     "TaskError",
     "UnknownCommandError",
+    "UnknownRootError",
     "UsageError",
     "VerifyBusyError",
     "WorkerDied",
@@ -123,6 +125,10 @@ class UnknownCommandError(InvalidRequestError):
 
 class AutomaticTagError(InvalidRequestError):
     """A tag to remove is automatic at that location: its place gives it, no user did."""
+
+
+class UnknownRootError(InvalidRequestError):
+    """A list names a root that is neither configured nor in the catalog."""
 
 
 class NotFoundError(AssetdError):

@@ -13,8 +13,9 @@ from typing import Any
 from assetd.apply import after_look, restore_paths
 from assetd.catalog import Catalog, Change
 from assetd.catalog.comfyrefs import ComfyRefs
+from assetd.catalog.locations import Cursor
 from assetd.config import Config
-from assetd.exceptions import InvalidRequestError, NotFoundError
+from assetd.exceptions import InvalidRequestError, NotFoundError, UnknownRootError
 from assetd.paths import root_for_path
 from assetd.reconciler import Reconciler
 from assetd.seeder import AssetSeeder
@@ -105,8 +106,23 @@ class Service:
             )
         return roots
 
-    def list_locations(self, **kwargs: Any) -> tuple[list[dict[str, Any]], bytes | None]:
+    def list_locations(self, **kwargs: Any) -> tuple[list[dict[str, Any]], Cursor | None]:
+        root, known = kwargs.get("root"), self.known_roots()
+        if root is not None and root not in known:
+            names = ", ".join(sorted(known)) or "none yet"
+            raise UnknownRootError(f"there is no root named {root!r} (the roots: {names})")
         return self.catalog.list_locations(**kwargs)
+
+    def location_detail(self, path: bytes) -> dict[str, Any]:
+        """The page's preview of one location: it, its metadata, its content's locations."""
+        detail = self.catalog.location_detail(path)
+        if detail is None:
+            raise NotFoundError(f"{os.fsdecode(path)} is not in the catalog")
+        return detail
+
+    def known_roots(self) -> set[str]:
+        """The roots a list may name: the configured ones and those the catalog has."""
+        return {r.name for r in self._config().roots} | set(self.catalog.root_prefixes())
 
     # -- writing (through the reconciler) -------------------------------------------
 

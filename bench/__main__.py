@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from bench.comfy import asset_list, workflow_check
 from bench.rows import Row, make_small_files, tag_every
@@ -527,7 +528,7 @@ def scale(tmp: Path, runs: int, quick: bool) -> list[Row]:
     rows = []
     for count in (2000, 10_000) if quick else (100_000, 1_000_000):
         row = Row(f"scale {count}", "RSS <= 100 MB at 100k, <= 250 MB at 1M; "
-                  "restart <= 4x find; list 100 by tag <= 20 ms")  # fmt: skip
+                  "restart <= 4x find; list 100 by tag, sorted, searched <= 20 ms")  # fmt: skip
         data = tmp / f"scale{count}"
         make_small_files(data, count, max(1, count // 1000), 0, 0, distinct=True)
         db = tmp / f"scale{count}.db"
@@ -535,18 +536,25 @@ def scale(tmp: Path, runs: int, quick: bool) -> list[Row]:
         tag_every(db, data, count // 1000, "pick")
         row.reference["find"] = []
         lists: list[float] = []
+        browse: dict[str, list[float]] = {}
         for _ in range(runs):
             daemon = BenchDaemon(tmp, data, f"scale{count}")
             row.assetd.append(daemon.ready_s)
             lists += _time_lists(daemon.address, {"tag": "pick", "limit": 100}, 20)
             lists += _time_lists(daemon.address, {"tag": "d0000", "limit": 100}, 20)
+            for name, times in _time_browsing(daemon.address, min(50, count // 200)).items():
+                browse.setdefault(name, []).extend(times)
             row.rss_mib = max(row.rss_mib, daemon.stop_measured())
             seconds, _ = run([f"find {data} -type f -printf '%s %T@\\n' > /dev/null"], shell=True)
             row.reference["find"].append(seconds)
         lists.sort()
         row.note = (
             f"restart = daemon start to startup scan done; list of 100 by tag: "
-            f"p50 {lists[len(lists) // 2] * 1000:.1f} ms, max {lists[-1] * 1000:.1f} ms"
+            f"p50 {lists[len(lists) // 2] * 1000:.1f} ms, max {lists[-1] * 1000:.1f} ms; "
+            + "; ".join(
+                f"{name}: p50 {statistics.median(t) * 1000:.1f} ms, max {max(t) * 1000:.1f}"
+                for name, t in browse.items()
+            )
         )
         rows.append(row)
         shutil.rmtree(data)
@@ -566,6 +574,48 @@ def _time_lists(address: str, args: dict[str, object], times: int) -> list[float
             out.append(time.perf_counter() - started)
             if len(reply["result"]["items"]) != args["limit"]:
                 raise RuntimeError(f"list {args} returned {len(reply['result']['items'])} items")
+    return out
+
+
+# The page's lists over HTTP, as the browser asks for them: every order, a page deep
+# in the list, a search most names match, and one that only one name matches (it reads
+# every name: reported, not held to the page goal).
+BROWSING = {
+    "sorted": [f"sort={s}&order={o}" for s in ("name", "mtime", "size") for o in ("asc", "desc")],
+    "deep": ["sort=mtime&order=desc", "sort=name"],
+    "q common": ["q=.bin&sort=mtime&order=desc", "q=F0&sort=name"],
+    "q one name": ["q=f0000042.bin"],
+}
+
+
+def _time_browsing(address: str, depth: int, times: int = 5) -> dict[str, list[float]]:
+    """Round trips of /api/assets pages of 100 (each asserted to be a page); "deep"
+    is the page after ``depth`` pages."""
+    import urllib.request
+
+    def page(query: str) -> tuple[float, dict[str, Any]]:
+        started = time.perf_counter()
+        with urllib.request.urlopen(f"http://{address}/api/assets?limit=100&{query}") as r:
+            body = json.loads(r.read())
+        return time.perf_counter() - started, body
+
+    out: dict[str, list[float]] = {}
+    for name, queries in BROWSING.items():
+        for query in queries:
+            for _ in range(times):
+                if name == "deep":
+                    cursor = None
+                    for _ in range(depth):
+                        _, body = page(query + (f"&after={cursor}" if cursor else ""))
+                        cursor = body["next"]
+                    query_deep = f"{query}&after={cursor}"
+                    seconds, body = page(query_deep)
+                else:
+                    seconds, body = page(query)
+                expected = 1 if name == "q one name" else 100
+                if len(body["items"]) != expected:
+                    raise RuntimeError(f"{query}: {len(body['items'])} items")
+                out.setdefault(name, []).append(seconds)
     return out
 
 

@@ -49,3 +49,12 @@ def test_ci_runs_the_readme_test_command_verbatim() -> None:
     blocks = re.findall(r"```sh\n(.*?)\n```", readme, re.S)
     assert len(blocks) >= 2
     assert blocks[1].strip() in (REPO / ".ci" / "run").read_text()
+
+
+def test_every_feed_command_is_in_the_protocol_docs() -> None:
+    """Each command the feed answers has its row in docs/protocol.md's command table."""
+    from assetd.feed.commands import COMMANDS as FEED_COMMANDS
+
+    text = (REPO / "docs" / "protocol.md").read_text()
+    for name in [*FEED_COMMANDS, "subscribe"]:
+        assert f"| `{name}` |" in text, f"feed command {name} is not in docs/protocol.md"

@@ -267,6 +267,8 @@ def test_token_is_required_when_configured(tmp_path: Path, make_daemon: Any) -> 
     asyncio.run(go())
     assert http_get(f"{base}/api/assets")[0] == 401
     assert http_get(f"{base}/api/assets/seed/status")[0] == 401
+    assert http_get(f"{base}/api/location?path=/r/x")[0] == 401
+    assert http_get(f"{base}/api/location?path=/r/x&token=s3cret-token")[0] == 404
     assert http_get(f"{base}/api/assets?token=s3cret-token")[0] == 200
     assert http_get(f"{base}/api/assets", {"Authorization": "Bearer s3cret-token"})[0] == 200
     assert "s3cret-token" not in d.log_text()  # tokens are never logged, nor wrong ones

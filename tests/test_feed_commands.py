@@ -228,7 +228,7 @@ def test_list_pages_with_a_cursor() -> None:
     first, second = (dict(args) for _, args in service.calls)
     assert first == {
         "after": None, "include_missing": False, "limit": 1, "missing_only": False,
-        "root": "r", "tag": "t",
+        "root": "r", "tag": "t", "q": None, "sort": "path", "order": "asc",
     }  # fmt: skip
     assert second["after"] == b"/r/a" and second["limit"] == commands.LIST_DEFAULT
     assert run(FakeService(list_locations=([], None)), "list")["next"] is None

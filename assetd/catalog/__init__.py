@@ -34,7 +34,7 @@ from assetd.catalog.changelog import CHANGE_CHANNEL, Change, ChangeListener, Cha
 from assetd.catalog.comfyrefs import ComfyRefs
 from assetd.catalog.engine import close_database, open_database, said, shown_url
 from assetd.catalog.lifecycle import Lifecycle
-from assetd.catalog.locations import Locations
+from assetd.catalog.locations import Cursor, Locations
 from assetd.catalog.roots import Roots
 from assetd.catalog.schema import SCHEMA_VERSION, Models, migrations
 from assetd.catalog.sql import Store
@@ -194,9 +194,12 @@ class Catalog:
     def get_state(self, path: bytes) -> CachedState | None:
         return self.locations.get_state(path)
 
-    def list_locations(self, **filters: Any) -> tuple[list[dict[str, Any]], bytes | None]:
-        """A page of Location objects in path order, and the path to continue after."""
+    def list_locations(self, **filters: Any) -> tuple[list[dict[str, Any]], Cursor | None]:
+        """A page of Location objects in the order asked, and where to continue."""
         return self.locations.list(**filters)
+
+    def location_detail(self, path: bytes) -> dict[str, Any] | None:
+        return self.locations.detail(path)
 
     def render_locations(self, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
         return self.locations.render(ids)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 from assetd.catalog.schema import to_i64
 from assetd.catalog.sql import (
@@ -21,9 +22,30 @@ from assetd.catalog.sql import (
     state_of_row,
 )
 from assetd.decide import CachedState, FileStat
-from assetd.paths import prefix_upper_bound
+from assetd.paths import file_name, prefix_upper_bound
 
 __all__ = ["Locations"]
+
+# The orders a list can be read in: the column each reads, from its index.
+SORT_COLUMNS = {
+    "path": "l.file_path",
+    "name": "l.file_name",
+    "mtime": "l.mtime_ns",
+    "size": "l.size",
+}
+
+_Where: TypeAlias = list[str]  # a query's conditions
+_Params: TypeAlias = list[Any]  # and their parameters
+
+# Where a page continues: after this path (path order), or this (sort value, id).
+Cursor = bytes | tuple[Any, int]
+
+# Locations of one content a detail lists (a file copied thousands of times lists some).
+DETAIL_LOCATIONS = 100
+
+# Rows a filter may leave below which a list fetches them first and sorts them, rather
+# than reading the order's index until it has found a page.
+FEW_ROWS_TO_SORT = 5000
 
 # Assets carrying a tag below which a tag filter starts from the tag's index.
 RARE_TAG_ASSETS = 5000
@@ -278,39 +300,146 @@ class Locations:
         tag: str | None = None,
         include_missing: bool = False,
         missing_only: bool = False,
+        q: str | None = None,
+        sort: str = "path",
+        order: str = "asc",
         limit: int | None = None,
-        after: bytes | None = None,
-    ) -> tuple[list[dict[str, Any]], bytes | None]:
-        """A page of locations in path order, and the path to continue after (or None).
+        after: Cursor | None = None,
+    ) -> tuple[list[dict[str, Any]], Cursor | None]:
+        """A page of locations in the order asked, and the cursor to continue after
+        (or None): the last row's sort value and id, or its path in path order.
 
-        Plain SQL, not peewee's models: a page is read per request, and building a model
-        object for each row would cost more than the query.
+        Every order is an index (paths, file names, mtimes, sizes; ties by id), read
+        from the cursor on, so a page costs the same at the millionth row as at the
+        first. Plain SQL, not peewee's models: a page is read per request, and building
+        a model object for each row would cost more than the query.
         """
-        where: list[str] = []
-        params: list[Any] = []
-        if missing_only:
-            where.append("l.is_missing")
-        elif not include_missing:
-            where.append("NOT l.is_missing")
-        if root is not None:
-            where.append("l.root = ?")
-            params.append(root)
-        if tag is not None:
-            condition, values = self.has_tag([tag])
+        column = SORT_COLUMNS[sort]
+        descending = order == "desc"
+        where, params = self._filters(root, tag, include_missing, missing_only, q)
+        if where is None:
+            return [], None
+        if after is not None:
+            condition, values = _after(column, descending, after)
             where.append(condition)
             params += values
-        if after is not None:
-            where.append("l.file_path > ?")
-            params.append(after)
         sql = LOCATION_SQL + (f"WHERE {' AND '.join(where)} " if where else "")
-        sql += "ORDER BY l.file_path"
+        direction = " DESC" if descending else ""
+        sql += f"ORDER BY {column}{direction}"
+        if sort != "path":
+            sql += f", l.id{direction}"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit + 1)
         rows = self.store.query(sql, params)
         more = limit is not None and len(rows) > limit
         rows = rows[:limit] if limit is not None else rows
-        return self._rendered(rows), (bytes(rows[-1][1]) if more else None)
+        items = self._rendered(rows)
+        if not more:
+            return items, None
+        last = rows[-1]
+        return items, bytes(last[1]) if sort == "path" else (_sort_value(sort, last), last[0])
+
+    def _filters(
+        self,
+        root: str | None,
+        tag: str | None,
+        include_missing: bool,
+        missing_only: bool,
+        q: str | None,
+    ) -> tuple[_Where | None, _Params]:
+        """A list's conditions and parameters (None: nothing can match), shaped for the
+        planner.
+
+        A page is read along the order's index, and a filter that most rows pass costs
+        little there. A filter that few rows pass would have the index read far, so
+        those few rows are fetched first and sorted (a small root from its own index,
+        the few files a name search finds from the names' index).
+        """
+        where: list[str] = []
+        params: list[Any] = []
+        if missing_only:
+            missing = "SELECT id FROM cache_state{index} WHERE is_missing"
+            if self.store.sqlite and self._fewer(
+                missing.format(index=" INDEXED BY cache_state_missing"), [], FEW_ROWS_TO_SORT
+            ):
+                where.append(f"l.id IN ({missing.format(index='')})")
+            else:
+                where.append("l.is_missing")
+        elif not include_missing:
+            where.append("NOT l.is_missing")
+        if root is not None:
+            small = self._fewer(
+                "SELECT 1 FROM cache_state WHERE root = ?", [root], FEW_ROWS_TO_SORT
+            )
+            # SQLite without statistics would take the root's index for any root, and
+            # sort a million rows for a page; a unary plus keeps it off that index.
+            where.append("l.root = ?" if small or not self.store.sqlite else "+l.root = ?")
+            params.append(root)
+        if tag is not None:
+            condition, values = self.has_tag([tag])
+            where.append(condition)
+            params += values
+        if q:
+            ids = self._named(q)
+            if ids is not None and not ids:
+                return None, []
+            if ids is not None:
+                where.append(f"l.id IN ({marks(ids)})")
+                params += ids
+            else:
+                condition, values = self.name_contains(q)
+                where.append(condition)
+                params += values
+        return where, params
+
+    def _named(self, text: str) -> _Params | None:
+        """The ids of every location whose file name contains ``text``, when there are
+        few (None: many), read from the names' index alone."""
+        condition, values = self.name_contains(text)
+        index = " INDEXED BY cache_state_file_name" if self.store.sqlite else ""
+        rows = self.store.query(
+            f"SELECT l.id FROM cache_state l{index} WHERE {condition} LIMIT ?",
+            [*values, FEW_ROWS_TO_SORT + 1],
+        )
+        return [r[0] for r in rows] if len(rows) <= FEW_ROWS_TO_SORT else None
+
+    def _fewer(self, select: str, params: Sequence[Any], bound: int) -> bool:
+        """Whether ``select`` yields fewer than ``bound`` rows (counted up to it)."""
+        ((count,),) = self.store.query(
+            f"SELECT COUNT(*) FROM ({select} LIMIT {int(bound)}) t", list(params)
+        )
+        return bool(count < bound)
+
+    def detail(self, path: bytes) -> dict[str, Any] | None:
+        """The location at ``path`` with its asset's user metadata and every location of
+        that content, live and missing (None: no such location)."""
+        found = self.store.query(
+            "SELECT l.id, l.asset_id, a.user_metadata FROM cache_state l "
+            "JOIN asset a ON a.id = l.asset_id WHERE l.file_path = ?",
+            [path],
+        )
+        if not found:
+            return None
+        ((location_id, asset_id, metadata),) = found
+        rows = self.store.query(
+            LOCATION_SQL + "WHERE l.asset_id = ? ORDER BY l.file_path LIMIT ?",
+            [asset_id, DETAIL_LOCATIONS],
+        )
+        others = dict(zip((r[0] for r in rows), self._rendered(rows), strict=True))
+        location = others.get(location_id) or self.render([location_id])[location_id]
+        return {
+            "location": location,
+            "metadata": json.loads(metadata),
+            "locations": list(others.values()),
+        }
+
+    def name_contains(self, text: str) -> tuple[str, Sequence[str]]:
+        """The condition "the file name contains ``text``", case-insensitive, with ``%``
+        and ``_`` taken as themselves, and its parameter."""
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        like = "LIKE" if self.store.sqlite else "ILIKE"  # SQLite's LIKE ignores case
+        return f"l.file_name {like} ? ESCAPE '\\'", [pattern]
 
     def has_tag(self, tags: Sequence[str]) -> tuple[str, Sequence[str]]:
         """The condition "the location has one of ``tags``" (its asset's, or its own
@@ -337,9 +466,8 @@ class Locations:
         return f"({by_asset} OR {own})", (*tags, *tags)
 
     def _rare(self, table: str, tags: Sequence[str]) -> bool:
-        some = f"SELECT 1 FROM {table} WHERE name IN ({marks(tags)}) LIMIT {RARE_TAG_ASSETS}"
-        ((count,),) = self.store.query(f"SELECT COUNT(*) FROM ({some}) t", list(tags))
-        return bool(count < RARE_TAG_ASSETS)
+        some = f"SELECT 1 FROM {table} WHERE name IN ({marks(tags)})"
+        return self._fewer(some, tags, RARE_TAG_ASSETS)
 
     def root_counts(self) -> dict[str, tuple[int, int]]:
         """Root name → (live locations, missing locations)."""
@@ -350,3 +478,23 @@ class Locations:
         for root, is_missing, n in rows:
             counts.setdefault(root, [0, 0])[1 if is_missing else 0] = n
         return {root: (live, missing) for root, (live, missing) in counts.items()}
+
+
+def _after(column: str, descending: bool, after: Cursor) -> tuple[str, list[Any]]:
+    """The condition "beyond the cursor" in the list's order, and its parameters.
+
+    The plain bound on the column comes first so that either engine starts the index
+    range there; the (value, id) pair then drops the rows of equal value already sent.
+    """
+    beyond = "<" if descending else ">"
+    if isinstance(after, bytes):
+        return f"{column} {beyond} ?", [after]
+    value, last_id = after
+    return f"{column} {beyond}= ? AND ({column}, l.id) {beyond} (?, ?)", [value, value, last_id]
+
+
+def _sort_value(sort: str, row: Sequence[Any]) -> Any:
+    """A row of :data:`LOCATION_SQL`'s sort value for ``sort``."""
+    if sort == "name":
+        return file_name(bytes(row[1]))
+    return row[6] if sort == "mtime" else row[5]

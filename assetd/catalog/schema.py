@@ -313,6 +313,18 @@ def _v10_comfyui_refs(db: pw.Database, models: Models) -> None:
     )
 
 
+def _v11_sort_indexes(db: pw.Database, models: Models) -> None:
+    # A list sorted by date or size reads a page from the cursor on in one of these
+    # (file names have an index already); each holds its row's id for the ties.
+    db.execute_sql("CREATE INDEX IF NOT EXISTS cache_state_mtime ON cache_state (mtime_ns)")
+    db.execute_sql("CREATE INDEX IF NOT EXISTS cache_state_size ON cache_state (size)")
+    # The missing are few, and a list of them only is asked for: a partial index of
+    # them costs a pass nothing (a live row is not in it).
+    db.execute_sql(
+        "CREATE INDEX IF NOT EXISTS cache_state_missing ON cache_state (id) WHERE is_missing"
+    )
+
+
 def migrations() -> list[tuple[int, str, Migration]]:
     """Every schema version in order: (version, what it does, how)."""
     return [
@@ -325,6 +337,7 @@ def migrations() -> list[tuple[int, str, Migration]]:
         (8, "automatic tags per location, not merged over the asset", _v8_location_tags),
         (9, "each location's file name and first sighting, indexed", _v9_location_name_and_age),
         (10, "ComfyUI's asset API: names and deletions per location", _v10_comfyui_refs),
+        (11, "index the locations by mtime and size, and the missing ones", _v11_sort_indexes),
     ]
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from assetd.catalog.locations import Cursor
 from assetd.cli import output
 from assetd.cli.local import LocalOperations, open_catalog
 from assetd.cli.parser import (
@@ -222,7 +223,7 @@ def _run(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_ls(args: argparse.Namespace, config: Config) -> int:
     catalog = open_catalog(config)
-    after: bytes | None = None
+    after: Cursor | None = None
     out = sys.stdout.buffer
     while True:
         items, after = catalog.list_locations(

@@ -16,6 +16,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from assetd.catalog.locations import Cursor
 from assetd.exceptions import (
     AlreadyRunningError,
     AssetdError,
@@ -25,6 +26,7 @@ from assetd.exceptions import (
     NotFoundError,
     SeederBusyError,
     UnknownCommandError,
+    UnknownRootError,
 )
 from assetd.service import Service
 
@@ -49,12 +51,15 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 LIST_DEFAULT, LIST_MAX = 100, 1000
+SORTS = ("path", "name", "mtime", "size")
+_SORT_TYPES: dict[str, type] = {"name": str, "mtime": int, "size": int}
 
 # The first entry the exception is an instance of gives its code; anything that is not
 # an AssetdError is a bug, answered ``internal_error`` (and logged with its traceback).
 ERROR_CODES: tuple[tuple[type[AssetdError], str], ...] = (
     (UnknownCommandError, "unknown_command"),
     (AutomaticTagError, "automatic_tag"),
+    (UnknownRootError, "unknown_root"),
     (InvalidRequestError, "bad_request"),
     (ConfigError, "bad_request"),
     (NotFoundError, "not_found"),
@@ -201,6 +206,10 @@ def meta(service: Service, msg: dict[str, Any]) -> dict[str, Any]:
     return {"metadata": service.meta(path, set_, unset)}
 
 
+def location(service: Service, msg: dict[str, Any]) -> dict[str, Any]:
+    return service.location_detail(_message_path(msg))
+
+
 def check(service: Service, msg: dict[str, Any]) -> dict[str, Any]:
     if "workflow" not in msg:
         raise InvalidRequestError("'workflow' is required: a ComfyUI workflow as a JSON object")
@@ -218,6 +227,7 @@ COMMANDS: dict[str, Command] = {
     "list": list_,
     "tag": tag,
     "meta": meta,
+    "location": location,
     "check": check,
 }
 
@@ -230,34 +240,65 @@ def list_args(msg: dict[str, Any]) -> dict[str, Any]:
     limit = _arg(msg, "limit", int, LIST_DEFAULT)
     if not 1 <= limit <= LIST_MAX:
         raise InvalidRequestError(f"'limit' must be between 1 and {LIST_MAX}")
+    sort = _arg(msg, "sort", str, None) or "path"
+    if sort not in SORTS:
+        raise InvalidRequestError(f"'sort' must be one of {', '.join(SORTS)}")
+    order = _arg(msg, "order", str, None) or "asc"
+    if order not in ("asc", "desc"):
+        raise InvalidRequestError("'order' must be asc or desc")
     return {
         "root": _arg(msg, "root", str, None) or None,
         "tag": _arg(msg, "tag", str, None) or None,
         "include_missing": _arg(msg, "include_missing", bool, False),
         "missing_only": _arg(msg, "missing_only", bool, False),
+        "q": _arg(msg, "q", str, None) or None,
+        "sort": sort,
+        "order": order,
         "limit": limit,
-        "after": decode_cursor(msg.get("after")),
+        "after": decode_cursor(msg.get("after"), sort),
     }
 
 
 def list_page(service: Service, kwargs: dict[str, Any]) -> dict[str, Any]:
     items, after = service.list_locations(**kwargs)
-    return {"items": items, "next": encode_cursor(after)}
+    return {"items": items, "next": encode_cursor(after, kwargs["sort"])}
 
 
-def encode_cursor(path: bytes | None) -> str | None:
-    return base64.urlsafe_b64encode(path).decode("ascii") if path is not None else None
+# A cursor in path order is the last path (base64url); in another order it is the
+# sort's name, the last sort value and id (JSON, base64url), behind a mark that base64
+# never starts with, so that a cursor from one order is refused by another.
+_SORTED = "~"
 
 
-def decode_cursor(cursor: Any) -> bytes | None:
+def encode_cursor(after: Cursor | None, sort: str = "path") -> str | None:
+    if after is None:
+        return None
+    if isinstance(after, bytes):
+        return base64.urlsafe_b64encode(after).decode("ascii")
+    body = json.dumps([sort, *after]).encode()
+    return _SORTED + base64.urlsafe_b64encode(body).decode("ascii")
+
+
+def decode_cursor(cursor: Any, sort: str = "path") -> Cursor | None:
     if cursor is None:
         return None
     if not isinstance(cursor, str):
         raise InvalidRequestError("'after' must be a cursor string from a previous list")
+    sorted_cursor = cursor.startswith(_SORTED)
+    if sorted_cursor != (sort != "path"):
+        raise InvalidRequestError("'after' is a cursor of a list in another order")
     try:
-        return base64.b64decode(cursor.encode("ascii"), altchars=b"-_", validate=True)
-    except (ValueError, binascii.Error) as exc:
+        raw = base64.b64decode(
+            cursor.lstrip(_SORTED).encode("ascii"), altchars=b"-_", validate=True
+        )
+        if not sorted_cursor:
+            return raw
+        name, value, last_id = json.loads(raw)
+    except (ValueError, TypeError, binascii.Error) as exc:
         raise InvalidRequestError("'after' is not a valid cursor") from exc
+    if name != sort or not isinstance(last_id, int) or not isinstance(value, _SORT_TYPES[sort]):
+        raise InvalidRequestError("'after' is a cursor of a list in another order")
+    return value, last_id
 
 
 # -- arguments ----------------------------------------------------------------------

@@ -14,7 +14,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from assetd.exceptions import InvalidRequestError
+from assetd.exceptions import InvalidRequestError, NotFoundError
 from assetd.feed import commands
 from assetd.service import Service
 
@@ -73,8 +73,13 @@ class Routes:
                 return json_response(200, await asyncio.to_thread(self.service.status))
             if url.path == "/api/assets":
                 return json_response(200, await asyncio.to_thread(self._list, query))
+            if url.path == "/api/location":
+                detail = await asyncio.to_thread(commands.location, self.service, query)
+                return json_response(200, detail)
         except InvalidRequestError as exc:
             return json_response(400, {"error": str(exc), "code": commands.error_code(exc)})
+        except NotFoundError as exc:
+            return json_response(404, {"error": str(exc), "code": commands.error_code(exc)})
         return json_response(404, {"error": f"no such page: {url.path}"})
 
     def _list(self, query: dict[str, str]) -> dict[str, Any]:
