@@ -120,7 +120,7 @@ def test_search_sort_and_filters_change_what_is_shown(
     sizes = {"bravo.png": 300, "alpha.bin": 100, "charlie.txt": 200}
     for i, (name, size) in enumerate(sizes.items()):
         write(tmp_path / "r" / "sub" / name, b"x" * size, OLD_NS + i * 10**9)
-    write(tmp_path / "other" / "delta.bin", "in the other root", OLD_NS)
+    write(tmp_path / "other" / "delta.bin", "in the other root", OLD_NS - 10**9)
     d = make_daemon({"r": tmp_path / "r", "other": tmp_path / "other"}).start()
     page.goto(f"http://{d.address}/")
     page.click("#view-list")
@@ -188,12 +188,16 @@ def test_thumbnails_load_and_others_get_an_icon(
 def test_tags_round_trip_from_the_preview_and_the_list(
     tmp_path: Path, make_daemon: Any, page: Any
 ) -> None:
-    """A tag added in the preview is in `assetd ls --json`; removed in the list, it is
-    gone there too; an automatic tag has no remove control."""
+    """The preview lists every location of the content; a tag added there is in `assetd
+    ls --json`; removed in the list, it is gone there too; an automatic tag has no
+    remove control."""
     made = write(tmp_path / "r" / "art" / "cat.png", "a cat", OLD_NS)
+    copy = write(tmp_path / "r" / "copies" / "cat.png", "a cat", OLD_NS)
     d = make_daemon().start()
     page.goto(f"http://{d.address}/")
     entry(page, made).click()
+    page.locator("#pv-locations li").nth(1).wait_for()
+    assert page.locator("#pv-locations li").all_inner_texts() == [str(made), str(copy)]
     page.fill("#pv-tag-input", "favourite")
     page.press("#pv-tag-input", "Enter")
     page.locator('#pv-tags .tag[data-tag="favourite"]').wait_for()
