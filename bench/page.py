@@ -43,7 +43,7 @@ FEED = "() => [Number(document.body.dataset.seq), window.assetdPage.feed.afresh]
 def page(tmp: Path, runs: int, quick: bool) -> list[Row]:
     """3,000 files of 3 KB in a burst with the page open: the longest frame gap in the
     page (beside the same page idle as long) and the time from the burst's end until its
-    ``data-seq`` is the daemon's latest; then 50,000, which it meets by listing afresh."""
+    ``data-seq`` is the daemon's latest; then 50,000, met by listing afresh."""
     count, big = (300, 3000) if quick else (3000, 50_000)
     burst = Row(f"page burst {count}", "longest frame gap <= 250 ms; caught up in a few s")
     afresh = Row(f"page afresh {big}", "lists afresh, caught up soon after the daemon")
@@ -61,8 +61,9 @@ def page(tmp: Path, runs: int, quick: bool) -> list[Row]:
         try:
             for i in range(runs):
                 _burst_run(browser, tmp, base, f"page{i}", count, burst)
-            # Quick runs lower the page's threshold (far_behind) to see the same fallback.
-            far = "?far_behind=500" if quick else ""
+            # The page keeps up with 50,000 files here without falling 20,000 changes
+            # behind; a lower threshold (far_behind) shows the fallback itself.
+            far = "?far_behind=500" if quick else "?far_behind=5000"
             _burst_run(browser, tmp, base, "page-big", big, afresh, far)
             if os.environ.get("ASSETD_BENCH_SCREENSHOTS"):
                 screenshots(browser, tmp)
