@@ -27,6 +27,7 @@ __all__ = [
     "load_config",
     "parse_root_flag",
     "runtime_file",
+    "state_directory",
 ]
 
 DEFAULT_LISTEN = "127.0.0.1:8765"
@@ -45,6 +46,7 @@ _FEED_KEYS = {
     "keep_changes",
     "keep_days",
     "client_queue",
+    "thumb_cache_mb",
 }
 
 
@@ -76,6 +78,7 @@ class FeedConfig:
     keep_changes: int = 1_000_000
     keep_days: float = 30.0
     client_queue: int = 10_000  # messages queued for one client before it counts as too slow
+    thumb_cache_mb: int = 256  # the thumbnail cache's bound on disk
 
     def token(self) -> str | None:
         """The token clients must present, read from ``token_file``; None when unset."""
@@ -125,13 +128,24 @@ class Config:
 
 def default_database_url(env: Mapping[str, str]) -> str:
     """The embedded SQLite catalog: under systemd's state directory, else XDG data home."""
+    return "sqlite:///" + str((_default_state(env) / "assetd.db").absolute())
+
+
+def state_directory(database_url: str, env: Mapping[str, str]) -> Path:
+    """Where the daemon keeps what it makes besides the catalog (thumbnails): the folder
+    of a SQLite catalog, else systemd's state directory, else XDG data home."""
+    path = sqlite_file(database_url)
+    if path is not None:
+        return Path(path).absolute().parent
+    return _default_state(env).absolute()
+
+
+def _default_state(env: Mapping[str, str]) -> Path:
     state = env.get("STATE_DIRECTORY", "").split(":")[0]
     if state:
-        base = Path(state)
-    else:
-        data_home = env.get("XDG_DATA_HOME") or os.path.join(env.get("HOME") or "~", ".local/share")
-        base = Path(os.path.expanduser(data_home)) / "assetd"
-    return "sqlite:///" + str((base / "assetd.db").absolute())
+        return Path(state)
+    data_home = env.get("XDG_DATA_HOME") or os.path.join(env.get("HOME") or "~", ".local/share")
+    return Path(os.path.expanduser(data_home)) / "assetd"
 
 
 def runtime_file(database_url: str) -> str | None:
@@ -255,6 +269,7 @@ def _from_document(doc: dict[str, Any], env: Mapping[str, str], source: str | No
             keep_changes=_positive(feed, "keep_changes", 1_000_000, where),
             keep_days=float(_positive(feed, "keep_days", 30, where)),
             client_queue=int(_positive(feed, "client_queue", 10_000, where)),
+            thumb_cache_mb=max(1, int(_positive(feed, "thumb_cache_mb", 256, where))),
         ),
         comfyui=_comfy(comfy, where),
         source=source,

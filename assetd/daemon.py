@@ -19,15 +19,17 @@ from typing import TYPE_CHECKING, Any
 
 from assetd.backoff import Backoff
 from assetd.catalog import Catalog, shown_url
-from assetd.config import Config, RootConfig, runtime_file
+from assetd.config import Config, RootConfig, runtime_file, state_directory
 from assetd.exceptions import ConfigError
 from assetd.feed import Feed, Relay
 from assetd.hashpool import HashPool
+from assetd.listen import bind_feed, bind_listener
 from assetd.locks import NodeLock, RuntimeLock
 from assetd.reconciler import Reconciler
 from assetd.seeder import PARALLEL_MIN, AssetSeeder
 from assetd.service import Service
 from assetd.systemd import sd_notify
+from assetd.thumbs import Thumbnailer
 from assetd.watcher import WatchSet
 
 if TYPE_CHECKING:
@@ -67,6 +69,7 @@ class Daemon:
         self._pass_backoff = Backoff(RETRY_PASS_FIRST_S, RETRY_PASS_MAX_S)
         self.relay: Relay | None = None
         self.comfy_api: ComfyApi | None = None  # when [comfyui] listen is set
+        self._feed_sock: socket.socket | None = None
         self._comfy_sock: socket.socket | None = None
         self._lock = threading.RLock()
         self._stop: asyncio.Event | None = None
@@ -77,10 +80,14 @@ class Daemon:
         lock_path = runtime_file(self.config.database)
         lock = RuntimeLock(lock_path) if lock_path else None
         self._token = self.config.feed.token()  # a bad token file stops us before anything runs
-        if self.config.comfyui.listen:  # so does an address in use
-            from assetd.comfyui.api import bind_listener
-
-            self._comfy_sock = bind_listener(self.config.comfyui.listen)
+        # So does an address in use.
+        self._feed_sock = bind_feed(self.config.feed.listen)
+        if self.config.comfyui.listen:
+            self._comfy_sock = bind_listener(
+                self.config.comfyui.listen,
+                serves="ComfyUI's asset API",
+                setting="[comfyui] listen",
+            )
         if lock is not None:
             lock.acquire({"pid": os.getpid(), "listen": self.config.feed.listen})
         self._runtime = lock
@@ -104,8 +111,9 @@ class Daemon:
                 node_lock.release()
             if lock is not None:
                 lock.release()
-            if self._comfy_sock is not None:
-                self._comfy_sock.close()
+            for sock in (self._feed_sock, self._comfy_sock):
+                if sock is not None:
+                    sock.close()
 
     async def _main(self) -> int:
         loop = asyncio.get_running_loop()
@@ -114,18 +122,18 @@ class Daemon:
             loop.add_signal_handler(sig, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         self._build(self.config)
+        self.thumbnailer = Thumbnailer(
+            state_directory(self.config.database, os.environ) / "thumbs",
+            max_bytes=self.config.feed.thumb_cache_mb << 20,
+        )
         self.reconciler.start()
         await self._start_feed()
         await self._start_comfy_api()
         self.watchers.start()  # armed before the scan, so nothing during it is lost
         self.request_pass(None, prune_first=True)
         sd_notify("READY=1\nSTATUS=startup scan running")
-        log.info(
-            "assetd serving %d roots on %s; feed on ws://%s/ws",
-            len(self.config.roots),
-            shown_url(self.config.database),
-            self.feed.address,
-        )
+        log.info("serving %d roots on %s", len(self.config.roots), shown_url(self.config.database))
+        log.info("page at http://%s/ (feed ws://%s/ws)", self.feed.address, self.feed.address)
         watchdog = asyncio.create_task(self._watchdog_pings())
         try:
             await self._stop.wait()
@@ -137,6 +145,7 @@ class Daemon:
             if self.comfy_api is not None:
                 await self.comfy_api.close()
             await asyncio.to_thread(self._teardown)
+            await asyncio.to_thread(self.thumbnailer.shutdown)
             # Closing the loop puts the default action back on these signals; one more
             # SIGTERM or SIGINT in the last steps of an exit already under way would then
             # kill the daemon instead of letting it finish with 0.
@@ -169,9 +178,11 @@ class Daemon:
             self.service,
             host=host,
             port=int(port),
+            sock=self._feed_sock,
             token=self._token,
             allowed_origins=self.config.feed.allowed_origins,
             queue_limit=self.config.feed.client_queue,
+            thumbnailer=self.thumbnailer,
         )
         await self.feed.start()
         publish = lambda changes: self.feed.threadsafe(self.feed.publish_changes, changes)  # noqa: E731

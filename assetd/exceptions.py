@@ -17,7 +17,8 @@
      ├── InvalidRequestError       a malformed argument (a bad tag, a path outside every root)
      │    ├── UnknownCommandError  a feed request names no command
      │    ├── AutomaticTagError    a tag to remove is automatic where it was asked
-     │    └── UnknownRootError     a list names a root the catalog does not have
+     │    ├── UnknownRootError     a list names a root the catalog does not have
+     │    └── RangeNotSatisfiableError  an HTTP Range starts past the file's end (416)
      ├── NotFoundError             a path or asset the caller named is not in the catalog
      ├── DaemonError               talking to a running daemon failed
      │    ├── NoDaemonError        no daemon answers for this catalog (exit 3)
@@ -51,6 +52,7 @@ __all__ = [
     "NoDaemonError",
     "NotFoundError",
     "NotRegularFileError",
+    "RangeNotSatisfiableError",
     "RemoteError",
     "RootOwnedError",
     "ScanError",
@@ -117,6 +119,10 @@ class DaemonRunningError(AssetdError):
 
 class InvalidRequestError(AssetdError):
     """An argument from a caller is malformed."""
+
+
+class RangeNotSatisfiableError(InvalidRequestError):
+    """An HTTP ``Range`` no byte of the file satisfies."""
 
 
 class UnknownCommandError(InvalidRequestError):

@@ -35,6 +35,8 @@ THREADED_LIMIT = 16 << 20
 # From this size, hashing spends its time in reads and in BLAKE3, which give up the GIL.
 LARGE_FILE = 1 << 20
 PREFIX = "blake3:"
+# Files ComfyUI saves with the graph that made them embedded (mime image/png, image/webp).
+GENERATION_SUFFIXES = (b".png", b".webp")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +44,8 @@ class HashResult:
     hash: str  # "blake3:<64 hex>"
     stat: FileStat  # the stat that describes the hashed content
     racy: bool  # modified within RACY_WINDOW_NS of hashing: verify again later
+    # What made it, as JSON, when it is an image ComfyUI saved (see assetd.comfyui.outputs).
+    generation: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,14 +120,21 @@ def hash_file(
                 raise NotRegularFileError(0, "not a regular file", os.fsdecode(path))
             settled = before.st_mtime_ns <= started - RACY_WINDOW_NS
             digest = _digest(fd, before.st_size, mapped=settled)
+            made = _generation(fd) if path[-5:].lower().endswith(GENERATION_SUFFIXES) else None
         finally:
             os.close(fd)
         after = os.stat(path, follow_symlinks=follow_symlinks)
         seen = FileStat.from_os(before)
         if FileStat.from_os(after) == seen:
             racy = seen.mtime_ns > started - RACY_WINDOW_NS
-            return HashResult(PREFIX + digest, seen, racy)
+            return HashResult(PREFIX + digest, seen, racy, made)
     raise FileChangedError(0, "changed while being hashed", os.fsdecode(path))
+
+
+def _generation(fd: int) -> str | None:
+    from assetd.comfyui.outputs import read_generation  # images only: not every hash
+
+    return read_generation(fd)
 
 
 def _digest(fd: int, size: int, *, mapped: bool) -> str:

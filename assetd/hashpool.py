@@ -162,7 +162,7 @@ class HashPool:
 # -- in the worker process ----------------------------------------------------------
 
 # What a worker returns for one path, compact to cross the pipe:
-# ("ok", hash, stat fields, racy) | ("gone",) | ("error", message)
+# ("ok", hash, stat fields, racy, generation) | ("gone",) | ("error", message)
 _Result = tuple[object, ...]
 
 
@@ -173,7 +173,7 @@ def hash_paths(paths: list[bytes], follow_symlinks: bool) -> list[_Result]:
         outcome = hash_path(path, follow_symlinks=follow_symlinks)
         if outcome.result is not None:
             r = outcome.result
-            out.append(("ok", r.hash, tuple(r.stat), r.racy))
+            out.append(("ok", r.hash, tuple(r.stat), r.racy, r.generation))
         elif outcome.gone:
             out.append(("gone",))
         else:
@@ -183,9 +183,10 @@ def hash_paths(paths: list[bytes], follow_symlinks: bool) -> list[_Result]:
 
 def _outcome(state: CachedState, result: _Result) -> HashOutcome:
     if result[0] == "ok":
-        _, digest, stat, racy = result
+        _, digest, stat, racy, made = result
         assert isinstance(digest, str) and isinstance(stat, tuple)
-        return HashOutcome(state, HashResult(digest, FileStat(*stat), bool(racy)))
+        made = made if isinstance(made, str) else None
+        return HashOutcome(state, HashResult(digest, FileStat(*stat), bool(racy), made))
     if result[0] == "gone":
         return HashOutcome(state, gone=True)
     return HashOutcome(state, error=str(result[1]))

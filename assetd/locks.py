@@ -9,7 +9,7 @@ import json
 import os
 from typing import Any
 
-from assetd.exceptions import CatalogError, DaemonRunningError
+from assetd.exceptions import AssetdError, CatalogError, DaemonRunningError
 
 __all__ = ["NodeLock", "RuntimeLock"]
 
@@ -62,8 +62,15 @@ class RuntimeLock:
             os.pwrite(self._fd, json.dumps(info).encode() + b"\n", 0)
 
     def acquire(self, info: dict[str, Any]) -> None:
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        folder = os.path.dirname(self.path)
+        try:
+            os.makedirs(folder, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise AssetdError(
+                f"cannot make the catalog's folder {folder} or its runtime file there: "
+                f"{exc.strerror or exc}; choose another place with --db or [daemon] database"
+            ) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -75,6 +82,24 @@ class RuntimeLock:
             ) from None
         self._fd = fd
         self.update(info)
+
+    def check_free(self) -> None:
+        """Raise :class:`DaemonRunningError` when a live daemon holds the file; make
+        nothing (a missing file is held by no one)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:  # none there, or no folder: no daemon holds it
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = _read_json(fd)
+            raise DaemonRunningError(
+                f"another assetd (pid {other.get('pid', '?')}) already serves this catalog "
+                f"({self.path})"
+            ) from None
+        finally:
+            os.close(fd)
 
     def release(self) -> None:
         if self._fd is not None:

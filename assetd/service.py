@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from assetd.apply import after_look, restore_paths
 from assetd.catalog import Catalog, Change
@@ -20,10 +20,22 @@ from assetd.paths import root_for_path
 from assetd.reconciler import Reconciler
 from assetd.seeder import AssetSeeder
 
-__all__ = ["Service"]
+__all__ = ["LiveFile", "Service"]
 
 
 Part = Callable[[], dict[str, Any]]
+
+
+class LiveFile(NamedTuple):
+    """A live location as the catalog has it: what a served file must still match."""
+
+    path: bytes
+    size: int
+    mtime_ns: int
+    device: int
+    inode: int
+    hash: str | None
+    mime_type: str | None
 
 
 class Service:
@@ -106,6 +118,18 @@ class Service:
             )
         return roots
 
+    def live_file(self, path: bytes) -> LiveFile | None:
+        """The catalog's row of the live location at ``path`` (a normalised absolute
+        path) inside a configured root; None for anything else."""
+        if root_for_path(path, self._config().roots) is None:
+            return None
+        state = self.catalog.get_state(path)
+        if state is None or state.is_missing or state.path != path:
+            return None
+        mime = self.catalog.render_locations([state.id]).get(state.id, {}).get("mime_type")
+        stat = state.stat
+        return LiveFile(path, stat.size, stat.mtime_ns, stat.device, stat.inode, state.hash, mime)
+
     def list_locations(self, **kwargs: Any) -> tuple[list[dict[str, Any]], Cursor | None]:
         root, known = kwargs.get("root"), self.known_roots()
         if root is not None and root not in known:
@@ -115,10 +139,7 @@ class Service:
 
     def location_detail(self, path: bytes) -> dict[str, Any]:
         """The page's preview of one location: it, its metadata, its content's locations."""
-        detail = self.catalog.location_detail(path)
-        if detail is None:
-            raise NotFoundError(f"{os.fsdecode(path)} is not in the catalog")
-        return detail
+        return self.catalog.location_detail(path)
 
     def known_roots(self) -> set[str]:
         """The roots a list may name: the configured ones and those the catalog has."""

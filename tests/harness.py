@@ -106,9 +106,10 @@ def cached_bytes(path: Path) -> int:
 
 def checkout_env(env: dict[str, str] | None = None) -> dict[str, str]:
     """The environment for a subprocess that runs assetd from this checkout: no
-    configuration file named from outside, ``env`` on top."""
+    configuration file named from outside, not under a journal, ``env`` on top."""
     full_env = {**os.environ, "PYTHONPATH": str(REPO)}
     full_env.pop("ASSETD_CONFIG", None)
+    full_env.pop("JOURNAL_STREAM", None)
     full_env.update(env or {})
     return full_env
 
@@ -282,7 +283,7 @@ class Daemon:
         if self.db.startswith("sqlite:"):
             runtime = Path(self.db.removeprefix("sqlite:///") + ".daemon")
             return str(json.loads(runtime.read_text())["listen"])
-        found = re.findall(r"feed on ws://(\S+)/ws", self.log_text())
+        found = re.findall(r"\(feed ws://(\S+)/ws\)", self.log_text())
         assert found, "the daemon has not said where its feed listens"
         return str(found[-1])
 

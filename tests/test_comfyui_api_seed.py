@@ -168,12 +168,13 @@ def test_busy_answers_are_comfyuis_plain_objects() -> None:
     cancel cancelling (idle once cancelling), status with progress null before any."""
     import aiohttp
 
-    from assetd.comfyui.api import ComfyApi, bind_listener
+    from assetd.comfyui.api import ComfyApi
+    from assetd.listen import bind_listener
 
     service = BusyService()
 
     async def run() -> list[tuple[int, Any]]:
-        sock = bind_listener("127.0.0.1:0")
+        sock = bind_listener("127.0.0.1:0", serves="a test", setting="a test")
         server = ComfyApi(service, sock=sock, config=lambda: Config(database="sqlite://"))  # type: ignore[arg-type]
         await server.start()
         base = f"http://{server.address}"

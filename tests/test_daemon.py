@@ -259,7 +259,7 @@ def test_sighup_during_a_pass_queues_exactly_one_more(tmp_path: Path, make_daemo
         (tmp_path / "r" / f"f{i:05}").parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / "r" / f"f{i:05}").write_bytes(b"%d" % i)
     d = make_daemon().start(wait=False)
-    d.wait_log("assetd serving")
+    d.wait_log("assetd: page at http://")
     for n in (1, 2, 3):  # one at a time: the kernel merges a signal that is already pending
         d.proc.send_signal(signal.SIGHUP)
         d.wait_log("SIGHUP: configuration reloaded", count=n)

@@ -32,7 +32,7 @@ import peewee as pw
 from assetd.catalog.assets import Assets
 from assetd.catalog.changelog import CHANGE_CHANNEL, Change, ChangeListener, ChangeLog
 from assetd.catalog.comfyrefs import ComfyRefs
-from assetd.catalog.engine import close_database, open_database, said, shown_url
+from assetd.catalog.engine import close_database, open_database, said, shown_url, what_to_do
 from assetd.catalog.lifecycle import Lifecycle
 from assetd.catalog.locations import Cursor, Locations
 from assetd.catalog.roots import Roots
@@ -78,7 +78,10 @@ class Catalog:
             self.catalog_id = store.models.Info.get_by_id("catalog_id").value
             store.not_before(self.changes.newest_time())
         except (pw.DatabaseError, sqlite3.Error, OSError) as exc:
-            raise CatalogError(f"cannot open catalog {shown_url(url)}: {said(exc)}") from exc
+            message = said(exc)
+            raise CatalogError(
+                f"cannot open catalog {shown_url(url)}: {message}; {what_to_do(url, message)}"
+            ) from exc
 
     def set_layer(self, layer: Layer | None) -> None:
         """Tag by other rules from now on (a reloaded configuration); the next
@@ -198,7 +201,7 @@ class Catalog:
         """A page of Location objects in the order asked, and where to continue."""
         return self.locations.list(**filters)
 
-    def location_detail(self, path: bytes) -> dict[str, Any] | None:
+    def location_detail(self, path: bytes) -> dict[str, Any]:
         return self.locations.detail(path)
 
     def render_locations(self, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
@@ -209,6 +212,11 @@ class Catalog:
 
     def tags_of(self, asset_ids: Iterable[int]) -> dict[int, list[str]]:
         return self.tags.of(asset_ids)
+
+    def generation_of(self, asset_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+        """Asset id → what made it, for the ComfyUI outputs among them:
+        ``{"models": [{"name", "category"}...], "prompt": text | None}``."""
+        return self.assets.generations(list(asset_ids))
 
     # -- what people say ------------------------------------------------------------
 

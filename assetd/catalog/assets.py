@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from assetd.catalog.part import Part
 from assetd.catalog.sql import chunks, marks, stat_params
@@ -111,12 +113,27 @@ class Assets(Part):
             found.update((a, (h, m, n)) for a, h, m, n in rows)
         return found
 
+    def generations(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """Asset id → what made it (models and prompt), for those that are ComfyUI outputs."""
+        found: dict[int, dict[str, Any]] = {}
+        for batch in chunks(sorted(set(ids))):
+            rows = self.store.query(
+                f"SELECT id, generation FROM asset WHERE id IN ({marks(batch)}) "
+                "AND generation IS NOT NULL",
+                batch,
+            )
+            for asset_id, text in rows:
+                value = _decoded(text)
+                if value is not None:
+                    found[asset_id] = value
+        return found
+
     def _create(self, result: HashResult, mime: str | None) -> int:
         (asset_id,) = self.store.allocate_ids("asset", 1)
         self.store.execute(
-            "INSERT INTO asset (id, hash, size_bytes, mime_type, user_metadata, created_at) "
-            "VALUES (?, ?, ?, ?, '{}', ?)",
-            [asset_id, result.hash, result.stat.size, mime, self.store.now()],
+            "INSERT INTO asset (id, hash, size_bytes, mime_type, user_metadata, created_at, "
+            "generation) VALUES (?, ?, ?, ?, '{}', ?, ?)",
+            [asset_id, result.hash, result.stat.size, mime, self.store.now(), result.generation],
         )
         return asset_id
 
@@ -157,7 +174,10 @@ class _JoinBatch:
     mimes: dict[int, str | None]
     counts: dict[int, int]  # asset id -> number of locations
     by_hash: dict[str, int]
-    new_hashes: list[tuple[str, int, int]] = field(default_factory=list)  # (hash, size, asset)
+    # (hash, size, generation, asset)
+    new_hashes: list[tuple[str, int, str | None, int]] = field(default_factory=list)
+    # (generation, asset): content known already, which may have been hashed without it
+    generations: list[tuple[str, int]] = field(default_factory=list)
     stats: list[tuple[int, FileStat, bool, int | None]] = field(default_factory=list)
     joined: set[int] = field(default_factory=set)  # assets a location moved to
     left: set[int] = field(default_factory=set)  # assets a location moved away from
@@ -189,17 +209,21 @@ class _JoinBatch:
         """Decide which asset the location belongs to now; log ``hashed`` when that changed."""
         if self.hashes.get(current) == result.hash:
             self.stats.append((loc_id, result.stat, result.racy, None))
+            if result.generation is not None:
+                self.generations.append((result.generation, current))
             return
         target = self.by_hash.get(result.hash)
         alone = self.counts.get(current, 0) == 1
         if target is None and self.hashes.get(current) is None and alone:
             # An unhashed seed asset takes its hash: same asset, nothing moves.
-            self.new_hashes.append((result.hash, result.stat.size, current))
+            self.new_hashes.append((result.hash, result.stat.size, result.generation, current))
             self.hashes[current], self.by_hash[result.hash] = result.hash, current
             self.stats.append((loc_id, result.stat, result.racy, None))
             if self.log:
                 assets.changes.log("hashed", loc_id)
             return
+        if target is not None and result.generation is not None:
+            self.generations.append((result.generation, target))
         if target is None:
             target = assets._create(result, self.mimes.get(current) or guess_mime(path))
             self.by_hash[result.hash], self.hashes[target], self.counts[target] = (
@@ -221,10 +245,22 @@ class _JoinBatch:
     def flush(self, assets: Assets) -> None:
         # In hash order: the unique index takes them left to right, not at random pages.
         assets.store.execute_many(
-            "UPDATE asset SET hash = ?, size_bytes = ? WHERE id = ?", sorted(self.new_hashes)
+            "UPDATE asset SET hash = ?, size_bytes = ?, generation = ? WHERE id = ?",
+            sorted(self.new_hashes, key=lambda row: row[0]),
+        )
+        assets.store.execute_many(
+            "UPDATE asset SET generation = ? WHERE id = ? AND generation IS NULL", self.generations
         )
         assets.locations.set_stats(self.stats)
         if self.seeds:
             assets._delete_seeds(self.seeds)
         seed_ids = {seed for seed, _ in self.seeds}
         assets.tags.update_missing_marks(self.joined | (self.left - seed_ids))
+
+
+def _decoded(text: object) -> dict[str, Any] | None:
+    try:
+        value = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None

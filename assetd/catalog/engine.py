@@ -29,6 +29,7 @@ __all__ = [
     "said",
     "shown_url",
     "unavailable",
+    "what_to_do",
 ]
 
 BUSY_TIMEOUT_S = 30.0
@@ -53,6 +54,39 @@ def shown_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def what_to_do(url: str, message: str) -> str:
+    """The advice that goes after an error opening the catalog at ``url``."""
+    if "malformed" in message or "not a database" in message:
+        file = sqlite_file(url) or url
+        return (
+            f"the catalog file is damaged. Stop assetd, move the file aside "
+            f"(mv {file} {file}.damaged) and run assetd scan to rebuild the catalog from "
+            "the disk; user tags and metadata come back only from a copy made with "
+            "assetd backup FILE"
+        )
+    folder = os.path.dirname(sqlite_file(url) or "")
+    if folder and _read_only(folder):
+        return (
+            f"{folder} is on a read-only file system: choose a writable place with --db or "
+            "[daemon] database, or mount it writable"
+        )
+    if "unable to open" in message or "readonly" in message or "read-only" in message:
+        return (
+            "check that its folder exists and that this user may write there, or choose "
+            "another with --db or [daemon] database"
+        )
+    if url.startswith(POSTGRES_SCHEMES):
+        return "check [daemon] database (or --db) and that the server runs and lets you in"
+    return "check [daemon] database (or --db)"
+
+
+def _read_only(folder: str) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 def said(exc: BaseException) -> str:
     """An error's message on one line (libpq's run over several)."""
     return " ".join(str(exc).split())
@@ -75,7 +109,14 @@ def open_database(url: str) -> pw.Database:
     if url.startswith("sqlite:"):
         file = sqlite_file(url)
         if file is not None:
-            os.makedirs(os.path.dirname(file), exist_ok=True)
+            try:
+                os.makedirs(os.path.dirname(file), exist_ok=True)
+            except OSError as exc:
+                raise CatalogError(
+                    f"cannot make the catalog's folder {os.path.dirname(file)}: "
+                    f"{exc.strerror or exc}; choose another place with --db or "
+                    "[daemon] database"
+                ) from exc
         return _Sqlite(
             file or url.split(":///", 1)[-1],
             timeout=BUSY_TIMEOUT_S,

@@ -411,17 +411,18 @@ class Locations:
         )
         return bool(count < bound)
 
-    def detail(self, path: bytes) -> dict[str, Any] | None:
-        """The location at ``path`` with its asset's user metadata and every location of
-        that content, live and missing (None: no such location)."""
+    def detail(self, path: bytes) -> dict[str, Any]:
+        """The location at ``path`` with its asset's user metadata, what made it (a
+        ComfyUI output's models and prompt) and every location of that content, live
+        and missing."""
         found = self.store.query(
-            "SELECT l.id, l.asset_id, a.user_metadata FROM cache_state l "
+            "SELECT l.id, l.asset_id, a.user_metadata, a.generation FROM cache_state l "
             "JOIN asset a ON a.id = l.asset_id WHERE l.file_path = ?",
             [path],
         )
         if not found:
-            return None
-        ((location_id, asset_id, metadata),) = found
+            raise self.store.not_found(path)
+        ((location_id, asset_id, metadata, generation),) = found
         rows = self.store.query(
             LOCATION_SQL + "WHERE l.asset_id = ? ORDER BY l.file_path LIMIT ?",
             [asset_id, DETAIL_LOCATIONS],
@@ -431,6 +432,7 @@ class Locations:
         return {
             "location": location,
             "metadata": json.loads(metadata),
+            "generation": json.loads(generation) if generation else None,
             "locations": list(others.values()),
         }
 

@@ -116,6 +116,8 @@ def define_models(database: pw.Database) -> Models:
         created_at = pw.DoubleField()
         # Set while the asset has no live location: the age of its tombstone.
         missing_since = pw.DoubleField(null=True)
+        # What made it, when it is a ComfyUI output (JSON: models, prompt); read when hashed.
+        generation = pw.TextField(null=True)
 
     class Location(Base):
         """One file location (a "cache state"): where the content was last seen."""
@@ -315,7 +317,7 @@ def _v10_comfyui_refs(db: pw.Database, models: Models) -> None:
 
 def _v11_sort_indexes(db: pw.Database, models: Models) -> None:
     # A list sorted by date or size reads a page from the cursor on in one of these
-    # (file names have an index already); each holds its row's id for the ties.
+    # (file names have an index already); the row id breaks ties.
     db.execute_sql("CREATE INDEX IF NOT EXISTS cache_state_mtime ON cache_state (mtime_ns)")
     db.execute_sql("CREATE INDEX IF NOT EXISTS cache_state_size ON cache_state (size)")
     # The missing are few, and a list of them only is asked for: a partial index of
@@ -323,6 +325,16 @@ def _v11_sort_indexes(db: pw.Database, models: Models) -> None:
     db.execute_sql(
         "CREATE INDEX IF NOT EXISTS cache_state_missing ON cache_state (id) WHERE is_missing"
     )
+
+
+def _v12_asset_generation(db: pw.Database, models: Models) -> None:
+    # A ComfyUI output shows the models and the prompt that made it: read once, when its
+    # content is hashed, and kept with the content. Content hashed before stays without.
+    if "generation" not in {c.name for c in db.get_columns("asset")}:
+        from playhouse.migrate import SchemaMigrator, migrate
+
+        field = models.Asset.generation
+        migrate(SchemaMigrator.from_database(db).add_column("asset", "generation", field))
 
 
 def migrations() -> list[tuple[int, str, Migration]]:
@@ -338,6 +350,7 @@ def migrations() -> list[tuple[int, str, Migration]]:
         (9, "each location's file name and first sighting, indexed", _v9_location_name_and_age),
         (10, "ComfyUI's asset API: names and deletions per location", _v10_comfyui_refs),
         (11, "index the locations by mtime and size, and the missing ones", _v11_sort_indexes),
+        (12, "what made each ComfyUI output: models and prompt", _v12_asset_generation),
     ]
 
 

@@ -8,6 +8,7 @@ layouts below, turned into the catalog's types here and nowhere else.
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 from collections.abc import Callable, Iterator, Sequence
@@ -15,10 +16,11 @@ from typing import Any
 
 import peewee as pw
 
-from assetd.catalog.engine import unavailable
+from assetd.catalog.engine import shown_url, unavailable
 from assetd.catalog.schema import Models, define_models, to_i64
 from assetd.decide import CachedState, FileStat
 from assetd.drivers import POSTGRES_SCHEMES
+from assetd.exceptions import NotFoundError
 from assetd.paths import path_json, prefix_upper_bound
 
 __all__ = [
@@ -109,6 +111,11 @@ class Store:
             return self._floor
         self._floor = t
         return t
+
+    def not_found(self, path: bytes) -> NotFoundError:
+        """The error for a path this catalog does not have, naming the catalog (another
+        configuration may name another one)."""
+        return NotFoundError(f"{os.fsdecode(path)} is not in the catalog {shown_url(self.url)}")
 
     def not_before(self, t: float) -> None:
         """The clock never goes back past ``t`` (the newest time already recorded)."""

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from assetd.catalog.changelog import ChangeLog
 from assetd.catalog.roots import Roots
 from assetd.catalog.sql import CHUNK, Store, chunks, marks
-from assetd.exceptions import AutomaticTagError, InvalidRequestError, NotFoundError
+from assetd.exceptions import AutomaticTagError, InvalidRequestError
 from assetd.paths import folder_tags
 
 __all__ = ["MISSING_TAG", "Layer", "Place", "Tags"]
@@ -201,7 +201,7 @@ class Tags:
         """(location id, asset id) at ``path``."""
         rows = self.store.query("SELECT id, asset_id FROM cache_state WHERE file_path = ?", [path])
         if not rows:
-            raise NotFoundError(f"{os.fsdecode(path)} is not in the catalog")
+            raise self.store.not_found(path)
         return int(rows[0][0]), int(rows[0][1])
 
     def _user(self, asset_id: int) -> set[str]:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from assetd import drivers, gcpace
 from assetd.cli import output
@@ -18,7 +19,13 @@ from assetd.cli.parser import (
     build_parser,
     load,
 )
-from assetd.exceptions import AssetdError, ConfigError, InvalidRequestError, NoDaemonError
+from assetd.exceptions import (
+    AssetdError,
+    ConfigError,
+    InvalidRequestError,
+    NoDaemonError,
+    NotFoundError,
+)
 
 __all__ = ["COMMANDS", "EXIT_CODES", "build_parser", "exit_code", "main"]
 
@@ -37,12 +44,43 @@ def exit_code(exc: AssetdError) -> int:
     return next(code for kind, code in EXIT_CODES if isinstance(exc, kind))
 
 
+def log_to_stderr(env: Mapping[str, str]) -> None:
+    """Log lines on stderr; outside systemd's journal (which stamps its own) they start
+    with the local time, to the millisecond."""
+    stamped = "JOURNAL_STREAM" not in env
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        LineFormatter(
+            ("%(asctime)s.%(msecs)03d " if stamped else "") + "assetd: %(level)s%(message)s",
+            datefmt="%Y-%m-%d %H:%M:%S",
+        )
+    )
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
+
+
+class LineFormatter(logging.Formatter):
+    """Names the level of warnings and errors only: an informational line reads as
+    what it says (``assetd: page at ...``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.level = f"{record.levelname}: " if record.levelno >= logging.WARNING else ""
+        return super().format(record)
+
+
+def hint(exc: AssetdError, args: argparse.Namespace, env: Mapping[str, str]) -> str | None:
+    """What to try after an error, where the error alone cannot know it."""
+    if isinstance(exc, NotFoundError) and not args.config and "ASSETD_CONFIG" not in env:
+        return (
+            "if a daemon runs with its own configuration, its catalog may be another: "
+            "name that configuration with --config FILE or ASSETD_CONFIG"
+        )
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     gcpace.pace()  # see assetd/gcpace.py
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING, format="assetd: %(levelname)s: %(message)s", stream=sys.stderr
-    )
+    log_to_stderr(os.environ)
     if not getattr(args, "command", None):
         print(
             f"assetd: a command is required: {', '.join(COMMANDS)} (see assetd --help)",
@@ -54,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         drivers.sqlite_only(config.database)  # before the catalog: see assetd/drivers.py
         return int(run_command(args, config))
     except AssetdError as exc:
-        output.error(exc)
+        output.error(exc, hint(exc, args, os.environ))
         return exit_code(exc)
     except KeyboardInterrupt:
         return 130

@@ -73,9 +73,25 @@ def carry(command: Carried, args: argparse.Namespace, config: Config) -> int:
     if client is None:
         result = operation.local(LocalOperations(config))
     else:
+        warn_if_other_roots(client, config)
         result = ask(client, operation.cmd, **operation.arguments)
     output.print_json(command.show(result))
     return command.exit_code(result)
+
+
+def warn_if_other_roots(client: DaemonClient, config: Config) -> None:
+    """Say so when the daemon that will carry the command out has other roots than this
+    configuration: it acts with its own (a prune marks by them)."""
+    status = client.request("status", timeout=None)
+    theirs = {(r["name"], r["path"]) for r in status.get("roots", [])}
+    ours = {(r.name, r.path) for r in config.roots}
+    if theirs != ours:
+        shown = ", ".join(f"{name}={path}" for name, path in sorted(theirs)) or "none"
+        output.warn(
+            f"the daemon serving this catalog has other roots ({shown}) than this "
+            "configuration, and acts with its own; send it SIGHUP (systemctl reload "
+            "assetd) to take an edited configuration"
+        )
 
 
 def connect(config: Config) -> DaemonClient | None:

@@ -27,9 +27,14 @@ def print_json(value: Any) -> None:
     sys.stdout.flush()
 
 
-def error(exc: BaseException) -> None:
-    """The one line on stderr that says why a command failed."""
-    print(f"assetd: {exc}", file=sys.stderr)
+def error(exc: BaseException, hint: str | None = None) -> None:
+    """The one line on stderr that says why a command failed (and what to do)."""
+    print(f"assetd: {exc}" + (f"; {hint}" if hint else ""), file=sys.stderr)
+
+
+def warn(message: str) -> None:
+    """One line on stderr that the command goes on after."""
+    print(f"assetd: warning: {message}", file=sys.stderr)
 
 
 def write_location(out: BinaryIO, item: dict[str, Any], as_json: bool) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from assetd.config import Config, runtime_file
 from assetd.exceptions import AssetdError, UsageError
+from assetd.listen import bind_feed
 
 __all__ = ["cmd_run"]
 
@@ -24,10 +25,11 @@ def cmd_run(args: argparse.Namespace, config: Config, reload: Callable[[], Confi
         raise UsageError("--detach needs --pidfile F")
     lock_path = runtime_file(config.database)
     if lock_path:  # refuse here, on the terminal, rather than after detaching
-        probe = RuntimeLock(lock_path)
-        probe.acquire({"pid": os.getpid(), "probe": True})
-        probe.release()
+        RuntimeLock(lock_path).check_free()
     if args.detach:
+        # The daemon binds its address before it makes anything; try it here too, where
+        # the one line reaches the terminal.
+        bind_feed(config.feed.listen).close()
         _detach(args.pidfile, args.log_file)
     else:
         _log_to(args.log_file)

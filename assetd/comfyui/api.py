@@ -26,10 +26,9 @@ from assetd.comfyui.api_routes import AssetRoutes
 from assetd.comfyui.api_seed import FEATURES, Hub, SeedRoutes
 from assetd.comfyui.api_upload import Uploads
 from assetd.config import Config
-from assetd.exceptions import AssetdError
 from assetd.service import Service
 
-__all__ = ["ComfyApi", "bind_listener"]
+__all__ = ["ComfyApi"]
 
 log = logging.getLogger(__name__)
 
@@ -44,32 +43,6 @@ _HTTP_CODES = {
     413: "INVALID_BODY",
     416: "RANGE_NOT_SATISFIABLE",
 }
-
-
-def bind_listener(listen: str) -> socket.socket:
-    """A listening socket on ``HOST:PORT`` (port 0: any free one), bound before the daemon
-    writes anything, so that an address in use stops it with one line and nothing made."""
-    host, _, port = listen.rpartition(":")
-    host = host.strip("[]")
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-        sock = socket.socket(family, kind, proto)
-    except (OSError, ValueError) as exc:
-        raise AssetdError(f"cannot listen on {listen} for ComfyUI's asset API: {exc}") from exc
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(128)
-        sock.setblocking(False)
-    except OSError as exc:
-        sock.close()
-        raise AssetdError(
-            f"cannot listen on {listen} for ComfyUI's asset API: {exc.strerror or exc}; "
-            "choose another address with [comfyui] listen"
-        ) from exc
-    return sock
 
 
 class ComfyApi:

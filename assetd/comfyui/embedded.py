@@ -11,7 +11,7 @@ from typing import IO, Any
 
 from assetd.exceptions import InvalidRequestError
 
-__all__ = ["MAX_JSON_BYTES", "MAX_TEXT_BYTES", "read_workflow_file"]
+__all__ = ["MAX_JSON_BYTES", "MAX_TEXT_BYTES", "read_texts", "read_workflow_file"]
 
 # A workflow is kilobytes, rarely a few megabytes; a bigger file is not one, and reading
 # a multi-gigabyte model named by mistake into memory would be the only harm it could do.
@@ -54,6 +54,19 @@ def read_workflow_file(path: str | os.PathLike[str]) -> dict[str, Any]:
             os.close(fd)
 
 
+def read_texts(file: IO[bytes], limit: int = MAX_TEXT_BYTES) -> dict[str, str]:
+    """The ``workflow`` and ``prompt`` texts of the PNG or WebP open as ``file`` (read
+    from its start, pixels skipped); a text longer than ``limit`` bytes is left out, and
+    a file that is neither yields none. Raises ``OSError`` as reads do."""
+    file.seek(0)
+    head = file.read(12)
+    if head.startswith(_PNG_SIGNATURE):
+        return _png_texts(file, limit)
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return _webp_texts(file, limit)
+    return {}
+
+
 def _read(file: IO[bytes], size: int, shown: str) -> dict[str, Any]:
     head = file.read(12)
     if head.startswith(_PNG_SIGNATURE):
@@ -93,7 +106,7 @@ def _from_texts(texts: dict[str, str], shown: str, kind: str) -> dict[str, Any]:
     raise InvalidRequestError(f"{shown}: not a workflow: a {kind} with no ComfyUI workflow in it")
 
 
-def _png_texts(file: IO[bytes]) -> dict[str, str]:
+def _png_texts(file: IO[bytes], limit: int = MAX_TEXT_BYTES) -> dict[str, str]:
     """The ``workflow`` and ``prompt`` text chunks of a PNG.
 
     Chunks are walked by their lengths and the image data skipped by seeking, so a big
@@ -108,18 +121,18 @@ def _png_texts(file: IO[bytes]) -> dict[str, str]:
         length, kind = struct.unpack(">I4s", header)
         if kind == b"IEND":
             break
-        if kind not in _PNG_TEXT_CHUNKS or length > MAX_TEXT_BYTES:
+        if kind not in _PNG_TEXT_CHUNKS or length > limit:
             file.seek(length + 4, os.SEEK_CUR)  # the data and its CRC
             continue
         data = file.read(length)
         file.seek(4, os.SEEK_CUR)
-        text = _png_text(kind, data) if len(data) == length else None
+        text = _png_text(kind, data, limit) if len(data) == length else None
         if text is not None and text[0] in _KEYS:
             texts.setdefault(*text)
     return texts
 
 
-def _png_text(kind: bytes, data: bytes) -> tuple[str, str] | None:
+def _png_text(kind: bytes, data: bytes, limit: int = MAX_TEXT_BYTES) -> tuple[str, str] | None:
     """(keyword, text) of a tEXt, zTXt or iTXt chunk; None for one that does not parse."""
     keyword, nul, rest = data.partition(b"\0")
     if not nul:
@@ -128,26 +141,26 @@ def _png_text(kind: bytes, data: bytes) -> tuple[str, str] | None:
         if kind == b"tEXt":
             return keyword.decode("latin-1"), rest.decode("latin-1")
         if kind == b"zTXt":
-            return keyword.decode("latin-1"), _inflate(rest[1:]).decode("latin-1")
+            return keyword.decode("latin-1"), _inflate(rest[1:], limit).decode("latin-1")
         compressed, language_and_rest = rest[:1], rest[2:]
         _language, _, rest = language_and_rest.partition(b"\0")
         _translated, _, text = rest.partition(b"\0")
         if compressed == b"\1":
-            text = _inflate(text)
+            text = _inflate(text, limit)
         return keyword.decode("latin-1"), text.decode("utf-8")
     except (zlib.error, UnicodeDecodeError, ValueError):
         return None
 
 
-def _inflate(data: bytes) -> bytes:
+def _inflate(data: bytes, limit: int = MAX_TEXT_BYTES) -> bytes:
     inflater = zlib.decompressobj()
-    out = inflater.decompress(data, MAX_TEXT_BYTES)
+    out = inflater.decompress(data, limit)
     if inflater.unconsumed_tail:
         raise ValueError("text chunk too big")
     return out
 
 
-def _webp_texts(file: IO[bytes]) -> dict[str, str]:
+def _webp_texts(file: IO[bytes], limit: int = MAX_TEXT_BYTES) -> dict[str, str]:
     """The ``workflow:`` and ``prompt:`` EXIF fields of a WebP.
 
     ComfyUI's SaveAnimatedWEBP writes ``prompt:<json>`` into 0x0110 (Model) and each
@@ -159,7 +172,7 @@ def _webp_texts(file: IO[bytes]) -> dict[str, str]:
         if len(header) < 8:
             return {}
         kind, size = struct.unpack("<4sI", header)
-        if kind == b"EXIF" and size <= MAX_TEXT_BYTES:
+        if kind == b"EXIF" and size <= limit:
             data = file.read(size)
             return _exif_texts(data) if len(data) == size else {}
         file.seek(size + (size & 1), os.SEEK_CUR)  # chunks are padded to an even size

@@ -42,6 +42,7 @@ __all__ = [
     "error_reply",
     "list_args",
     "list_page",
+    "message_path",
     "request_id",
     "result_reply",
     "run",
@@ -194,20 +195,20 @@ def list_(service: Service, msg: dict[str, Any]) -> dict[str, Any]:
 
 
 def tag(service: Service, msg: dict[str, Any]) -> dict[str, Any]:
-    path = _message_path(msg)
+    path = message_path(msg)
     add, remove = _string_list(msg, "add"), _string_list(msg, "remove")
     return {"tags": service.tag(path, add, remove)}
 
 
 def meta(service: Service, msg: dict[str, Any]) -> dict[str, Any]:
-    path = _message_path(msg)
+    path = message_path(msg)
     set_ = _arg(msg, "set", dict, {})
     unset = _string_list(msg, "unset")
     return {"metadata": service.meta(path, set_, unset)}
 
 
 def location(service: Service, msg: dict[str, Any]) -> dict[str, Any]:
-    return service.location_detail(_message_path(msg))
+    return service.location_detail(message_path(msg))
 
 
 def check(service: Service, msg: dict[str, Any]) -> dict[str, Any]:
@@ -347,7 +348,7 @@ def _path_value(value: Any) -> bytes:
     return os.fsencode(os.path.normpath(os.fsdecode(path)))
 
 
-def _message_path(msg: dict[str, Any]) -> bytes:
+def message_path(msg: dict[str, Any]) -> bytes:
     if "path_bytes_b64" in msg:
         return _path_value({"path_bytes_b64": msg["path_bytes_b64"]})
     if "path" not in msg:

@@ -15,8 +15,9 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from assetd.exceptions import InvalidRequestError, NotFoundError
-from assetd.feed import commands
+from assetd.feed import commands, content
 from assetd.service import Service
+from assetd.thumbs import Thumbnailer
 
 __all__ = ["Routes", "origin_ok", "token_ok"]
 
@@ -41,9 +42,15 @@ class Routes:
     """``process_request`` for the feed's server: answers HTTP, or lets ``/ws`` through."""
 
     def __init__(
-        self, service: Service, *, token: str | None, allowed_origins: tuple[str, ...] = ()
+        self,
+        service: Service,
+        *,
+        token: str | None,
+        allowed_origins: tuple[str, ...] = (),
+        thumbnailer: Thumbnailer | None = None,
     ) -> None:
         self.service = service
+        self.thumbnailer = thumbnailer
         self.token = token
         self.allowed_origins = set(allowed_origins)
         static = resources.files("assetd").joinpath("static")
@@ -62,6 +69,8 @@ class Routes:
             if origin is not None and not origin_ok(origin, request, self.allowed_origins):
                 return json_response(403, {"error": f"origin {origin} is not allowed"})
             return None  # go on with the WebSocket handshake
+        if request.method not in ("GET", "HEAD"):  # HEAD: the connection sends no body
+            return method_not_allowed(request.method)
         if url.path == "/healthz":
             return json_response(200, {"status": "ok"})
         if url.path in self._static:
@@ -76,6 +85,10 @@ class Routes:
             if url.path == "/api/location":
                 detail = await asyncio.to_thread(commands.location, self.service, query)
                 return json_response(200, detail)
+            if url.path == "/api/content":
+                return await content.content(self.service, query, request)
+            if url.path == "/api/thumb":
+                return await content.thumb(self.service, self.thumbnailer, query, request)
         except InvalidRequestError as exc:
             return json_response(400, {"error": str(exc), "code": commands.error_code(exc)})
         except NotFoundError as exc:
@@ -114,6 +127,12 @@ def _query_value(key: str, value: str) -> Any:
         except ValueError:
             raise InvalidRequestError("'limit' must be a number") from None
     return value
+
+
+def method_not_allowed(method: str) -> Response:
+    answer = json_response(405, {"error": f"method {method} is not allowed: GET or HEAD"})
+    answer.headers["Allow"] = "GET, HEAD"
+    return answer
 
 
 def json_response(status: int, body: Any) -> Response:

@@ -31,7 +31,9 @@ from assetd.feed import commands
 from assetd.feed.client import Batch, Client, Replay
 from assetd.feed.frames import Message
 from assetd.feed.http import Routes
+from assetd.feed.httpconn import HttpConnection
 from assetd.service import Service
+from assetd.thumbs import Thumbnailer
 
 __all__ = ["CLIENT_QUEUE", "MAX_FRAME", "PROTOCOL_VERSION", "Feed"]
 
@@ -60,16 +62,21 @@ class Feed:
         *,
         host: str,
         port: int,
+        sock: socket.socket | None = None,
         token: str | None = None,
         allowed_origins: tuple[str, ...] = (),
         queue_limit: int = CLIENT_QUEUE,
         max_frame: int = MAX_FRAME,
+        thumbnailer: Thumbnailer | None = None,
     ) -> None:
         self.service = service
         self.host, self.port = host, port
+        self._sock = sock  # bound already (see assetd/listen.py), else host and port
         self.queue_limit = queue_limit
         self.max_frame = max_frame
-        self.routes = Routes(service, token=token, allowed_origins=allowed_origins)
+        self.routes = Routes(
+            service, token=token, allowed_origins=allowed_origins, thumbnailer=thumbnailer
+        )
         self.clients: dict[Client, ServerConnection] = {}
         self.dropped_clients = 0
         self._tasks: set[asyncio.Future[None]] = set()
@@ -83,14 +90,22 @@ class Feed:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        where: dict[str, Any] = (
+            {"sock": self._sock}
+            if self._sock is not None
+            else {"host": self.host, "port": self.port}
+        )
         self._server = await serve(
             self._handle,
-            self.host,
-            self.port,
+            **where,
             process_request=self.routes,
             max_size=self.max_frame,
             compression=None,  # fan-out to hundreds of clients: CPU matters more than bytes
             server_header="assetd",
+            # Plain HTTP is answered by the connection, streamed; it bounds the wait for
+            # a request itself (a download may outlast any handshake timeout).
+            create_connection=HttpConnection,
+            open_timeout=None,
         )
         self.port = self._server.sockets[0].getsockname()[1]
 
