@@ -23,7 +23,12 @@ from tests.harness import OLD_NS, REPO, Daemon
 
 __all__ = ["page"]
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--no-first-run",
+]
 
 # Longest gap between two animation frames since the last reset, in the page itself.
 FRAME_PROBE = """() => {
@@ -291,10 +296,17 @@ def comfy_prompt(text: str, checkpoint: str) -> dict[str, Any]:
         "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": checkpoint}},
         "10": {
             "class_type": "LoraLoader",
-            "inputs": {"lora_name": "watercolor_style.safetensors", "model": ["4", 0], "clip": ["4", 1]},
+            "inputs": {
+                "lora_name": "watercolor_style.safetensors",
+                "model": ["4", 0],
+                "clip": ["4", 1],
+            },
         },
         "6": {"class_type": "CLIPTextEncode", "inputs": {"text": text, "clip": ["10", 1]}},
-        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry, low quality", "clip": ["10", 1]}},
+        "7": {
+            "class_type": "CLIPTextEncode",
+            "inputs": {"text": "blurry, low quality", "clip": ["10", 1]},
+        },
         "3": {
             "class_type": "KSampler",
             "inputs": {"model": ["10", 0], "positive": ["6", 0], "negative": ["7", 0], "seed": 42},

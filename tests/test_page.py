@@ -155,7 +155,9 @@ def test_search_sort_and_filters_change_what_is_shown(
     wait_names(page, ["delta.bin"])
     page.select_option("#root", "")
     page.fill("#tag", "sub")
-    wait_names(page, ["aaron.bin", "alpha.bin", "becky.bin", "bravo.png", "charlie.txt", "echo.png"])
+    wait_names(
+        page, ["aaron.bin", "alpha.bin", "becky.bin", "bravo.png", "charlie.txt", "echo.png"]
+    )
 
 
 def test_thumbnails_load_and_others_get_an_icon(
@@ -202,7 +204,10 @@ def test_tags_round_trip_from_the_preview_and_the_list(
     page.press("#pv-tag-input", "Enter")
     page.locator('#pv-tags .tag[data-tag="favourite"]').wait_for()
     wait_for(
-        lambda: "favourite" in listed_by_path(run_cli("ls", "--json", *d.args()).stdout)[str(made)]["tags"],
+        lambda: (
+            "favourite"
+            in listed_by_path(run_cli("ls", "--json", *d.args()).stdout)[str(made)]["tags"]
+        ),
         20,
         "the tag in the catalog",
     )
@@ -299,7 +304,9 @@ def test_page_reconnects_and_misses_nothing(tmp_path: Path, make_daemon: Any, pa
     assert os.path.exists(while_down)
 
 
-def test_the_page_loads_its_files_and_nothing_else(tmp_path: Path, make_daemon: Any, page: Any) -> None:
+def test_the_page_loads_its_files_and_nothing_else(
+    tmp_path: Path, make_daemon: Any, page: Any
+) -> None:
     """The page's script, style and icon come from the daemon (no 404, nothing from
     elsewhere) under a policy that runs no inline script."""
     d = make_daemon().start()
