@@ -206,24 +206,34 @@ def _vm_hwm_mib(pid: int) -> float:
 def screenshots(browser: Any, tmp: Path) -> None:
     """The grid and the preview over a catalog of a few hundred generated pictures and
     some model files, saved under docs/img."""
-    roots = {"output": tmp / "shots" / "output", "models": tmp / "shots" / "models"}
-    make_pictures(roots["output"], 320)
+    studio = tmp / "studio"
+    roots = {"output": studio / "output", "models": studio / "models"}
+    now = time.time_ns()
+    make_pictures(roots["output"], 320, now)
     for i, name in enumerate(MODEL_NAMES):
         path = roots["models"] / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(os.urandom(4096 + i))
-        os.utime(path, ns=(OLD_NS + i * 86_400 * 10**9,) * 2)
+        os.utime(path, ns=(now - (30 + i) * 86_400 * 10**9,) * 2)
+    picked = sorted(roots["output"].rglob("*.png"))[-3]
+    (studio / "output" / "best").mkdir()
+    shutil.copy2(picked, studio / "output" / "best" / picked.name)  # a second location
     out = REPO / "docs" / "img"
     out.mkdir(parents=True, exist_ok=True)
     with _daemon(tmp, roots, "shots") as daemon, _page(browser, daemon, "", 1440) as pg:
+        _thumbs_loaded(pg)  # by folder: the models' icons, then the pictures
+        pg.screenshot(path=str(out / "browser-grid.png"))
         pg.select_option("#sort", "mtime")
         pg.click("#order")  # newest first
         pg.wait_for_function("() => !window.assetdPage.view.fetching")
-        _thumbs_loaded(pg)
-        pg.screenshot(path=str(out / "browser-grid.png"))
-        pg.locator(".entry").nth(2).click()
+        pg.set_viewport_size({"width": 1440, "height": 1100})
+        pg.locator(f'.entry[data-path="{picked}"]').click()
         pg.wait_for_selector("#preview:not([hidden])")
-        pg.wait_for_function("() => document.querySelectorAll('#pv-locations li').length > 0")
+        pg.wait_for_function("() => document.querySelectorAll('#pv-locations li').length > 1")
+        for tag in ("favourite", "portfolio"):
+            pg.fill("#pv-tag-input", tag)
+            pg.press("#pv-tag-input", "Enter")
+            pg.wait_for_selector(f'#pv-tags .tag[data-tag="{tag}"]')
         _thumbs_loaded(pg)
         pg.screenshot(path=str(out / "browser-preview.png"))
 
@@ -254,7 +264,7 @@ PROMPTS = [
 ]
 
 
-def make_pictures(folder: Path, count: int) -> None:
+def make_pictures(folder: Path, count: int, now: int) -> None:
     """``count`` PNGs that look like a generator's output: gradients and shapes, each
     with a ComfyUI prompt (models and positive prompt) in its text chunk."""
     from PIL import Image, ImageDraw
@@ -262,7 +272,7 @@ def make_pictures(folder: Path, count: int) -> None:
 
     rnd = random.Random(7)
     for i in range(count):
-        day = folder / f"2026-11-{1 + i // 40:02}"
+        day = folder / f"batch-{1 + i // 40:02}"
         day.mkdir(parents=True, exist_ok=True)
         w, h = rnd.choice([(512, 512), (512, 768), (768, 512)])
         top = tuple(rnd.randrange(256) for _ in range(3))
@@ -287,7 +297,7 @@ def make_pictures(folder: Path, count: int) -> None:
         info.add_text("prompt", json.dumps(comfy_prompt(prompt, MODEL_NAMES[i % 2].split("/")[1])))
         path = day / f"ComfyUI_{i:05}_.png"
         img.save(path, pnginfo=info)
-        os.utime(path, ns=(OLD_NS + i * 600 * 10**9,) * 2)
+        os.utime(path, ns=(now - (count - i) * 600 * 10**9,) * 2)
 
 
 def comfy_prompt(text: str, checkpoint: str) -> dict[str, Any]:

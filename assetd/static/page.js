@@ -98,8 +98,9 @@
     const kind = (KINDS.find(([, re]) => re.test(name)) || ["other"])[0];
     const dot = name.lastIndexOf(".");
     const el = document.createElement("div");
-    el.className = "icon k-" + kind;
-    el.textContent = dot > 0 ? name.slice(dot + 1, dot + 6) : "file";
+    const ext = dot > 0 ? name.slice(dot + 1, dot + 12) : "file";
+    el.className = "icon k-" + kind + (ext.length > 5 ? " long" : "");
+    el.textContent = ext;
     el.setAttribute("aria-hidden", "true");
     return el;
   }
