@@ -200,15 +200,19 @@ def test_arguments_are_checked_before_anything_is_asked(
 def test_carry_sends_the_request_to_the_daemon_that_serves_the_catalog(
     root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """With a daemon found, the request goes to it and what it answers is printed."""
+    """With a daemon found, its roots are compared with ours (a status), the request
+    goes to it and what it answers is printed."""
     args, config = parse(root, "prune", monkeypatch=monkeypatch)
+    roots = [{"name": r.name, "path": r.path} for r in config.roots]
     with (
-        FeedServer(answer({"status": "completed", "marked": 2})) as server,
+        FeedServer(answer({"status": "completed", "marked": 2, "roots": roots})) as server,
         runtime_file_held(str(root.parent / "c.db.daemon"), {"listen": server.address}),
     ):
         assert carry(CARRIED["prune"], args, config) == 0
-    assert server.requests == [{"id": 1, "cmd": "prune"}]
-    assert json.loads(capsys.readouterr().out) == {"marked": 2}
+    assert server.requests == [{"id": 1, "cmd": "status"}, {"id": 2, "cmd": "prune"}]
+    printed = capsys.readouterr()
+    assert json.loads(printed.out) == {"marked": 2}
+    assert printed.err == ""  # the same roots: no warning
 
 
 def test_carry_maps_the_daemons_error_codes(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:

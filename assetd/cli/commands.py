@@ -82,7 +82,10 @@ def carry(command: Carried, args: argparse.Namespace, config: Config) -> int:
 def warn_if_other_roots(client: DaemonClient, config: Config) -> None:
     """Say so when the daemon that will carry the command out has other roots than this
     configuration: it acts with its own (a prune marks by them)."""
-    status = client.request("status", timeout=None)
+    try:
+        status = client.request("status", timeout=None)
+    except RemoteError:  # the command itself will say what is wrong
+        return
     theirs = {(r["name"], r["path"]) for r in status.get("roots", [])}
     ours = {(r.name, r.path) for r in config.roots}
     if theirs != ours:
