@@ -10,7 +10,8 @@ enforced). Results for docs/performance.md come from a full run.
 
 With ``ASSETD_BENCH_PROFILE=FOLDER`` set and py-spy installed, every daemon a workload
 starts runs under ``py-spy record`` and leaves FOLDER/NAME.txt (raw collapsed stacks,
-for speedscope or flamegraph.pl).
+for speedscope or flamegraph.pl). With ``ASSETD_BENCH_SCREENSHOTS=1`` the page row
+saves docs/img/browser-grid.png and docs/img/browser-preview.png.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.comfy import asset_list, workflow_check
+from bench.page import page
 from bench.rows import Row, make_small_files, tag_every
 from tests.harness import (
     REPO,
@@ -1066,6 +1068,7 @@ WORKLOADS: dict[str, Callable[[Path, int, bool], Row | list[Row]]] = {
     "scaleout": scale_out,
     "check": workflow_check,
     "comfylist": asset_list,
+    "page": page,
 }
 
 

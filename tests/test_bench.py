@@ -42,4 +42,6 @@ def test_quick_benchmarks_run() -> None:
         "scale-out",
         "check",
         "comfy",
+        "page",
+        "page",
     ], proc.stdout

@@ -21,11 +21,21 @@ from assetd.thumbs import Thumbnailer
 
 __all__ = ["Routes", "origin_ok", "token_ok"]
 
-# The page is one file with inline script and style; it talks only to this server.
+# The page's script and style are files of its own, served from here: nothing inline
+# runs, and the page talks only to this server.
 _CSP = (
-    "default-src 'none'; connect-src 'self'; script-src 'unsafe-inline'; "
-    "style-src 'unsafe-inline'; img-src 'self' data:; base-uri 'none'; form-action 'none'"
+    "default-src 'none'; connect-src 'self'; script-src 'self'; "
+    "style-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'"
 )
+
+# The page's files, by the path they are served at: these and no other file.
+STATIC = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/index.html": ("index.html", "text/html; charset=utf-8"),
+    "/page.js": ("page.js", "text/javascript; charset=utf-8"),
+    "/page.css": ("page.css", "text/css; charset=utf-8"),
+    "/favicon.ico": ("favicon.svg", "image/svg+xml"),
+}
 
 
 class Routes:
@@ -43,7 +53,11 @@ class Routes:
         self.thumbnailer = thumbnailer
         self.token = token
         self.allowed_origins = set(allowed_origins)
-        self._page = resources.files("assetd").joinpath("static/index.html").read_bytes()
+        static = resources.files("assetd").joinpath("static")
+        self._static = {
+            path: (static.joinpath(name).read_bytes(), kind)
+            for path, (name, kind) in STATIC.items()
+        }
 
     async def __call__(self, conn: ServerConnection, request: Request) -> Response | None:
         url = urlsplit(request.path)
@@ -59,8 +73,8 @@ class Routes:
             return method_not_allowed(request.method)
         if url.path == "/healthz":
             return json_response(200, {"status": "ok"})
-        if url.path in ("/", "/index.html"):
-            return response(200, self._page, "text/html; charset=utf-8")
+        if url.path in self._static:
+            return response(200, *self._static[url.path])
         if url.path.startswith("/api/") and not token_ok(self.token, request, query):
             return json_response(401, {"error": "a valid token is required"})
         try:
