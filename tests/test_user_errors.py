@@ -73,7 +73,7 @@ def test_a_catalog_cut_in_half_says_how_to_recover(tmp_path: Path, catalog_file:
     proc = run_cli("ls", *db_flags(tmp_path, half))
     assert proc.returncode == 1
     line = one_line(proc)
-    assert "damaged" in line and f"mv {half} {half}.damaged" in line
+    assert "damaged" in line and f"move {half} aside" in line
     assert "assetd scan" in line and "assetd backup" in line
 
 

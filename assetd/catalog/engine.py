@@ -57,13 +57,9 @@ def shown_url(url: str) -> str:
 def what_to_do(url: str, message: str) -> str:
     """The advice that goes after an error opening the catalog at ``url``."""
     if "malformed" in message or "not a database" in message:
-        file = sqlite_file(url) or url
-        return (
-            f"the catalog file is damaged. Stop assetd, move the file aside "
-            f"(mv {file} {file}.damaged) and run assetd scan to rebuild the catalog from "
-            "the disk; user tags and metadata come back only from a copy made with "
-            "assetd backup FILE"
-        )
+        from assetd.catalog.readonly import recovery
+
+        return f"the catalog file is damaged: {recovery(sqlite_file(url) or url)}"
     folder = os.path.dirname(sqlite_file(url) or "")
     if folder and _read_only(folder):
         return (
