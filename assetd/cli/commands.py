@@ -7,9 +7,8 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from assetd.catalog.locations import Cursor
 from assetd.cli import output
 from assetd.cli.local import LocalOperations, open_catalog
 from assetd.cli.maintenance import cmd_backup, cmd_doctor
@@ -33,6 +32,9 @@ from assetd.exceptions import (
     NoDaemonError,
     RemoteError,
 )
+
+if TYPE_CHECKING:
+    from assetd.catalog.locations import Cursor
 
 __all__ = ["CARRIED", "HANDLERS", "Carried", "Operation", "carry", "run_command"]
 

@@ -14,9 +14,8 @@ import json
 import logging
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from assetd.catalog.locations import Cursor
 from assetd.exceptions import (
     AlreadyRunningError,
     AssetdError,
@@ -29,6 +28,9 @@ from assetd.exceptions import (
     UnknownRootError,
 )
 from assetd.service import Service
+
+if TYPE_CHECKING:
+    from assetd.catalog.locations import Cursor
 
 __all__ = [
     "COMMANDS",
