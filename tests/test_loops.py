@@ -140,11 +140,12 @@ def test_a_folder_linked_twice_in_the_root(tmp_path: Path, make_daemon: Any) -> 
     d.until(r / "renamed" / "c.txt", "missing with its link", lambda i: i["is_missing"])
     allowed = {str(b), str(c), *(str(r / "alias" / n) for n in ("b.txt", "c.txt"))}
     # The link's other file may be marked a moment later: wait for the settled catalog.
-    live = wait_for(
-        lambda: (found := listed(d)) if str(c) in found and set(found) <= allowed else None,
-        timeout=20,
-        what="only the real paths and the remaining link live",
-    )
+
+    def settled() -> dict[str, dict[str, Any]] | None:
+        found = listed(d)
+        return found if str(c) in found and set(found) <= allowed else None
+
+    live = wait_for(settled, timeout=20, what="only the real paths and the remaining link live")
     assert str(c) in live
     assert "symlink loop" not in d.log_text()
     assert d.stop() == 0
