@@ -50,6 +50,7 @@ def page(tmp: Path, runs: int, quick: bool) -> list[Row]:
     page (beside the same page idle as long) and the time from the burst's end until its
     ``data-seq`` is the daemon's latest; then 50,000, listing afresh if far behind."""
     count, big = (300, 3000) if quick else (3000, 50_000)
+    catalog = 1000 if quick else 100_000  # the locations already there when the burst comes
     burst = Row(f"page burst {count}", "longest frame gap <= 250 ms; caught up in a few s")
     afresh = Row(f"page afresh {big}", "caught up soon after the daemon, afresh if far behind")
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -65,11 +66,11 @@ def page(tmp: Path, runs: int, quick: bool) -> list[Row]:
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
         try:
             for i in range(runs):
-                _burst_run(browser, tmp, base, f"page{i}", count, burst)
+                _burst_run(browser, tmp, base, f"page{i}", count, burst, catalog)
             # Quick runs lower the page's threshold (far_behind) to see the fallback; at
             # full size the page falls back only if it falls that far behind.
             far = "?far_behind=500" if quick else ""
-            _burst_run(browser, tmp, base, "page-big", big, afresh, far)
+            _burst_run(browser, tmp, base, "page-big", big, afresh, catalog, far)
             if os.environ.get("ASSETD_BENCH_SCREENSHOTS"):
                 screenshots(browser, tmp)
         finally:
@@ -78,19 +79,26 @@ def page(tmp: Path, runs: int, quick: bool) -> list[Row]:
 
 
 def _burst_run(
-    browser: Any, tmp: Path, base: Path, name: str, count: int, row: Row, query: str = ""
+    browser: Any,
+    tmp: Path,
+    base: Path,
+    name: str,
+    count: int,
+    row: Row,
+    catalog: int,
+    query: str = "",
 ) -> None:
     work = Path(tempfile.mkdtemp(prefix="assetd-page-", dir=base))
     try:
         root = work / "r"
-        make_small_files(root / "before", 1000, 10, 3000, 3000, seed=2)
+        make_small_files(root / "before", catalog, catalog // 100, 3000, 3000, seed=2)
         with _daemon(tmp, root, name) as daemon, _page(browser, daemon, query) as pg:
             start_seq = _latest_seq(daemon.db_path)
             pg.evaluate(RESET)
             started = time.perf_counter()
             wall_end = _write_burst(root / "burst", count)
             ended = time.perf_counter()
-            caught = _until_caught_up(pg, daemon.db_path, 1000 + count)
+            caught = _until_caught_up(pg, daemon.db_path, catalog + count)
             gap = pg.evaluate("() => window.frameProbe.max") / 1000
             seq, afreshes = pg.evaluate(FEED)
             last_commit = max(_commit_times(daemon.db_path, start_seq).values())
@@ -106,7 +114,7 @@ def _burst_run(
                 f"longest frame gap during the burst; {changes:,} changes; written in "
                 f"{ended - started:.2f} s, daemon's last change {last_commit - wall_end:.2f} s "
                 f"and page caught up {caught - ended:.2f} s after the burst's end; "
-                f"{afreshes} lists afresh"
+                f"{afreshes} lists afresh; {catalog:,} locations before the burst"
             )
         else:
             row.assetd.append(caught - ended)
