@@ -330,3 +330,22 @@ def test_the_page_loads_its_files_and_nothing_else(
             assert exc.code == 404
         else:
             raise AssertionError(f"{name} was served")
+
+
+def test_far_behind_the_page_lists_afresh_and_misses_nothing(
+    tmp_path: Path, make_daemon: Any, page: Any
+) -> None:
+    """With its threshold lowered (``?far_behind=1``), a burst puts the page far behind:
+    it lists afresh, and ends with every file shown and data-seq at the daemon's latest."""
+    write(tmp_path / "r" / "first.bin", "first", OLD_NS)
+    d = make_daemon().start()
+    page.goto(f"http://{d.address}/?far_behind=1&sort=name")
+    entry(page, tmp_path / "r" / "first.bin").wait_for()
+    page.locator("#conn.live").wait_for()
+    made = [write(tmp_path / "r" / "burst" / f"b{i:03}.bin", f"burst {i}") for i in range(200)]
+    for path in made:
+        d.until(path, "hashed", lambda i: i["hash"] is not None)
+    caught_up(page, d)
+    assert page.evaluate("window.assetdPage.feed.afresh") >= 1
+    entry(page, made[0]).wait_for()
+    page.wait_for_function("() => document.getElementById('count').textContent === '201 files'")
