@@ -35,7 +35,7 @@ from typing import Any
 
 from bench.comfy import asset_list, workflow_check
 from bench.page import page
-from bench.rows import Row, make_small_files, tag_every
+from bench.rows import Row, make_small_files, tag_every, vm_hwm_mib
 from tests.harness import (
     REPO,
     ChangeFeed,
@@ -74,18 +74,6 @@ def run(
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd} exited {proc.returncode}")
     return elapsed, peak
-
-
-def vm_hwm_mib(pid: int) -> float:
-    """A process's own peak resident memory so far (0 once it is gone)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0.0
-    for line in status.splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def warm_page_cache(root: Path) -> None:

@@ -25,21 +25,8 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 import assetd.hashing as hashing
+from tests.comfy import SAVED_PROMPT as PROMPT
 
-PROMPT = {
-    "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sdxl/base.safetensors"}},
-    "10": {
-        "class_type": "LoraLoader",
-        "inputs": {"lora_name": "ink.safetensors", "model": ["4", 0], "clip": ["4", 1]},
-    },
-    "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a paper crane", "clip": ["10", 1]}},
-    "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["10", 1]}},
-    "3": {
-        "class_type": "KSampler",
-        "inputs": {"model": ["10", 0], "positive": ["6", 0], "negative": ["7", 0], "seed": 1},
-    },
-    "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "ComfyUI", "images": ["3", 0]}},
-}
 RUNS = 4
 SIDE = int(os.environ.get("BENCH_SIDE", "256"))  # the images are SIDE×SIDE
 

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench.rows import Row, make_small_files
+from bench.rows import Row, make_small_files, vm_hwm_mib
 from tests.harness import REPO, Daemon
 
 __all__ = ["page"]
@@ -106,7 +106,7 @@ def _burst_run(
             pg.evaluate(RESET)  # the same page, idle, as long as the burst and its catching up
             time.sleep(caught - started)  # the idle reference's duration
             idle = pg.evaluate("() => window.frameProbe.max") / 1000
-            row.rss_mib = max(row.rss_mib, _vm_hwm_mib(daemon.proc.pid if daemon.proc else 0))
+            row.rss_mib = max(row.rss_mib, vm_hwm_mib(daemon.proc.pid if daemon.proc else 0))
         if row.name.startswith("page burst"):
             row.assetd.append(gap)
             row.reference.setdefault("idle page", []).append(idle)
@@ -195,17 +195,6 @@ def _commit_times(db: Path, after: int) -> dict[int, float]:
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
         rows = conn.execute('SELECT seq, ts FROM "change" WHERE seq > ?', (after,))
         return dict(rows.fetchall()) or {after: 0.0}
-
-
-def _vm_hwm_mib(pid: int) -> float:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0.0
-    for line in status.splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 # -- screenshots -------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tests.harness import OLD_NS
 
-__all__ = ["Row", "make_small_files", "tag_every"]
+__all__ = ["Row", "make_small_files", "tag_every", "vm_hwm_mib"]
 
 
 @dataclass
@@ -81,3 +81,15 @@ def tag_every(db: Path, data: Path, step: int, tag: str) -> None:
                 i += 1
     finally:
         catalog.close()
+
+
+def vm_hwm_mib(pid: int) -> float:
+    """A process's own peak resident memory so far (0 once it is gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0

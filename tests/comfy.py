@@ -18,7 +18,16 @@ from urllib.parse import urlencode
 
 from tests.harness import OLD_NS, Daemon, wait_for, write
 
-__all__ = ["Api", "Reply", "catalog_url", "comfy_daemon", "install", "multipart", "served_api"]
+__all__ = [
+    "SAVED_PROMPT",
+    "Api",
+    "Reply",
+    "catalog_url",
+    "comfy_daemon",
+    "install",
+    "multipart",
+    "served_api",
+]
 
 PNG = bytes.fromhex("89504e470d0a1a0a0000000d49484452") + os.urandom(200)
 
@@ -183,3 +192,22 @@ def multipart(fields: list[tuple[str, Any]]) -> tuple[bytes, str]:
         parts.append(f"--{boundary}\r\n{head}\r\n".encode() + data + b"\r\n")
     body = b"".join(parts) + f"--{boundary}--\r\n".encode()
     return body, f"multipart/form-data; boundary={boundary}"
+
+
+# The API graph ComfyUI's SaveImage writes into a PNG's ``prompt`` chunk: a checkpoint, a
+# LoRA, a positive and a negative prompt, a sampler, a decode and the save.
+SAVED_PROMPT = {
+    "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sdxl/base.safetensors"}},
+    "10": {
+        "class_type": "LoraLoader",
+        "inputs": {"lora_name": "ink.safetensors", "model": ["4", 0], "clip": ["4", 1]},
+    },
+    "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a paper crane", "clip": ["10", 1]}},
+    "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["10", 1]}},
+    "3": {
+        "class_type": "KSampler",
+        "inputs": {"model": ["10", 0], "positive": ["6", 0], "negative": ["7", 0], "seed": 1},
+    },
+    "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+    "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "ComfyUI", "images": ["8", 0]}},
+}

@@ -22,23 +22,9 @@ from assetd.catalog import Catalog
 from assetd.decide import CachedState, FileStat
 from assetd.hashing import HashOutcome, hash_file, hash_one
 from assetd.hashpool import HashPool
+from tests.comfy import SAVED_PROMPT as PROMPT
 from tests.conftest import OLD_NS, write
 
-PROMPT = {
-    "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sdxl/base.safetensors"}},
-    "10": {
-        "class_type": "LoraLoader",
-        "inputs": {"lora_name": "ink.safetensors", "model": ["4", 0], "clip": ["4", 1]},
-    },
-    "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a paper crane", "clip": ["10", 1]}},
-    "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["10", 1]}},
-    "3": {
-        "class_type": "KSampler",
-        "inputs": {"model": ["10", 0], "positive": ["6", 0], "negative": ["7", 0], "seed": 1},
-    },
-    "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
-    "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "ComfyUI", "images": ["8", 0]}},
-}
 WORKFLOW = {
     "nodes": [{"id": 4, "type": "CheckpointLoaderSimple", "widgets_values": ["other.safetensors"]}],
     "links": [],
