@@ -35,7 +35,15 @@ from typing import Any
 
 from bench.comfy import asset_list, workflow_check
 from bench.page import page
-from bench.rows import Row, make_small_files, tag_every, vm_hwm_mib
+from bench.rows import (
+    Row,
+    commit_times,
+    hashed_locations,
+    latest_seq,
+    make_small_files,
+    tag_every,
+    vm_hwm_mib,
+)
 from tests.harness import (
     REPO,
     ChangeFeed,
@@ -452,7 +460,7 @@ def download(tmp: Path, runs: int, quick: bool) -> Row:
         daemon = BenchDaemon(tmp, root, f"download{i}")
         assert daemon.proc is not None
         target = root / f"model{i}.safetensors"
-        start_seq = _latest_seq(daemon.db_path)
+        start_seq = latest_seq(daemon.db_path)
         cpu_before = _tree_cpu_s(daemon.proc.pid)
         writing_s = _paced_write(target, size, rate)
         row.assetd.append(_tree_cpu_s(daemon.proc.pid) - cpu_before)
@@ -756,7 +764,7 @@ def burst(tmp: Path, runs: int, quick: bool) -> Row:
         while not _burst_done(daemon.db_path, count):
             time.sleep(0.01)
         row.assetd = [time.perf_counter() - started]
-        hashed = _hashed_locations(daemon.db_path)
+        hashed = hashed_locations(daemon.db_path)
         watch = daemon.status()["watch"]
         overflows = watch["overflows"] if isinstance(watch, dict) else "?"
         row.rss_mib = daemon.stop_measured()
@@ -781,18 +789,7 @@ def _burst_done(db: Path, count: int) -> bool:
         (pending,) = conn.execute(
             "SELECT COUNT(*) FROM cache_state INDEXED BY cache_state_pending WHERE needs_verify"
         ).fetchone()
-        return pending == 0 and _hashed_locations(db) == count
-
-
-def _hashed_locations(db: Path) -> int:
-    import sqlite3
-
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        (n,) = conn.execute(
-            "SELECT COUNT(*) FROM cache_state l JOIN asset a ON a.id = l.asset_id "
-            "WHERE NOT l.is_missing AND a.hash IS NOT NULL"
-        ).fetchone()
-        return int(n)
+        return pending == 0 and hashed_locations(db) == count
 
 
 def fan_out(tmp: Path, runs: int, quick: bool) -> Row:
@@ -802,7 +799,7 @@ def fan_out(tmp: Path, runs: int, quick: bool) -> Row:
     root.mkdir()
     daemon = BenchDaemon(tmp, root, "fan")
     host, port = daemon.address.rsplit(":", 1)
-    start_seq = _latest_seq(daemon.db_path)
+    start_seq = latest_seq(daemon.db_path)
     workers = 4
     import multiprocessing
 
@@ -826,7 +823,7 @@ def fan_out(tmp: Path, runs: int, quick: bool) -> Row:
     end_seq = 0
     deadline = time.time() + 60
     while time.time() < deadline:
-        end_seq = _latest_seq(daemon.db_path)
+        end_seq = latest_seq(daemon.db_path)
         if end_seq >= start_seq + 2 * rate * seconds and _all_settled(daemon.db_path):
             break
         time.sleep(0.2)
@@ -839,7 +836,7 @@ def fan_out(tmp: Path, runs: int, quick: bool) -> Row:
     for proc in procs:
         proc.join(30)
     row.rss_mib = daemon.stop_measured()
-    committed = _commit_times(daemon.db_path, start_seq)
+    committed = commit_times(daemon.db_path, start_seq)
     latencies = [t - committed[seq] for seen in received for seq, t in seen.items()]
     wanted = set(range(start_seq + 1, end_seq + 1))
     complete = sum(1 for seen in received if wanted <= set(seen))
@@ -857,24 +854,6 @@ def fan_out(tmp: Path, runs: int, quick: bool) -> Row:
 def split(total: int, parts: int) -> list[int]:
     """``total`` in ``parts`` shares that differ by at most one."""
     return [total // parts + (i < total % parts) for i in range(parts)]
-
-
-def _latest_seq(db: Path) -> int:
-    import sqlite3
-
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        return int(
-            conn.execute("SELECT value FROM sequence_counter WHERE name='change'").fetchone()[0]
-        )
-
-
-def _commit_times(db: Path, after: int) -> dict[int, float]:
-    """When each change was committed (the change log's wall-clock ``ts``)."""
-    import sqlite3
-
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        rows = conn.execute('SELECT seq, ts FROM "change" WHERE seq > ?', (after,))
-        return dict(rows.fetchall())
 
 
 def _all_settled(db: Path) -> bool:

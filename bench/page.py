@@ -10,7 +10,6 @@ import json
 import os
 import random
 import shutil
-import sqlite3
 import tempfile
 import time
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench.rows import Row, make_small_files, vm_hwm_mib
+from bench.rows import Row, commit_times, hashed_locations, latest_seq, make_small_files, vm_hwm_mib
 from tests.harness import REPO, Daemon
 
 __all__ = ["page"]
@@ -93,7 +92,7 @@ def _burst_run(
         root = work / "r"
         make_small_files(root / "before", catalog, catalog // 100, 3000, 3000, seed=2)
         with _daemon(tmp, root, name) as daemon, _page(browser, daemon, query) as pg:
-            start_seq = _latest_seq(daemon.db_path)
+            start_seq = latest_seq(daemon.db_path)
             pg.evaluate(RESET)
             started = time.perf_counter()
             wall_end = _write_burst(root / "burst", count)
@@ -101,7 +100,9 @@ def _burst_run(
             caught = _until_caught_up(pg, daemon.db_path, catalog + count)
             gap = pg.evaluate("() => window.frameProbe.max") / 1000
             seq, afreshes = pg.evaluate(FEED)
-            last_commit = max(_commit_times(daemon.db_path, start_seq).values())
+            last_commit = max(
+                (commit_times(daemon.db_path, start_seq) or {start_seq: 0.0}).values()
+            )
             changes = seq - start_seq
             pg.evaluate(RESET)  # the same page, idle, as long as the burst and its catching up
             time.sleep(caught - started)  # the idle reference's duration
@@ -170,31 +171,10 @@ def _until_caught_up(pg: Any, db: Path, files: int) -> float:
     """Wait until the daemon has every file hashed and the page's data-seq is its latest."""
     deadline = time.perf_counter() + 600
     while time.perf_counter() < deadline:
-        if _hashed(db) >= files and pg.evaluate(FEED)[0] == _latest_seq(db):
+        if hashed_locations(db) >= files and pg.evaluate(FEED)[0] == latest_seq(db):
             return time.perf_counter()
         time.sleep(0.02)  # the poll's pace; the page runs in its own process
     raise RuntimeError("the page did not catch up within 600 s")
-
-
-def _latest_seq(db: Path) -> int:
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        row = conn.execute("SELECT value FROM sequence_counter WHERE name='change'").fetchone()
-        return int(row[0]) if row else 0
-
-
-def _hashed(db: Path) -> int:
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        (n,) = conn.execute(
-            "SELECT COUNT(*) FROM cache_state l JOIN asset a ON a.id = l.asset_id "
-            "WHERE NOT l.is_missing AND a.hash IS NOT NULL"
-        ).fetchone()
-        return int(n)
-
-
-def _commit_times(db: Path, after: int) -> dict[int, float]:
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        rows = conn.execute('SELECT seq, ts FROM "change" WHERE seq > ?', (after,))
-        return dict(rows.fetchall()) or {after: 0.0}
 
 
 # -- screenshots -------------------------------------------------------------------------

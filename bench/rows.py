@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import os
 import random
+import sqlite3
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.harness import OLD_NS
 
-__all__ = ["Row", "make_small_files", "tag_every", "vm_hwm_mib"]
+__all__ = [
+    "Row",
+    "commit_times",
+    "hashed_locations",
+    "latest_seq",
+    "make_small_files",
+    "tag_every",
+    "vm_hwm_mib",
+]
 
 
 @dataclass
@@ -93,3 +102,30 @@ def vm_hwm_mib(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+# What a catalog file says, read beside the daemon that writes it (read-only, WAL).
+
+
+def latest_seq(db: Path) -> int:
+    """The catalog's latest change (0 before the first)."""
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        row = conn.execute("SELECT value FROM sequence_counter WHERE name='change'").fetchone()
+        return int(row[0]) if row else 0
+
+
+def hashed_locations(db: Path) -> int:
+    """Live locations whose content is hashed."""
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        (n,) = conn.execute(
+            "SELECT COUNT(*) FROM cache_state l JOIN asset a ON a.id = l.asset_id "
+            "WHERE NOT l.is_missing AND a.hash IS NOT NULL"
+        ).fetchone()
+        return int(n)
+
+
+def commit_times(db: Path, after: int) -> dict[int, float]:
+    """When each change after ``after`` was committed (the change log's wall-clock ``ts``)."""
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        rows = conn.execute('SELECT seq, ts FROM "change" WHERE seq > ?', (after,))
+        return dict(rows.fetchall())
