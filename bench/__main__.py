@@ -111,6 +111,13 @@ def cold_index(tmp: Path, runs: int, quick: bool) -> Row:
     else:
         row.note = "b3sum not installed (Debian: apt-get install b3sum): no reference"
     row.reference["catalog SQL alone"] = []
+    peers: dict[str, Callable[[int], float]] = {}
+    if shutil.which("git"):
+        peers["git add -A"] = lambda i: git_add_all(tmp / f"git{i}", data)
+    if shutil.which("watchman"):
+        peers["watchman sha1"] = lambda i: watchman_first_query(tmp, data, ["content.sha1hex"])
+    for name in peers:
+        row.reference[name] = []
     for i in range(runs):
         db = tmp / f"cold{i}.db"
         seconds, rss = run(scan_cmd(db, data), env=checkout_env())
@@ -122,6 +129,8 @@ def cold_index(tmp: Path, runs: int, quick: bool) -> Row:
         floor = [sys.executable, "-m", "bench.floor", str(tmp / f"floor{i}.db"), str(data), "b"]
         done = subprocess.run(floor, env=checkout_env(), capture_output=True, text=True, check=True)
         row.reference["catalog SQL alone"].append(float(done.stdout))
+        for name, peer in peers.items():
+            row.reference[name].append(peer(i))
     if b3sum:
         ratio = row.ratio("catalog SQL alone", "find|xargs b3sum")
         row.note = f"the catalog's SQL alone takes {ratio:.2f}x b3sum"
@@ -157,8 +166,22 @@ def watchman_cmd(state: Path) -> list[str]:
             str(state / "pid"), "--no-save-state"]  # fmt: skip
 
 
-def watchman_first_query(tmp: Path, data: Path) -> float:
-    """Watchman's `watch` plus its first query, from a fresh server."""
+def git_add_all(repo: Path, data: Path) -> float:
+    """``git add -A`` of ``data`` into a new repository's index (objects and index on
+    disk, the tree itself as the work tree): what a user would run for a listing by
+    content (SHA-1)."""
+    git = ["git", f"--git-dir={repo}", f"--work-tree={data}"]
+    subprocess.run([*git, "init", "-q"], check=True, capture_output=True)
+    started = time.perf_counter()
+    subprocess.run([*git, "add", "-A"], check=True, capture_output=True)
+    elapsed = time.perf_counter() - started
+    shutil.rmtree(repo)
+    return elapsed
+
+
+def watchman_first_query(tmp: Path, data: Path, fields: list[str] | None = None) -> float:
+    """Watchman's `watch` plus its first query (of ``fields`` besides the name, size
+    and mtime: ``content.sha1hex`` has every file read), from a fresh server."""
     state = tmp / "watchman-state"
     state.mkdir(exist_ok=True)
     base = watchman_cmd(state)
@@ -167,7 +190,11 @@ def watchman_first_query(tmp: Path, data: Path) -> float:
     started = time.perf_counter()
     subprocess.run([*base, "watch", str(data)], capture_output=True, check=True)
     query = json.dumps(
-        ["query", str(data), {"expression": ["type", "f"], "fields": ["name", "size", "mtime_ms"]}]
+        [
+            "query",
+            str(data),
+            {"expression": ["type", "f"], "fields": ["name", "size", "mtime_ms", *(fields or [])]},
+        ]
     )
     subprocess.run([*base, "-j"], input=query.encode(), capture_output=True, check=True)
     elapsed = time.perf_counter() - started
