@@ -126,13 +126,13 @@ class Service:
         state = self.catalog.get_state(path)
         if state is None or state.is_missing or state.path != path:
             return None
-        mime = self.catalog.render_locations([state.id]).get(state.id, {}).get("mime_type")
+        mime = self.catalog.mime_type_of(state.asset_id)  # not a whole Location: served often
         stat = state.stat
         return LiveFile(path, stat.size, stat.mtime_ns, stat.device, stat.inode, state.hash, mime)
 
     def list_locations(self, **kwargs: Any) -> tuple[list[dict[str, Any]], Cursor | None]:
-        root, known = kwargs.get("root"), self.known_roots()
-        if root is not None and root not in known:
+        root = kwargs.get("root")
+        if root is not None and root not in (known := self.known_roots()):
             names = ", ".join(sorted(known)) or "none yet"
             raise UnknownRootError(f"there is no root named {root!r} (the roots: {names})")
         return self.catalog.list_locations(**kwargs)

@@ -213,6 +213,10 @@ class Catalog:
     def tags_of(self, asset_ids: Iterable[int]) -> dict[int, list[str]]:
         return self.tags.of(asset_ids)
 
+    def mime_type_of(self, asset_id: int) -> str | None:
+        """The mime type of an asset's content."""
+        return self.assets.info([asset_id]).get(asset_id, (None, None, 0))[1]
+
     def generation_of(self, asset_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
         """Asset id → what made it, for the ComfyUI outputs among them:
         ``{"models": [{"name", "category"}...], "prompt": text | None}``."""
