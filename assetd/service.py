@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 from assetd.apply import after_look, restore_paths
 from assetd.catalog import Catalog, Change
 from assetd.catalog.comfyrefs import ComfyRefs
-from assetd.catalog.locations import Cursor
+from assetd.catalog.order import Cursor
 from assetd.config import Config
 from assetd.exceptions import InvalidRequestError, NotFoundError, UnknownRootError
 from assetd.paths import root_for_path

@@ -34,7 +34,8 @@ from assetd.catalog.changelog import CHANGE_CHANNEL, Change, ChangeListener, Cha
 from assetd.catalog.comfyrefs import ComfyRefs
 from assetd.catalog.engine import close_database, open_database, said, shown_url, what_to_do
 from assetd.catalog.lifecycle import Lifecycle
-from assetd.catalog.locations import Cursor, Locations
+from assetd.catalog.locations import Locations
+from assetd.catalog.order import Cursor
 from assetd.catalog.roots import Roots
 from assetd.catalog.schema import SCHEMA_VERSION, Models, migrations
 from assetd.catalog.sql import Store

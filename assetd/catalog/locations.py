@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeAlias
 
+from assetd.catalog.order import SORT_COLUMNS, Cursor, after_cursor, like_literal, sort_value
 from assetd.catalog.schema import to_i64
 from assetd.catalog.sql import (
     BARE_STATE_SQL,
@@ -22,23 +23,12 @@ from assetd.catalog.sql import (
     state_of_row,
 )
 from assetd.decide import CachedState, FileStat
-from assetd.paths import file_name, prefix_upper_bound
+from assetd.paths import prefix_upper_bound
 
 __all__ = ["Locations"]
 
-# The orders a list can be read in: the column each reads, from its index.
-SORT_COLUMNS = {
-    "path": "l.file_path",
-    "name": "l.file_name",
-    "mtime": "l.mtime_ns",
-    "size": "l.size",
-}
-
 _Where: TypeAlias = list[str]  # a query's conditions
 _Params: TypeAlias = list[Any]  # and their parameters
-
-# Where a page continues: after this path (path order), or this (sort value, id).
-Cursor = bytes | tuple[Any, int]
 
 # Locations of one content a detail lists (a file copied thousands of times lists some).
 DETAIL_LOCATIONS = 100
@@ -320,7 +310,7 @@ class Locations:
         if where is None:
             return [], None
         if after is not None:
-            condition, values = _after(column, descending, after)
+            condition, values = after_cursor(column, descending, after)
             where.append(condition)
             params += values
         sql = LOCATION_SQL + (f"WHERE {' AND '.join(where)} " if where else "")
@@ -338,7 +328,7 @@ class Locations:
         if not more:
             return items, None
         last = rows[-1]
-        return items, bytes(last[1]) if sort == "path" else (_sort_value(sort, last), last[0])
+        return items, bytes(last[1]) if sort == "path" else (sort_value(sort, last), last[0])
 
     def _filters(
         self,
@@ -439,7 +429,7 @@ class Locations:
     def name_contains(self, text: str) -> tuple[str, Sequence[str]]:
         """The condition "the file name contains ``text``", case-insensitive, with ``%``
         and ``_`` taken as themselves, and its parameter."""
-        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        pattern = "%" + like_literal(text) + "%"
         like = "LIKE" if self.store.sqlite else "ILIKE"  # SQLite's LIKE ignores case
         return f"l.file_name {like} ? ESCAPE '\\'", [pattern]
 
@@ -480,23 +470,3 @@ class Locations:
         for root, is_missing, n in rows:
             counts.setdefault(root, [0, 0])[1 if is_missing else 0] = n
         return {root: (live, missing) for root, (live, missing) in counts.items()}
-
-
-def _after(column: str, descending: bool, after: Cursor) -> tuple[str, list[Any]]:
-    """The condition "beyond the cursor" in the list's order, and its parameters.
-
-    The plain bound on the column comes first so that either engine starts the index
-    range there; the (value, id) pair then drops the rows of equal value already sent.
-    """
-    beyond = "<" if descending else ">"
-    if isinstance(after, bytes):
-        return f"{column} {beyond} ?", [after]
-    value, last_id = after
-    return f"{column} {beyond}= ? AND ({column}, l.id) {beyond} (?, ?)", [value, value, last_id]
-
-
-def _sort_value(sort: str, row: Sequence[Any]) -> Any:
-    """A row of :data:`LOCATION_SQL`'s sort value for ``sort``."""
-    if sort == "name":
-        return file_name(bytes(row[1]))
-    return row[6] if sort == "mtime" else row[5]

@@ -34,7 +34,7 @@ from assetd.exceptions import (
 )
 
 if TYPE_CHECKING:
-    from assetd.catalog.locations import Cursor
+    from assetd.catalog.order import Cursor
 
 __all__ = ["CARRIED", "HANDLERS", "Carried", "Operation", "carry", "run_command"]
 

@@ -30,7 +30,7 @@ from assetd.exceptions import (
 from assetd.service import Service
 
 if TYPE_CHECKING:
-    from assetd.catalog.locations import Cursor
+    from assetd.catalog.order import Cursor
 
 __all__ = [
     "COMMANDS",
