@@ -138,6 +138,16 @@ def _generation(fd: int) -> str | None:
 
 
 def _digest(fd: int, size: int, *, mapped: bool) -> str:
+    if size < READ_LIMIT:
+        # Most files: one read of exactly what fstat promised, plus one byte to see a
+        # file that grew (a buffer of READ_LIMIT would be allocated and freed per file).
+        data = os.read(fd, size + 1)
+        if len(data) == size:
+            return blake3(data).hexdigest()
+        hasher = blake3(data)  # it grew or shrank: read on; the stat after says it changed
+        while chunk := os.read(fd, READ_LIMIT):
+            hasher.update(chunk)
+        return hasher.hexdigest()
     hasher = blake3(max_threads=blake3.AUTO if size >= THREADED_LIMIT else 1)
     # mmap only files that have settled: a mapped file truncated under us would raise
     # SIGBUS and kill the daemon, while a read() merely comes back short.
