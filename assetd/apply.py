@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from assetd.catalog import Catalog
+from assetd.catalog.assets import ReadyFile
+from assetd.catalog.sql import RowConflict
 from assetd.config import RootConfig
 from assetd.decide import CachedState, Decision, FileStat, Outcome, decide
 from assetd.hashing import HashOutcome, HashResult
@@ -28,6 +30,7 @@ __all__ = [
     "after_look",
     "apply_hashes",
     "apply_observations",
+    "apply_ready",
     "awaiting_hash",
     "catch_up",
     "find_moves",
@@ -264,6 +267,47 @@ def write_current(
             observe(o.path, o.root, regular_stat(o.path, follow_symlinks), states.get(o.path))
             for o in stale
         ]
+
+
+def apply_ready(
+    catalog: Catalog, ready: Sequence[ReadyFile], tally: Tally, *, follow_symlinks: bool = False
+) -> None:
+    """Insert new files made ready away from the writer (:mod:`assetd.prepare`): one
+    transaction, one ``added`` change each, the hash in it when it was taken.
+
+    They were new when they were walked. When one of their paths (the live path wrote
+    it) or contents (another batch in flight had it too) has a row by now, the inserts
+    are undone, and the batch is written as observations are, each looked at first.
+    """
+    with catalog.write():
+        try:
+            with catalog.changes.attempt():
+                catalog.assets.insert_ready(ready)
+        except RowConflict:
+            pass
+        else:
+            hashed = [f.stat.size for f in ready if f.hash is not None]
+            tally.created += len(ready)
+            tally.hashed += len(hashed)
+            tally.hashed_bytes += sum(hashed)
+            return
+    observations = [observe(f.path, f.root, f.stat, None) for f in ready]
+    hashes = {
+        f.path: HashOutcome(_NO_STATE, HashResult(f.hash, f.stat, f.verify, f.generation))
+        for f in ready
+        if f.hash is not None
+    }
+    write_current(
+        catalog,
+        observations,
+        follow_symlinks,
+        lambda batch: apply_observations(catalog, batch, tally, hashes=hashes),
+    )
+
+
+# What a hash taken before its location existed is attached to (apply_observations reads
+# only the result).
+_NO_STATE = CachedState(0, b"", "", 0, FileStat(0, 0, 0, 0, 0), True, False)
 
 
 def apply_hashes(catalog: Catalog, outcomes: Sequence[HashOutcome], tally: Tally) -> None:

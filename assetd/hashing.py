@@ -23,6 +23,7 @@ __all__ = [
     "hash_file",
     "hash_one",
     "hash_path",
+    "try_hash",
 ]
 
 # A file modified this close to the moment it was hashed may change again within the
@@ -69,24 +70,44 @@ def hash_one(
     hasher: Callable[..., HashResult] | None = None,
 ) -> HashOutcome:
     """Hash the file of one location; never raises for a bad file."""
-    try:
-        result = (hasher or hash_file)(state.path, follow_symlinks=follow_symlinks)
-        return HashOutcome(state, result)
-    except (FileNotFoundError, NotADirectoryError, NotRegularFileError):
+    found = try_hash(state.path, follow_symlinks=follow_symlinks, hasher=hasher)
+    if isinstance(found, HashResult):
+        return HashOutcome(state, found)
+    if found is None:
         return HashOutcome(state, gone=True)
+    return HashOutcome(state, error=found)
+
+
+def try_hash(
+    path: bytes,
+    *,
+    follow_symlinks: bool = False,
+    hasher: Callable[..., HashResult] | None = None,
+) -> HashResult | str | None:
+    """The hash of the file at ``path``; None when it is gone (or is no regular file),
+    else why it could not be hashed. Never raises for a bad file."""
+    try:
+        return (hasher or hash_file)(path, follow_symlinks=follow_symlinks)
+    except (FileNotFoundError, NotADirectoryError, NotRegularFileError):
+        return None
     except FileChangedError:
-        return HashOutcome(state, error="kept changing while being hashed; will retry")
+        return "kept changing while being hashed; will retry"
     except OSError as exc:
         if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-            return HashOutcome(state, gone=True)
-        return HashOutcome(state, error=exc.strerror or str(exc))
+            return None
+        return exc.strerror or str(exc)
 
 
-def hash_path(path: bytes, *, follow_symlinks: bool = False) -> HashOutcome:
+def hash_path(
+    path: bytes,
+    *,
+    follow_symlinks: bool = False,
+    hasher: Callable[..., HashResult] | None = None,
+) -> HashOutcome:
     """:func:`hash_one` by path alone, for a file whose location may not exist yet; the
     outcome's state is a stand-in until :meth:`HashOutcome.for_state` names the real one."""
     stand_in = CachedState(0, path, "", 0, FileStat(0, 0, 0, 0, 0), True, False)
-    return hash_one(stand_in, follow_symlinks=follow_symlinks)
+    return hash_one(stand_in, follow_symlinks=follow_symlinks, hasher=hasher)
 
 
 def hash_file(
@@ -124,11 +145,18 @@ def hash_file(
         finally:
             os.close(fd)
         after = os.stat(path, follow_symlinks=follow_symlinks)
-        seen = FileStat.from_os(before)
-        if FileStat.from_os(after) == seen:
+        seen = _stat(before)
+        if _stat(after) == seen:
             racy = seen.mtime_ns > started - RACY_WINDOW_NS
             return HashResult(PREFIX + digest, seen, racy, made)
     raise FileChangedError(0, "changed while being hashed", os.fsdecode(path))
+
+
+def _stat(st: os.stat_result) -> FileStat:
+    # tuple.__new__ builds the named tuple in C (two per file hashed)
+    return tuple.__new__(
+        FileStat, (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+    )
 
 
 def _generation(fd: int) -> str | None:

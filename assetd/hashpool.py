@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 PROCESS_MIN = 256  # small files in one batch before worker processes pay for themselves
 TASK_FILES = 250  # small files per task sent to a worker
 HASH_HERE_MAX = 32  # small files that may as well be hashed in this process
-WALK_MODULE = "assetd.survey"  # where a worker's walk of a span (survey_span) lives
+WALK_MODULE = "assetd.survey"  # where a worker's walk of a span (index_span) lives
 
 
 class HashPool:

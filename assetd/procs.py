@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 import os
 import pickle
 import queue
@@ -19,7 +20,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -30,8 +31,13 @@ __all__ = ["Processes", "default_count"]
 
 
 def default_count() -> int:
-    """One worker per core but one: the writer keeps a core of its own."""
-    return max(1, (os.cpu_count() or 2) - 1)
+    """One worker per core. They run at a lower priority (:data:`NICENESS`): the writer
+    and the event loop take a core whenever they want one, and the workers the rest;
+    with one worker fewer, a core would idle whenever the writer waits for the disk."""
+    return max(1, os.cpu_count() or 2)
+
+
+NICENESS = 10  # how much a worker defers to the daemon's own threads
 
 
 class Processes:
@@ -63,6 +69,19 @@ class Processes:
 
     def call(self, function: str, *args: Any) -> Any:
         """Run ``function(*args)`` in a worker and return its result."""
+        items = self.stream(function, *args)
+        for _ in items:
+            items.close()
+            raise TaskError(f"{function} yields: call it with stream()")
+        return items.value
+
+    def stream(self, function: str, *args: Any) -> _Items:
+        """Run ``function(*args)``, a generator, in a worker; iterate over what it yields
+        as the worker sends it (a plain function's result is the iterator's ``value``
+        once it is exhausted)."""
+        return _Items(self, function, args)
+
+    def _exchange(self, function: str, args: tuple[Any, ...]) -> Generator[Any, None, Any]:
         proc = self._idle.get()
         try:
             if proc is not None and proc.poll() is not None:
@@ -74,15 +93,23 @@ class Processes:
             try:
                 pickle.dump((function, args), proc.stdin, pickle.HIGHEST_PROTOCOL)
                 proc.stdin.flush()
-                ok, value = pickle.load(proc.stdout)
+                while True:
+                    kind, value = pickle.load(proc.stdout)
+                    if kind != _MORE:
+                        break
+                    yield value
             except (OSError, EOFError, pickle.UnpicklingError) as exc:
                 status = proc.poll()
                 self._discard(proc)
                 proc = None
                 raise WorkerDied(f"exit status {status}") from exc
+            except GeneratorExit:  # the caller stopped listening: the worker's answer is
+                self._discard(proc)  # still on its way, so this worker cannot serve again
+                proc = None
+                raise
         finally:
             self._idle.put(proc)
-        if not ok:
+        if kind is not True:
             raise TaskError(value)
         return value
 
@@ -133,7 +160,30 @@ class Processes:
                 self._all.remove(proc)
 
 
+class _Items:
+    """What a task in a worker yields, as it arrives; ``value``: what it returned."""
+
+    def __init__(self, procs: Processes, function: str, args: tuple[Any, ...]) -> None:
+        self._exchange = procs._exchange(function, args)
+        self.value: Any = None
+
+    def __iter__(self) -> _Items:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            return next(self._exchange)
+        except StopIteration as stop:
+            self.value = stop.value
+            raise StopIteration from None
+
+    def close(self) -> None:
+        self._exchange.close()
+
+
 # -- in the worker process ----------------------------------------------------------
+
+_MORE = "more"  # a message that is one item a generator yielded; the answer follows
 
 
 def _resolve(function: str, cache: dict[str, Callable[..., Any]]) -> Callable[..., Any]:
@@ -158,7 +208,13 @@ def _serve() -> None:
         except EOFError:
             return
         try:
-            answer: tuple[bool, Any] = (True, _resolve(function, functions)(*args))
+            value = _resolve(function, functions)(*args)
+            if inspect.isgenerator(value):
+                for item in value:
+                    pickle.dump((_MORE, item), results, pickle.HIGHEST_PROTOCOL)
+                    results.flush()
+                value = None
+            answer: tuple[bool | str, Any] = (True, value)
         except Exception as exc:  # reported to the parent, which logs it
             answer = (False, f"{function}: {type(exc).__name__}: {exc}")
         pickle.dump(answer, results, pickle.HIGHEST_PROTOCOL)
@@ -167,6 +223,7 @@ def _serve() -> None:
 
 if __name__ == "__main__":
     gcpace.pace()  # as the process that started it
+    os.nice(NICENESS)
     if "--sqlite-only" in sys.argv[1:]:
         drivers.sqlite_only()
     for flag in sys.argv[1:]:

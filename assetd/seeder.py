@@ -19,7 +19,14 @@ from concurrent.futures import Future
 from dataclasses import asdict
 from typing import Any
 
-from assetd.apply import Observation, Tally, apply_hashes, apply_observations, write_current
+from assetd.apply import (
+    Observation,
+    Tally,
+    apply_hashes,
+    apply_observations,
+    apply_ready,
+    write_current,
+)
 from assetd.catalog import Catalog
 from assetd.catalog.sql import CHUNK
 from assetd.config import RootConfig
@@ -34,9 +41,10 @@ from assetd.exceptions import (
 from assetd.hashing import HashOutcome, HashResult, hash_file
 from assetd.hashpool import HashPool
 from assetd.paths import get_all_known_prefixes, path_json
+from assetd.prepare import READY_FILES, Prepared, prepare
 from assetd.procs import Processes
-from assetd.survey import survey
-from assetd.walk import Span
+from assetd.survey import Found, survey
+from assetd.walk import Span, first_cuts
 
 __all__ = ["AssetSeeder", "SeederState"]
 
@@ -48,8 +56,13 @@ MAX_ERRORS = 200  # kept in the status; the log has them all
 # a restart over many files. (A first scan has nothing to cut by, and its observations
 # would all have to travel back from the workers.)
 PARALLEL_MIN = 20_000
-SURVEY_SPAN = "assetd.survey:survey_span"
+INDEX_SPAN = "assetd.survey:index_span"
+CUT_LEAST = 64  # entries in a new tree's first levels before its walk is shared out
 SPANS_PER_CORE = 3  # a restart's walk is shared out in spans this fine
+PREPARE = "assetd.prepare:prepare_elsewhere"
+IN_FLIGHT = 12  # such tasks handed out and not yet written: the workers never wait for one
+GROUP_WAIT = 0.25  # seconds ready files may wait for more to share their transaction
+READY_GROUP = CHUNK  # new files at most in one transaction
 
 
 class SeederState(enum.Enum):
@@ -224,7 +237,7 @@ class AssetSeeder:
             online = [root for root in roots if self._online(root)]
             vanished: list[Observation] = []
             for root in online:
-                self._register(root, tally, pool, vanished)
+                self._register(root, tally, pool, vanished, compute_hashes)
             # Written once every root is walked: a file that left one folder may turn up
             # in another root walked later, and is then moved, not missing.
             self._write_all(tally, iter(vanished))
@@ -263,100 +276,169 @@ class AssetSeeder:
         return False
 
     def _register(
-        self, root: RootConfig, tally: Tally, pool: HashPool, vanished: list[Observation]
+        self,
+        root: RootConfig,
+        tally: Tally,
+        pool: HashPool,
+        vanished: list[Observation],
+        hash_small: bool = True,
     ) -> None:
         """Phase one for one root: merge the walk with the catalog, in batches.
 
-        A root the catalog already knows well (a restart) is cut into a few spans per
-        core, of about as many locations each. This thread walks spans from the front,
-        each worker process from the back, until none is left: a worker that started
-        late (Python and the imports take a while) simply walks fewer. A span whose worker
-        failed is walked here afterwards. Files gone from their paths are kept in
-        ``vanished``, not written.
+        With worker processes, the root is cut into a few spans per core: by the
+        catalog's rows when it knows the root well (a restart), else by the names of the
+        tree's first levels (a first scan). Each worker walks spans from the back, makes
+        its new files ready (:func:`assetd.survey.index_span`) and sends them as it
+        goes; this thread writes what they send, many to a transaction. On a restart,
+        when there is little to write, it also walks spans from the front. A worker that
+        started late (Python and the imports take a while) simply walks fewer; a span
+        whose worker failed is walked here afterwards (what it sent is in already, and
+        is unchanged then). Files gone from their paths are kept in ``vanished``, not
+        written. New files go in ready, their hash in (``hash_small``) unless they are
+        large.
         """
-        spans = collections.deque(self._spans(root, pool))
+        new_files = _NewFiles(self, root, tally, pool, hash_small)
+        cuts, known = self._spans(root, pool)
+        spans = collections.deque(cuts)
         procs = pool.workers() if len(spans) > 1 else None
-        results: list[tuple[Span, Any]] = []
+        found = _Arrivals()
         carriers = [
             threading.Thread(
                 target=self._walk_elsewhere,
-                args=(procs, root, spans.pop(), spans, results),
+                args=(procs, root, spans, found, hash_small),
                 name="assetd-seeder-span",
                 daemon=True,
             )
             for _ in range(procs.count if procs is not None else 0)
-            if len(spans) > 1
         ]
         for carrier in carriers:
             carrier.start()
+        failed: list[Span] = []
         try:
-            while spans:
+            while known or procs is None:
                 try:
                     span = spans.popleft()
-                except IndexError:  # a worker took the last one
+                except IndexError:  # the workers took the last one
                     break
-                self._write_all(tally, self._scan(root, tally, span), vanished)
+                self._write_all(tally, self._scan(root, tally, span), vanished, new_files)
+                self._write_found(tally, found, vanished, new_files, failed, wait=False)
+            while any(c.is_alive() for c in carriers):
+                self._write_found(tally, found, vanished, new_files, failed, wait=True)
+            while found:
+                self._write_found(tally, found, vanished, new_files, failed, wait=False)
         finally:
             spans.clear()  # after a cancel or an error, the workers take no more
             for carrier in carriers:
                 carrier.join()
-        for span, outcome in results:
-            if isinstance(outcome, (WorkerDied, TaskError)):
-                log.warning("a walking worker failed (%s); walking its part here", outcome)
-                self._write_all(tally, self._scan(root, tally, span), vanished)
-                continue
-            observations, counts, problems = outcome
-            for name, value in counts.items():
-                setattr(tally, name, getattr(tally, name) + value)
-            for problem in problems:
-                self._walk_problem(*problem)
-            self._write_all(tally, iter(observations), vanished)
+        for span in failed:
+            self._write_all(tally, self._scan(root, tally, span), vanished, new_files)
+        new_files.finish()
 
     def _walk_elsewhere(
         self,
         procs: Processes,
         root: RootConfig,
-        span: Span,
         spans: collections.deque[Span],
-        results: list[tuple[Span, Any]],
+        found: _Arrivals,
+        hash_small: bool,
     ) -> None:
-        """A carrier thread: have one worker walk ``span``, then spans from the back."""
+        """A carrier thread: have one worker walk spans from the back, passing on what
+        it sends; a failure is passed on as the span's last word."""
+        catalog = self.catalog
         while True:
-            try:
-                found = procs.call(SURVEY_SPAN, self.catalog.url, root, self.follow_symlinks, span)
-                results.append((span, found))
-            except (WorkerDied, TaskError) as exc:
-                results.append((span, exc))
             try:
                 span = spans.pop()
             except IndexError:
                 return
+            try:
+                for item in procs.stream(
+                    INDEX_SPAN,
+                    catalog.url,
+                    catalog.layer,
+                    root,
+                    self.follow_symlinks,
+                    span,
+                    hash_small,
+                ):
+                    found.put(span, item)
+            except (WorkerDied, TaskError) as exc:
+                found.put(span, exc)
+
+    def _write_found(
+        self,
+        tally: Tally,
+        found: _Arrivals,
+        vanished: list[Observation],
+        new_files: _NewFiles,
+        failed: list[Span],
+        *,
+        wait: bool,
+    ) -> None:
+        """Write what the workers sent since the last time, one transaction for all
+        their ready files. With ``wait``, wait for enough: a commit costs a flush to
+        disk, so after the first (the first rows, at once) ready files wait for company,
+        up to :data:`READY_GROUP` of them or :data:`GROUP_WAIT` seconds, while the
+        workers go on."""
+        least = READY_GROUP if found.groups else 1
+        items = found.take(least, GROUP_WAIT if wait else 0.0, READY_GROUP)
+        done: list[Found] = []
+        for span, value in items:
+            if isinstance(value, (WorkerDied, TaskError)):
+                log.warning("a walking worker failed (%s); walking its part here", value)
+                failed.append(span)
+                continue
+            done.append(value)
+            for name, count in value.counts.items():
+                setattr(tally, name, getattr(tally, name) + count)
+            for problem in value.problems:
+                self._walk_problem(*problem)
+        if not done:
+            return
+        group = Prepared([f for v in done for f in v.prepared.ready], [])
+        group.moved.extend(o for v in done for o in v.prepared.moved)
+        self._write_prepared(tally, group)
+        self._write_all(tally, iter([o for v in done for o in v.seen]), vanished, new_files)
 
     def _scan(self, root: RootConfig, tally: Tally, span: Span) -> Iterator[Observation]:
         return survey(
             self.catalog, root, self.follow_symlinks, self._walk_problem, tally, span=span
         )
 
-    def _spans(self, root: RootConfig, pool: HashPool) -> list[Span]:
+    def _spans(self, root: RootConfig, pool: HashPool) -> tuple[list[Span], bool]:
+        """The spans to walk the root in, and whether the catalog's rows cut them."""
         procs = pool.workers()
-        if procs is None or ":memory:" in self.catalog.url:
-            return [(None, None)]  # (a catalog in memory cannot be read from elsewhere)
+        if procs is None or ":memory:" in self.catalog.url or self.hasher is not hash_file:
+            # (a catalog in memory cannot be read from elsewhere; a test's hasher cannot
+            # cross into a process)
+            return [(None, None)], False
         parts = (procs.count + 1) * SPANS_PER_CORE
         cuts = self.catalog.locations.quantiles(root.prefix, parts, self.parallel_min)
+        known = bool(cuts)
+        if not cuts:
+            top = os.fsencode(root.path)
+            parts = procs.count * SPANS_PER_CORE
+            cuts = first_cuts(top, parts, self.follow_symlinks, least=CUT_LEAST)
+        if not cuts:
+            return [(None, None)], False
         bounds: list[bytes | None] = [None, *cuts, None]
-        return [(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
+        return [(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)], known
 
     def _write_all(
         self,
         tally: Tally,
         observations: Iterator[Observation],
         vanished: list[Observation] | None = None,
+        new_files: _NewFiles | None = None,
     ) -> None:
-        """Write in batches; with ``vanished``, the files gone from their paths go there."""
+        """Write in batches; with ``vanished``, the files gone from their paths go there,
+        with ``new_files`` the new files."""
         batch: list[Observation] = []
         for obs in observations:
             if vanished is not None and obs.decision.outcome is Outcome.MISSING:
                 vanished.append(obs)
+                continue
+            if new_files is not None and obs.decision.outcome is Outcome.NEW:
+                new_files.add(obs)
                 continue
             batch.append(obs)
             if len(batch) >= CHUNK:
@@ -374,6 +456,16 @@ class AssetSeeder:
             self.follow_symlinks,
             lambda observations: self._write(tally, apply_observations, observations),
         )
+
+    def _write_prepared(self, tally: Tally, prepared: Prepared) -> None:
+        """Write a task's ready files, and the moves it found among them."""
+        if prepared.ready:
+            self._write(tally, self._apply_ready, prepared.ready)
+        if prepared.moved:
+            self._write_observations(tally, prepared.moved)
+
+    def _apply_ready(self, catalog: Catalog, ready: Sequence[Any], tally: Tally) -> None:
+        apply_ready(catalog, ready, tally, follow_symlinks=self.follow_symlinks)
 
     def _hash(self, prefixes: list[bytes], tally: Tally, pool: HashPool) -> None:
         """Phase two: hash every live location under ``prefixes`` whose hash is stale.
@@ -432,6 +524,141 @@ class AssetSeeder:
         with self._lock:
             if len(self._errors) < MAX_ERRORS:
                 self._errors.append(entry)
+
+
+class _Arrivals:
+    """What the walking workers send, for the writer, in order of arrival."""
+
+    def __init__(self) -> None:
+        self._items: collections.deque[tuple[Span, Any]] = collections.deque()
+        self._ready = 0  # ready files among the items
+        self._arrived = threading.Condition()
+        self.groups = 0  # taken so far
+
+    def __bool__(self) -> bool:
+        return bool(self._items)
+
+    def put(self, span: Span, item: Any) -> None:
+        with self._arrived:
+            self._items.append((span, item))
+            self._ready += _ready_in(item)
+            self._arrived.notify()
+
+    def take(self, least: int, timeout: float, most: int) -> list[tuple[Span, Any]]:
+        """The items that arrived, once they hold ``least`` ready files or ``timeout``
+        has passed (then maybe none), up to about ``most`` ready files."""
+        with self._arrived:
+            self._arrived.wait_for(lambda: self._ready >= least, timeout)
+            taken: list[tuple[Span, Any]] = []
+            count = 0
+            while self._items and (not taken or count < most):
+                span, item = self._items.popleft()
+                count += _ready_in(item)
+                taken.append((span, item))
+            self._ready -= count
+            if taken:
+                self.groups += 1
+            return taken
+
+
+def _ready_in(item: Any) -> int:
+    return len(item.prepared.ready) if isinstance(item, Found) else 0
+
+
+class _NewFiles:
+    """A root's new files on their way in: handed out in tasks to be made ready
+    (:func:`assetd.prepare.prepare`), in worker processes when there are enough of them
+    to pay for one, and written in the order they were walked as the tasks come back."""
+
+    def __init__(
+        self, seeder: AssetSeeder, root: RootConfig, tally: Tally, pool: HashPool, hash_small: bool
+    ) -> None:
+        self.seeder, self.root, self.tally, self.hash_small = seeder, root, tally, hash_small
+        # An injected hasher (a test's seam) and a catalog in memory stay in this process.
+        local = seeder.hasher is not hash_file or ":memory:" in seeder.catalog.url
+        self.procs = None if local else pool.workers()
+        self.files: list[tuple[bytes, Any]] = []
+        self.tasks: collections.deque[tuple[list[tuple[bytes, Any]], Future[Prepared]]] = (
+            collections.deque()
+        )
+        self.sent_away = False
+        self.written = 0.0  # when the last group was written (0: none yet)
+
+    def add(self, obs: Observation) -> None:
+        self.files.append((obs.path, obs.stat))
+        if len(self.files) >= READY_FILES:
+            self._send()
+        self._write()
+
+    def finish(self) -> None:
+        """Hand out what is left and write every task."""
+        if self.files:
+            self._send()
+        self._write(everything=True)
+
+    def _send(self) -> None:
+        files, self.files = self.files, []
+        seeder = self.seeder
+        # A few files left over, with no worker busy yet, are not worth starting one.
+        if self.procs is not None and (self.sent_away or len(files) >= READY_FILES):
+            future = self.procs.submit(
+                PREPARE,
+                seeder.catalog.url,
+                seeder.catalog.layer,
+                self.root.name,
+                files,
+                seeder.follow_symlinks,
+                self.hash_small,
+            )
+            self.sent_away = True
+        else:
+            future = _run_here(self._here, files)
+        self.tasks.append((files, future))
+
+    def _here(self, files: list[tuple[bytes, Any]]) -> Prepared:
+        seeder = self.seeder
+        return prepare(
+            seeder.catalog,
+            self.root.name,
+            files,
+            follow_symlinks=seeder.follow_symlinks,
+            hash_small=self.hash_small,
+            hasher=seeder.hasher,
+        )
+
+    def _write(self, *, everything: bool = False) -> None:
+        """Write the tasks that are back, in order, many to a transaction: a commit costs
+        a flush to disk. The first comes back alone and goes in at once, so the first
+        rows are there soon; after it, tasks wait for company (:data:`CHUNK` files, or
+        :data:`GROUP_WAIT` seconds). Too many out, or ``everything``: wait for them."""
+        while self.tasks:
+            done = 0
+            for files, future in self.tasks:
+                if not future.done():
+                    break
+                done += len(files)
+            if not (
+                everything
+                or len(self.tasks) > IN_FLIGHT
+                or done >= READY_GROUP
+                or (done and (not self.written or self.seeder.clock() - self.written >= GROUP_WAIT))
+            ):
+                return
+            group = Prepared([], [])
+            while self.tasks and len(group.ready) < READY_GROUP:
+                files, future = self.tasks[0]
+                if group.ready and not future.done():
+                    break
+                self.tasks.popleft()
+                try:
+                    prepared = future.result()
+                except (WorkerDied, TaskError) as exc:
+                    log.warning("a worker process failed (%s); its new files are read here", exc)
+                    prepared = self._here(files)
+                group.ready.extend(prepared.ready)
+                group.moved.extend(prepared.moved)
+            self.seeder._write_prepared(self.tally, group)
+            self.written = self.seeder.clock()
 
 
 def _run_here(fn: Callable[..., Any], *args: Any) -> Future[Any]:

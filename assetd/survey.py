@@ -2,24 +2,27 @@
 
 Both streams are in byte order, so the merge holds one row and one file at a time and
 yields an observation for every path whose file and row disagree. The seeder surveys
-whole roots (or spans of one, in worker processes); the reconciler surveys the folders
-that hints name.
+whole roots (or spans of one, in worker processes: :func:`index_span`); the reconciler
+surveys the folders that hints name.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from typing import NamedTuple
 
 from assetd.apply import Observation, Tally, observe
 from assetd.catalog import Catalog
-from assetd.catalog.sql import STORED_STAT, StateRow, state_of_row
+from assetd.catalog.sql import CHUNK, STORED_STAT, StateRow, state_of_row
+from assetd.catalog.tags import Layer
 from assetd.config import RootConfig
-from assetd.decide import Outcome, decide, unchanged
+from assetd.decide import FileStat, Outcome, decide, unchanged
 from assetd.paths import ExcludeMatcher, prefix_upper_bound
+from assetd.prepare import READY_FILES, Prepared, opened, prepare
 from assetd.walk import Entry, Problem, Span, Unlisted, walk_root
 
-__all__ = ["survey", "survey_span"]
+__all__ = ["Found", "index_span", "survey"]
 
 Problems = Callable[[str, bytes, str], None]  # (root name, path, message)
 
@@ -86,21 +89,61 @@ def survey(
         row = next(rows, None)
 
 
-def survey_span(
-    url: str, root: RootConfig, follow_symlinks: bool, span: Span
-) -> tuple[list[Observation], dict[str, int], list[tuple[str, bytes, str]]]:
-    """:func:`survey` over one span, in a worker process: what it saw, its counts, and
-    the problems to report."""
-    catalog = Catalog(url, upgrade=False)
-    try:
-        tally = Tally()
-        problems: list[tuple[str, bytes, str]] = []
+class Found(NamedTuple):
+    """What a worker's walk of a span sends as it goes (counts since the last one)."""
 
-        def problem(name: str, path: bytes, message: str) -> None:
-            problems.append((name, path, message))
+    prepared: Prepared  # the new files, ready to insert
+    seen: list[Observation]  # the other paths whose file and row disagree
+    counts: dict[str, int]
+    problems: list[tuple[str, bytes, str]]
 
-        observations = list(survey(catalog, root, follow_symlinks, problem, tally, span=span))
-        counts = {"scanned": tally.scanned, "total": tally.total, "skipped": tally.skipped}
-        return observations, counts, problems
-    finally:
-        catalog.close()
+
+def index_span(
+    url: str,
+    layer: Layer | None,
+    root: RootConfig,
+    follow_symlinks: bool,
+    span: Span,
+    hash_small: bool,
+) -> Iterator[Found]:
+    """:func:`survey` over one span, in a worker process, with the new files made ready
+    there (:func:`assetd.prepare.prepare`): sent a few hundred at a time, so that the
+    writer has its first rows at once and never waits for a whole span."""
+    catalog = opened(url, layer)
+    tally = Tally()
+    problems: list[tuple[str, bytes, str]] = []
+    new: list[tuple[bytes, FileStat]] = []
+    seen: list[Observation] = []
+    sent = Tally()
+
+    def found() -> Found:
+        prepared = (
+            prepare(catalog, root.name, new, follow_symlinks=follow_symlinks, hash_small=hash_small)
+            if new
+            else Prepared([], [])
+        )
+        counts = {
+            "scanned": tally.scanned - sent.scanned,
+            "total": tally.total - sent.total,
+            "skipped": tally.skipped - sent.skipped,
+        }
+        sent.scanned, sent.total, sent.skipped = tally.scanned, tally.total, tally.skipped
+        out = Found(prepared, list(seen), counts, list(problems))
+        new.clear()
+        seen.clear()
+        problems.clear()
+        return out
+
+    def problem(name: str, path: bytes, message: str) -> None:
+        problems.append((name, path, message))
+
+    for obs in survey(catalog, root, follow_symlinks, problem, tally, span=span):
+        if obs.decision.outcome is Outcome.NEW and obs.stat is not None:
+            new.append((obs.path, obs.stat))
+            if len(new) >= READY_FILES:
+                yield found()
+        else:
+            seen.append(obs)
+            if len(seen) >= CHUNK:
+                yield found()
+    yield found()

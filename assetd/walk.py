@@ -24,6 +24,7 @@ __all__ = [
     "Span",
     "Unlisted",
     "branch_above",
+    "first_cuts",
     "loop_problem",
     "walk_root",
 ]
@@ -132,6 +133,43 @@ def _in_span(span: Span) -> Keep:
     return keep
 
 
+def first_cuts(
+    top: bytes, parts: int, follow_symlinks: bool = False, *, least: int = 0
+) -> list[bytes]:
+    """Paths that cut a tree the catalog does not know yet into about ``parts`` spans;
+    none when its first levels hold fewer than ``least`` entries (not worth cutting).
+
+    The entries of its first level, and of the second when the first has few, by count:
+    names only, from the folder listings (no stat), so even a folder of a million files
+    costs one listing here. Each span then walks what falls in it.
+    """
+    level = _names(top, follow_symlinks)
+    if len(level) < parts * 8:
+        deeper: list[bytes] = []
+        for key in level:
+            deeper.append(key)
+            if key.endswith(b"/"):
+                deeper += _names(key[:-1], follow_symlinks)
+        level = deeper
+    if len(level) < least:
+        return []
+    level.sort()
+    cuts = [level[i * len(level) // parts] for i in range(1, parts)] if level else []
+    return sorted(set(cuts))
+
+
+def _names(folder: bytes, follow_symlinks: bool) -> list[bytes]:
+    """The full paths in ``folder`` as the walk orders them (a folder as its path plus
+    ``/``); nothing when it cannot be listed (the walk reports it)."""
+    try:
+        with os.scandir(folder) as it:
+            return [
+                e.path + b"/" if e.is_dir(follow_symlinks=follow_symlinks) else e.path for e in it
+            ]
+    except OSError:
+        return []
+
+
 def branch_above(
     root_prefix: bytes, path: bytes, follow_symlinks: bool
 ) -> tuple[Ident, ...] | None:
@@ -217,7 +255,7 @@ def _list(
     try:
         with os.scandir(folder) as it:
             for entry in it:
-                child = _classify(entry, base, exclude, follow_symlinks)
+                child = _classify(entry, base, exclude, follow_symlinks, keep)
                 if child is not None:
                     children.append(child)
     except OSError as exc:
@@ -237,9 +275,14 @@ def _span_key(child: Child) -> tuple[bytes, bool]:
 
 
 def _classify(
-    entry: os.DirEntry[bytes], base: int, exclude: ExcludeMatcher | None, follow: bool
+    entry: os.DirEntry[bytes],
+    base: int,
+    exclude: ExcludeMatcher | None,
+    follow: bool,
+    keep: Keep | None = None,
 ) -> tuple[bytes, Child] | None:
-    """The sort key and the child for one folder entry, or None to skip it."""
+    """The sort key and the child for one folder entry, or None to skip it (outside
+    the span: before its stat, as walks of a large folder's spans all list it)."""
     path = entry.path
     try:
         if not entry.is_file(follow_symlinks=follow):  # files first: most entries are
@@ -248,6 +291,8 @@ def _classify(
             if exclude is not None and exclude.excludes(path[base:], is_dir=True):
                 return None
             return entry.name + b"/", path
+        if keep is not None and not keep(path, False):
+            return None
         if exclude is not None and exclude.excludes(path[base:], is_dir=False):
             return None
         st = entry.stat(follow_symlinks=follow)

@@ -476,9 +476,10 @@ def test_rows_inserted_many_to_a_statement_arrive_whole(catalog: Catalog) -> Non
     as given, with the literals of the one-row SQL, on either engine."""
     tag_sql = "INSERT INTO tag (asset_id, name, origin) VALUES (?, ?, 'auto')"
     (asset_id,) = catalog.store.allocate_ids("asset", 1)
-    rows = [(asset_id, f"t{i:04}") for i in range(1203)]  # 2 parameters: 499 rows a statement
+    per = INSERT_PARAMS // 2  # rows a statement: 2 parameters each
+    rows = [(asset_id, f"t{i:05}") for i in range(2 * per + 205)]
     statements = list(insert_statements(tag_sql, rows))
-    assert [len(params) for _, params in statements] == [998, 998, 410]
+    assert [len(params) for _, params in statements] == [2 * per, 2 * per, 410]
     assert all(text.count("?") == len(params) <= INSERT_PARAMS for text, params in statements)
     with catalog.write():
         catalog.store.insert_many(

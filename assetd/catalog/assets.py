@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from assetd.catalog.part import Part
 from assetd.catalog.sql import chunks, marks, stat_params
@@ -14,10 +14,27 @@ from assetd.hashing import HashResult
 from assetd.mime import guess_mime
 from assetd.paths import file_name
 
-__all__ = ["Assets", "NewFile"]
+__all__ = ["Assets", "NewFile", "ReadyFile"]
 
 # (path, root, stat, mime type) of a file the catalog has no location for.
 NewFile = tuple[bytes, str, FileStat, str | None]
+
+
+class ReadyFile(NamedTuple):
+    """A new file with its rows worked out away from the writer (:mod:`assetd.prepare`)."""
+
+    path: bytes
+    root: str
+    stat: FileStat  # as hashed, when it was
+    mime: str | None
+    hash: str | None  # None: hashed later (a large file, or one that could not be read)
+    verify: bool  # its location waits for a hash: none yet, or one taken while it was written
+    generation: str | None
+    tags: tuple[str, ...]  # its automatic tags
+    known: int | None  # the asset of its content, which the catalog had already
+    # Its ``added`` change as JSON, cut where its new asset's id goes; None: the change is
+    # rendered at commit (content the catalog had, which may carry user tags).
+    body: tuple[bytes, bytes] | None
 
 
 class Assets(Part):
@@ -68,6 +85,74 @@ class Assets(Part):
             self.join_hashes(done, log=False)
             for loc, _ in done:
                 self.changes.log("added", loc)  # rendered at commit: with its hash
+
+    def insert_ready(self, files: Sequence[ReadyFile]) -> None:
+        """Each file as one location, of new content or of the content the catalog had,
+        with one ``added`` change: the rows and change bodies come built, this only
+        writes them. Raises :class:`RowConflict` when a path or a hash has a row by now
+        (another writer was first): the caller then takes the way that looks first."""
+        store = self.store
+        now = store.now()
+        fresh = store.allocate_ids("asset", sum(1 for f in files if f.known is None))
+        ids = iter(fresh)
+        asset_of: list[int] = []
+        made: list[bool] = []  # the file's row made its asset: its built body holds
+        rows: list[tuple[Any, ...]] = []
+        first: dict[str, int] = {}  # content new in this batch: hash → its asset
+        for f in files:
+            if f.known is not None:
+                asset_of.append(f.known)
+                made.append(False)
+            elif f.hash is not None and f.hash in first:
+                asset_of.append(first[f.hash])  # the same new content twice
+                made.append(False)
+                next(ids)
+            else:
+                asset_id = next(ids)
+                if f.hash is not None:
+                    first[f.hash] = asset_id
+                rows.append((asset_id, f.hash, f.stat.size, f.mime, now, f.generation))
+                asset_of.append(asset_id)
+                made.append(True)
+        store.insert_many(
+            "INSERT INTO asset (id, hash, size_bytes, mime_type, user_metadata, created_at, "
+            "generation) VALUES (?, ?, ?, ?, '{}', ?, ?)",
+            rows,
+        )
+        location_ids = store.allocate_ids("cache_state", len(files))
+        store.insert_many(
+            "INSERT INTO cache_state (id, file_path, file_name, root, asset_id, size, mtime_ns, "
+            "ctime_ns, inode, device, needs_verify, is_missing, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    loc,
+                    f.path,
+                    file_name(f.path),
+                    f.root,
+                    a,
+                    *stat_params(f.stat),
+                    f.verify,
+                    False,
+                    now,
+                )
+                for loc, a, f in zip(location_ids, asset_of, files, strict=True)
+            ],
+        )
+        self.tags.insert_placed({loc: f.tags for loc, f in zip(location_ids, files, strict=True)})
+        for loc, a, f, own in zip(location_ids, asset_of, files, made, strict=True):
+            if f.body is not None and own:
+                head, tail = f.body
+                self.changes.log_built("added", loc, f.root, b"%s%d%s" % (head, a, tail))
+            else:
+                self.changes.log("added", loc)  # rendered at commit, with its content's tags
+        known = [(f.generation, f.known) for f in files if f.known is not None and f.generation]
+        store.execute_many(
+            "UPDATE asset SET generation = ? WHERE id = ? AND generation IS NULL", known
+        )
+        joined = {f.known for f in files if f.known is not None}
+        if joined:
+            self.tags.update_missing_marks(joined)
 
     def join_hashes(
         self, done: Sequence[tuple[int, HashResult]], *, log: bool = True

@@ -44,6 +44,18 @@ class Change(NamedTuple):
 
 
 ChangeListener = Callable[[list[Change]], None]
+
+
+class _Pending(NamedTuple):
+    """A change logged in the open transaction, not yet numbered."""
+
+    op: str
+    location_id: int
+    old_path: bytes | None = None
+    location: dict[str, Any] | None = None  # rendered already; else at commit
+    built: tuple[str, bytes] | None = None  # (root, whole body as JSON) built elsewhere
+
+
 # Location JSON objects by location id, rendered in the committing transaction.
 Renderer = Callable[[Iterable[int]], dict[int, dict[str, Any]]]
 
@@ -56,7 +68,7 @@ class ChangeLog:
         self._render = render
         self._lock = threading.RLock()
         self._depth = 0
-        self._pending: list[tuple[str, int, bytes | None, dict[str, Any] | None]] = []
+        self._pending: list[_Pending] = []
         self._published: list[Change] = []
         self.listeners: list[ChangeListener] = []
         # (newest changes to keep, oldest age in seconds to keep); None: keep everything.
@@ -111,13 +123,34 @@ class ChangeLog:
         or one already rendered.
         """
         assert self._depth > 0, "log() outside write()"
-        self._pending.append((op, location_id, old_path, location))
+        self._pending.append(_Pending(op, location_id, old_path, location))
+
+    def log_built(self, op: str, location_id: int, root: str, body: bytes) -> None:
+        """Record a change whose body (the message as JSON without ``type`` and ``seq``)
+        was built before the transaction, away from the writer (:mod:`assetd.prepare`)."""
+        assert self._depth > 0, "log_built() outside write()"
+        self._pending.append(_Pending(op, location_id, built=(root, body)))
+
+    @contextmanager
+    def attempt(self) -> Iterator[None]:
+        """A savepoint in the open transaction: when the block raises, what it wrote and
+        the changes it logged are undone, and the error goes on (the transaction lives)."""
+        assert self._depth > 0, "attempt() outside write()"
+        mark = len(self._pending)
+        try:
+            with self.store.db.atomic():  # nested: a savepoint
+                yield
+        except BaseException:
+            del self._pending[mark:]
+            raise
 
     def _flush(self) -> list[Change]:
         # Render after every write of the transaction, so tags are the committed ones.
         store = self.store
         pending, self._pending = self._pending, []
-        rendered = self._render([loc_id for _, loc_id, _, given in pending if not given])
+        rendered = self._render(
+            [p.location_id for p in pending if p.location is None and p.built is None]
+        )
         store.execute(
             f"UPDATE sequence_counter SET value = value + ? WHERE {_THE_LOG}", [len(pending)]
         )
@@ -125,7 +158,13 @@ class ChangeLog:
         ts = store.now()
         rows: list[tuple[Any, ...]] = []
         changes: list[Change] = []
-        for seq, (op, loc_id, old_path, given) in enumerate(pending, start=last - len(pending) + 1):
+        first = last - len(pending) + 1
+        for seq, (op, loc_id, old_path, given, built) in enumerate(pending, start=first):
+            if built is not None:
+                root, encoded = built
+                rows.append((seq, ts, op, root, encoded.decode()))
+                changes.append(Change(seq, root, encoded))
+                continue
             location = given or rendered[loc_id]
             body: dict[str, Any] = {"op": op, "location": location}
             if old_path is not None:

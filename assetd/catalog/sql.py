@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 import re
 import socket
+import sqlite3
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import peewee as pw
@@ -30,6 +32,7 @@ __all__ = [
     "LOCATION_SQL",
     "STATE_SQL",
     "STORED_STAT",
+    "RowConflict",
     "StateRow",
     "Store",
     "chunks",
@@ -43,8 +46,20 @@ __all__ = [
 
 CHUNK = 2000  # rows per IN (...) list and per write batch
 WRITE_LOCK = 0x61737364  # the advisory lock of a shared catalog's writers ("assd")
-# Parameters per multi-row INSERT: the least limit any SQLite build has (999 before 3.32).
-INSERT_PARAMS = 999
+
+
+def _variable_limit() -> int:
+    """Parameters one SQLite statement may take in this build (999 before 3.32, 32766
+    since); fewer, larger statements run SQLite's program fewer times."""
+    connection = sqlite3.connect(":memory:")
+    try:
+        return int(connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
+    finally:
+        connection.close()
+
+
+# Parameters per multi-row INSERT: a write batch of locations fits in one statement.
+INSERT_PARAMS = min(_variable_limit(), 32766)
 _ONE_ROW_INSERT = re.compile(r"(INSERT INTO .+? VALUES )(\([^()]*\))", re.DOTALL)
 
 
@@ -77,6 +92,22 @@ def insert_statements(sql: str, rows: Sequence[Sequence[Any]]) -> Iterator[tuple
     head, row = match.groups()
     for part in chunks(rows, max(1, INSERT_PARAMS // max(1, row.count("?")))):
         yield head + ", ".join([row] * len(part)), [value for r in part for value in r]
+
+
+class RowConflict(Exception):
+    """An insert met a row that is already there (a path or a hash is unique)."""
+
+
+@contextmanager
+def _conflicts() -> Iterator[None]:
+    """Unique-key violations, whichever driver raised them, as :class:`RowConflict`."""
+    try:
+        yield
+    except Exception as exc:
+        # peewee's, sqlite3's and psycopg's (UniqueViolation) share the DB-API name.
+        if any(cls.__name__ == "IntegrityError" for cls in type(exc).__mro__):
+            raise RowConflict(str(exc)) from exc
+        raise
 
 
 class Store:
@@ -135,7 +166,7 @@ class Store:
 
     def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
-            with unavailable():
+            with unavailable(), _conflicts():
                 cursor = self.db.cursor()
                 for batch in chunks(rows):
                     cursor.executemany(self._sql(sql), batch)
@@ -147,7 +178,7 @@ class Store:
         if not self.sqlite:
             self.execute_many(sql, rows)
         elif rows:
-            with unavailable():
+            with unavailable(), _conflicts():
                 cursor = self.db.cursor()
                 for text, params in insert_statements(sql, rows):
                     cursor.execute(self._sql(text), params)

@@ -18,7 +18,7 @@ from assetd.catalog.sql import CHUNK, Store, chunks, marks
 from assetd.exceptions import AutomaticTagError, InvalidRequestError
 from assetd.paths import folder_tags
 
-__all__ = ["MISSING_TAG", "Layer", "Place", "Tags"]
+__all__ = ["MISSING_TAG", "Layer", "Place", "PlaceTags", "Tags"]
 
 MISSING_TAG = "missing"
 
@@ -43,6 +43,31 @@ def _valid_tag(tag: str) -> str:
     if not name or len(name) > 128 or any(ord(c) < 32 for c in name):
         raise InvalidRequestError(f"invalid tag {tag!r}: 1–128 printable characters")
     return name
+
+
+class PlaceTags:
+    """The automatic tags of a path: its root and folder names, and the layer's category.
+
+    They come from the folder alone (and, for a layer's categories, the extension), and
+    a batch of files shares few folders: each (root, folder, extension) is worked out once.
+    """
+
+    def __init__(self, roots: dict[str, bytes], layer: Layer | None) -> None:
+        self.roots = roots  # root name → prefix, as the catalog registered them
+        self.layer = layer
+        self._known: dict[tuple[str, bytes, bytes], tuple[str, ...]] = {}
+
+    def __call__(self, root: str, path: bytes) -> tuple[str, ...]:
+        cut = path.rfind(b"/") + 1
+        dot = path.rfind(b".")
+        kind = (root, path[:cut], path[dot:].lower() if dot > cut else b"")
+        names = self._known.get(kind)
+        if names is None:
+            found = folder_tags(self.roots, root, path[:cut])
+            if self.layer is not None:
+                found |= self.layer.category_tags(path)
+            names = self._known[kind] = tuple(sorted(found))
+        return names
 
 
 class Tags:
@@ -97,27 +122,17 @@ class Tags:
 
     def place(self, places: Iterable[Place]) -> dict[int, tuple[str, ...]]:
         """Give new locations the automatic tags of their place; returns them by id."""
-        roots, layer = self.roots.prefixes(), self.layer
-        # A batch's files share few folders, and the tags come from the folder alone (and,
-        # for a layer's categories, the extension).
-        by_folder: dict[tuple[str, bytes, bytes], tuple[str, ...]] = {}
-        given: dict[int, tuple[str, ...]] = {}
-        for loc, root, path in places:
-            cut = path.rfind(b"/") + 1
-            dot = path.rfind(b".")
-            kind = (root, path[:cut], path[dot:].lower() if dot > cut else b"")
-            names = by_folder.get(kind)
-            if names is None:
-                found = folder_tags(roots, root, path[:cut])
-                if layer is not None:
-                    found |= layer.category_tags(path)
-                names = by_folder[kind] = tuple(sorted(found))
-            given[loc] = names
+        tags_at = PlaceTags(self.roots.prefixes(), self.layer)
+        given = {loc: tags_at(root, path) for loc, root, path in places}
+        self.insert_placed(given)
+        return given
+
+    def insert_placed(self, given: dict[int, tuple[str, ...]]) -> None:
+        """Store automatic tags already worked out (:class:`PlaceTags`), by location id."""
         self.store.insert_many(
             "INSERT INTO location_tag (location_id, name) VALUES (?, ?)",
             [(loc, name) for loc, names in given.items() for name in names],
         )
-        return given
 
     def relocate(self, places: Sequence[Place]) -> None:
         """Locations that moved take the automatic tags of their new place."""
