@@ -12,6 +12,7 @@ every core).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -20,7 +21,7 @@ from assetd.catalog import Catalog
 from assetd.catalog.assets import ReadyFile
 from assetd.catalog.tags import Layer, PlaceTags
 from assetd.decide import FileStat, Outcome
-from assetd.hashing import LARGE_FILE, HashResult, hash_file, try_hash
+from assetd.hashing import LARGE_FILE, RACY_WINDOW_NS, HashResult, hash_file, try_hash
 from assetd.jsontext import dumps
 from assetd.mime import guess_mime
 
@@ -79,12 +80,16 @@ def prepare(
         new = [(o.path, o.stat) for o in seen if o.decision.outcome is Outcome.NEW and o.stat]
     hashed: dict[bytes, HashResult] = {}
     gone: set[bytes] = set()
+    # A file modified moments ago may still be being written: it goes in unhashed, and
+    # the pass hashes it after, once (then ``added``, ``hashed``, as the contract has it).
+    settled_before = time.time_ns() - RACY_WINDOW_NS
     for path, stat in new:
-        if not hash_small or stat.size >= LARGE_FILE:
+        if not hash_small or stat.size >= LARGE_FILE or stat.mtime_ns > settled_before:
             continue
         found = try_hash(path, follow_symlinks=follow_symlinks, hasher=hasher)
         if isinstance(found, HashResult):
-            hashed[path] = found
+            if not found.racy:
+                hashed[path] = found
         elif found is None:
             gone.add(path)
     known = dict(catalog.assets.by_hash([r.hash for r in hashed.values()]))
@@ -97,7 +102,7 @@ def prepare(
         result = hashed.get(path)
         stat = result.stat if result is not None else walked
         digest = result.hash if result is not None else None
-        verify = result is None or result.racy
+        verify = result is None
         tags = tags_at(root, path)
         asset = known.get(digest) if digest is not None else None
         mime = guess_mime(path)

@@ -473,8 +473,11 @@ class AssetSeeder:
         While one batch is written, the next is hashed (in worker processes when it is
         many small files, so the two really run side by side).
         """
-        tally.to_hash, tally.to_hash_bytes = self.catalog.locations.count_pending_hash(prefixes)
-        if not tally.to_hash:
+        pending, pending_bytes = self.catalog.locations.count_pending_hash(prefixes)
+        # Small new files were hashed as they went in: they count among what was hashed.
+        tally.to_hash = tally.hashed + pending
+        tally.to_hash_bytes = tally.hashed_bytes + pending_bytes
+        if not pending:
             return
         after = 0
         hashing: Future[list[HashOutcome]] | None = None

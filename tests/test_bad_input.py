@@ -149,12 +149,23 @@ def test_root_that_does_not_exist(tmp_path: Path, catalog: Catalog, scan: Any) -
     assert os.fsencode(tmp_path / "fine" / "new.bin") in items
 
 
-def test_file_vanishing_before_it_is_hashed(tmp_path: Path, catalog: Catalog, scan: Any) -> None:
-    """A file listed and then deleted before it could be hashed is not cataloged (it was
-    never there as far as the catalog knows: no tombstone); the scan completes."""
+# A settled file is hashed as it is registered, and one gone by then never goes in; a
+# file modified moments ago goes in first and is hashed after, and is then missing.
+WHEN_HASHED = pytest.mark.parametrize(
+    "mtime", [OLD_NS, None], ids=["hashed while registering", "hashed after"]
+)
+
+
+@WHEN_HASHED
+def test_file_vanishing_before_it_is_hashed(
+    tmp_path: Path, catalog: Catalog, scan: Any, mtime: int | None
+) -> None:
+    """A file listed and then deleted before it could be hashed is not cataloged when it
+    was to be hashed as it went in (no tombstone for a file the catalog never had), and
+    missing when it was in already; the scan completes without an error."""
     root = make_root(tmp_path, "r")
-    doomed = write(tmp_path / "r" / "doomed", "x")
-    write(tmp_path / "r" / "stays", "y")
+    doomed = write(tmp_path / "r" / "doomed", "x", mtime)
+    write(tmp_path / "r" / "stays", "y", OLD_NS)
 
     def deleting(path: bytes, **kwargs: Any) -> HashResult:
         if path.endswith(b"doomed"):
@@ -164,15 +175,21 @@ def test_file_vanishing_before_it_is_hashed(tmp_path: Path, catalog: Catalog, sc
     status = scan([root], hasher=deleting)
     assert status["errors"] == []
     items = locations(catalog)
-    assert os.fsencode(doomed) not in items
+    if mtime is None:
+        assert items[os.fsencode(doomed)]["is_missing"] is True
+    else:
+        assert os.fsencode(doomed) not in items
     assert items[os.fsencode(tmp_path / "r" / "stays")]["hash"] is not None
 
 
-def test_file_replaced_by_fifo_before_hashing(tmp_path: Path, catalog: Catalog, scan: Any) -> None:
-    """A file swapped for a FIFO between listing and hashing is never opened for reading,
-    and not cataloged."""
+@WHEN_HASHED
+def test_file_replaced_by_fifo_before_hashing(
+    tmp_path: Path, catalog: Catalog, scan: Any, mtime: int | None
+) -> None:
+    """A file swapped for a FIFO between listing and hashing is never opened for reading
+    (the scan would hang): not cataloged, or missing, as above."""
     root = make_root(tmp_path, "r")
-    write(tmp_path / "r" / "swap", "x")
+    write(tmp_path / "r" / "swap", "x", mtime)
 
     def swapping(path: bytes, **kwargs: Any) -> HashResult:
         os.unlink(path)
@@ -181,7 +198,11 @@ def test_file_replaced_by_fifo_before_hashing(tmp_path: Path, catalog: Catalog, 
 
     status = scan([root], hasher=swapping)
     assert status["errors"] == []
-    assert os.fsencode(tmp_path / "r" / "swap") not in locations(catalog)
+    items = locations(catalog)
+    if mtime is None:
+        assert items[os.fsencode(tmp_path / "r" / "swap")]["is_missing"] is True
+    else:
+        assert os.fsencode(tmp_path / "r" / "swap") not in items
 
 
 def test_file_changing_between_stat_and_hash(tmp_path: Path, catalog: Catalog, scan: Any) -> None:

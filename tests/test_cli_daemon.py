@@ -36,7 +36,7 @@ def test_status_asks_the_daemon(tmp_path: Path, make_daemon: Any) -> None:
     proc = run_cli("status", *flags(d))
     assert proc.returncode == 0, proc.stderr
     status = json.loads(proc.stdout)
-    assert status["state"] == "IDLE" and status["seq"] == 2
+    assert status["state"] == "IDLE" and status["seq"] == 1  # one "added", its hash in it
     assert status["roots"][0]["name"] == "r" and status["roots"][0]["files"] == 1
 
 
@@ -58,8 +58,9 @@ def test_watch_replays_then_follows(tmp_path: Path, make_daemon: Any) -> None:
         assert proc.stdout is not None
         hello = json.loads(proc.stdout.readline())
         assert hello["type"] == "hello"
-        first = [json.loads(proc.stdout.readline()) for _ in range(2)]
-        assert [(m["seq"], m["op"]) for m in first] == [(1, "added"), (2, "hashed")]
+        first = json.loads(proc.stdout.readline())
+        # Complete when the startup pass saw it: one "added" that carries the hash.
+        assert (first["seq"], first["op"]) == (1, "added") and first["location"]["hash"]
         write(tmp_path / "r" / "b", "b")
         live: list[dict[str, Any]] = []
         while not live or not live[-1]["location"]["hash"]:
@@ -67,7 +68,7 @@ def test_watch_replays_then_follows(tmp_path: Path, make_daemon: Any) -> None:
             if message["type"] == "change":
                 live.append(message)
         # Caught mid-write, the file may also show a "modified" between the two.
-        assert [m["seq"] for m in live] == list(range(3, 3 + len(live)))
+        assert [m["seq"] for m in live] == list(range(2, 2 + len(live)))
         assert live[0]["op"] == "added" and live[-1]["location"]["path"] == str(
             tmp_path / "r" / "b"
         )

@@ -66,20 +66,22 @@ def test_hello_replay_then_live_in_order(tmp_path: Path, make_daemon: Any) -> No
         async with connect(f"ws://{d.address}/ws") as ws:
             hello = await recv(ws)
             assert hello["type"] == "hello" and hello["version"] == 1
-            assert hello["catalog"] == d.catalog.catalog_id and hello["seq"] == 4
+            assert hello["catalog"] == d.catalog.catalog_id and hello["seq"] == 2
             assert hello["state"] in ("IDLE", "RUNNING")
             reply = await request(ws, "subscribe", since=0)
-            assert reply["ok"] and reply["result"] == {"seq": 4}
-            replayed = await changes(ws, 4)
-            assert [c["seq"] for c in replayed] == [1, 2, 3, 4]
-            assert [c["op"] for c in replayed] == ["added", "added", "hashed", "hashed"]
+            assert reply["ok"] and reply["result"] == {"seq": 2}
+            replayed = await changes(ws, 2)
+            assert [c["seq"] for c in replayed] == [1, 2]
+            # Complete when the startup pass saw them: each "added" carries its hash.
+            assert [c["op"] for c in replayed] == ["added", "added"]
+            assert all(c["location"]["hash"] for c in replayed)
             write(tmp_path / "r" / "c.bin", "c")
             live: list[dict[str, Any]] = []
             while not live or not live[-1]["location"]["hash"]:
-                live += await changes(ws, 5 if not live else live[-1]["seq"] + 1)
+                live += await changes(ws, 3 if not live else live[-1]["seq"] + 1)
             # Complete when seen, one "added" carries the hash; caught mid-write, the
             # file shows "added", maybe "modified", then "hashed".
-            assert [c["seq"] for c in live] == list(range(5, 5 + len(live)))
+            assert [c["seq"] for c in live] == list(range(3, 3 + len(live)))
             assert live[0]["op"] == "added" and live[-1]["op"] in ("added", "hashed")
             assert {c["location"]["path"] for c in live} == {str(tmp_path / "r" / "c.bin")}
 
@@ -428,22 +430,22 @@ def test_resuming_beyond_the_kept_log_asks_for_a_resync(tmp_path: Path, make_dae
         write(tmp_path / "r" / f"f{i}", f"{i}", OLD_NS)
     d = make_daemon(feed={"keep_changes": 5}).start()
     latest = d.catalog.latest_seq()
-    assert latest == 20 and d.catalog.oldest_seq() == 16
+    assert latest == 10 and d.catalog.oldest_seq() == 6  # one "added" a file, hash in it
 
     async def go() -> None:
         async with connect(f"ws://{d.address}/ws") as ws:
             await recv(ws)
-            assert (await request(ws, "subscribe", since=1))["result"] == {"seq": 20}
-            assert await recv(ws) == {"type": "resync-required", "seq": 20}
+            assert (await request(ws, "subscribe", since=1))["result"] == {"seq": 10}
+            assert await recv(ws) == {"type": "resync-required", "seq": 10}
             write(tmp_path / "r" / "new", "new")
-            live = await changes(ws, 21)
-            assert [c["seq"] for c in live] == [21]  # complete when seen: its hash in it
+            live = await changes(ws, 11)
+            assert [c["seq"] for c in live] == [11]  # complete when seen: its hash in it
             newest = d.catalog.latest_seq()
         async with connect(f"ws://{d.address}/ws") as ws:
             await recv(ws)
-            await request(ws, "subscribe", since=18)  # still in the log: replayed
+            await request(ws, "subscribe", since=8)  # still in the log: replayed
             replay = await changes(ws, newest)
-            assert [c["seq"] for c in replay] == list(range(19, newest + 1))
+            assert [c["seq"] for c in replay] == list(range(9, newest + 1))
 
     asyncio.run(go())
 
