@@ -31,8 +31,10 @@ __all__ = [
 RACY_WINDOW_NS = 2_000_000_000
 # Below this, one read() is cheapest; above, mmap avoids copying into Python.
 READ_LIMIT = 1 << 20
-# Above this, BLAKE3's tree mode spreads one file over every core.
-THREADED_LIMIT = 16 << 20
+# From this size, BLAKE3's tree mode spreads one file over every core (b3sum does so for
+# every file it maps): one thread hashing mapped files one after another, each over all
+# cores, beats two threads hashing one file each on a core apiece.
+THREADED_LIMIT = 1 << 20
 # From this size, hashing spends its time in reads and in BLAKE3, which give up the GIL.
 LARGE_FILE = 1 << 20
 PREFIX = "blake3:"

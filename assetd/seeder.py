@@ -38,8 +38,8 @@ from assetd.exceptions import (
     TaskError,
     WorkerDied,
 )
-from assetd.hashing import HashOutcome, HashResult, hash_file
-from assetd.hashpool import HashPool
+from assetd.hashing import LARGE_FILE, HashOutcome, HashResult, hash_file
+from assetd.hashpool import HASH_HERE_MAX, HashPool
 from assetd.paths import get_all_known_prefixes, path_json
 from assetd.prepare import READY_FILES, Prepared, prepare
 from assetd.procs import Processes
@@ -57,7 +57,7 @@ MAX_ERRORS = 200  # kept in the status; the log has them all
 # would all have to travel back from the workers.)
 PARALLEL_MIN = 20_000
 INDEX_SPAN = "assetd.survey:index_span"
-CUT_LEAST = 64  # entries in a new tree's first levels before its walk is shared out
+CUT_LEAST = 1000  # entries in a new tree's first levels before its walk is shared out
 SPANS_PER_CORE = 3  # a restart's walk is shared out in spans this fine
 PREPARE = "assetd.prepare:prepare_elsewhere"
 IN_FLIGHT = 12  # such tasks handed out and not yet written: the workers never wait for one
@@ -602,8 +602,14 @@ class _NewFiles:
     def _send(self) -> None:
         files, self.files = self.files, []
         seeder = self.seeder
-        # A few files left over, with no worker busy yet, are not worth starting one.
-        if self.procs is not None and (self.sent_away or len(files) >= READY_FILES):
+        # Few small files (large ones are hashed after, not here), or a few left over with
+        # no worker busy yet, are not worth a worker's time, nor its start.
+        small = sum(1 for _, stat in files if stat.size < LARGE_FILE) if self.hash_small else 0
+        if (
+            self.procs is not None
+            and small >= HASH_HERE_MAX
+            and (self.sent_away or len(files) >= READY_FILES)
+        ):
             future = self.procs.submit(
                 PREPARE,
                 seeder.catalog.url,

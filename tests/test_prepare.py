@@ -14,7 +14,7 @@ from assetd.catalog import Catalog
 from assetd.hashing import LARGE_FILE, hash_file, hash_path
 from assetd.hashpool import HashPool
 from assetd.prepare import prepare
-from assetd.seeder import CUT_LEAST, AssetSeeder
+from assetd.seeder import AssetSeeder
 from assetd.walk import Entry, first_cuts, walk_root
 from tests.conftest import OLD_NS, make_root, write
 from tests.harness import locations_by_path
@@ -55,6 +55,7 @@ def test_a_first_scan_walks_and_hashes_in_workers_and_inserts_each_file_once(
 
     root = make_root(tmp_path, "r")
     files = _tree(Path(root.path))
+    monkeypatch.setattr(seeder_module, "CUT_LEAST", 64)  # a tree this small is cut too
     if worker_fails:
         monkeypatch.setattr(seeder_module, "INDEX_SPAN", "assetd.survey:no_such_function")
     pool = HashPool(processes=2)
@@ -135,7 +136,7 @@ def test_a_new_tree_is_cut_by_the_names_of_its_first_levels(tmp_path: Path) -> N
         write(small / f"f{i}", b"x")
     for top in (nested, flat):
         raw = os.fsencode(str(top))
-        cuts = first_cuts(raw, 6, least=CUT_LEAST)
+        cuts = first_cuts(raw, 6, least=64)
         assert 3 <= len(cuts) <= 5
         whole = [e.path for e in walk_root(raw) if isinstance(e, Entry)]
         bounds: list[bytes | None] = [None, *cuts, None]
@@ -145,7 +146,7 @@ def test_a_new_tree_is_cut_by_the_names_of_its_first_levels(tmp_path: Path) -> N
             assert span, "an empty span"
             pieces += span
         assert pieces == whole
-    assert first_cuts(os.fsencode(str(small)), 6, least=CUT_LEAST) == []
+    assert first_cuts(os.fsencode(str(small)), 6, least=64) == []
 
 
 def test_a_file_written_moments_ago_goes_in_first_and_is_hashed_after(
