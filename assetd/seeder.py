@@ -301,7 +301,7 @@ class AssetSeeder:
         cuts, known = self._spans(root, pool)
         spans = collections.deque(cuts)
         procs = pool.workers() if len(spans) > 1 else None
-        found = _Arrivals()
+        found = _Arrivals(procs.count if procs is not None else 0)
         carriers = [
             threading.Thread(
                 target=self._walk_elsewhere,
@@ -345,24 +345,27 @@ class AssetSeeder:
         """A carrier thread: have one worker walk spans from the back, passing on what
         it sends; a failure is passed on as the span's last word."""
         catalog = self.catalog
-        while True:
-            try:
-                span = spans.pop()
-            except IndexError:
-                return
-            try:
-                for item in procs.stream(
-                    INDEX_SPAN,
-                    catalog.url,
-                    catalog.layer,
-                    root,
-                    self.follow_symlinks,
-                    span,
-                    hash_small,
-                ):
-                    found.put(span, item)
-            except (WorkerDied, TaskError) as exc:
-                found.put(span, exc)
+        try:
+            while spans:
+                try:
+                    span = spans.pop()
+                except IndexError:
+                    return
+                try:
+                    for item in procs.stream(
+                        INDEX_SPAN,
+                        catalog.url,
+                        catalog.layer,
+                        root,
+                        self.follow_symlinks,
+                        span,
+                        hash_small,
+                    ):
+                        found.put(span, item)
+                except (WorkerDied, TaskError) as exc:
+                    found.put(span, exc)
+        finally:
+            found.finished()
 
     def _write_found(
         self,
@@ -532,11 +535,18 @@ class AssetSeeder:
 class _Arrivals:
     """What the walking workers send, for the writer, in order of arrival."""
 
-    def __init__(self) -> None:
+    def __init__(self, senders: int) -> None:
         self._items: collections.deque[tuple[Span, Any]] = collections.deque()
         self._ready = 0  # ready files among the items
         self._arrived = threading.Condition()
+        self._senders = senders  # still sending
         self.groups = 0  # taken so far
+
+    def finished(self) -> None:
+        """One sender has sent all it will."""
+        with self._arrived:
+            self._senders -= 1
+            self._arrived.notify()
 
     def __bool__(self) -> bool:
         return bool(self._items)
@@ -550,8 +560,18 @@ class _Arrivals:
     def take(self, least: int, timeout: float, most: int) -> list[tuple[Span, Any]]:
         """The items that arrived, once they hold ``least`` ready files or ``timeout``
         has passed (then maybe none), up to about ``most`` ready files."""
+
+        def enough() -> bool:
+            # Items without ready files (a restart's changes) need no company, and
+            # nothing more comes once every sender is done.
+            return (
+                self._ready >= least
+                or self._senders <= 0
+                or (bool(self._items) and self._ready == 0)
+            )
+
         with self._arrived:
-            self._arrived.wait_for(lambda: self._ready >= least, timeout)
+            self._arrived.wait_for(enough, timeout)
             taken: list[tuple[Span, Any]] = []
             count = 0
             while self._items and (not taken or count < most):
