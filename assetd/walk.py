@@ -137,22 +137,26 @@ def first_cuts(
     top: bytes, parts: int, follow_symlinks: bool = False, *, least: int = 0
 ) -> list[bytes]:
     """Paths that cut a tree the catalog does not know yet into about ``parts`` spans;
-    none when its first levels hold fewer than ``least`` entries (not worth cutting).
+    none when it has few folders at the top and its first two levels hold fewer than
+    ``least`` entries (not worth cutting).
 
-    The entries of its first level, and of the second when the first has few, by count:
+    The entries of its first level, and of the second when the first has few folders:
     names only, from the folder listings (no stat), so even a folder of a million files
     costs one listing here. Each span then walks what falls in it.
     """
     level = _names(top, follow_symlinks)
-    if len(level) < parts * 8:
+    folders = sum(1 for key in level if key.endswith(b"/"))
+    # Many folders at the top are reason enough to share the walk, and enough to cut by;
+    # else the second level tells whether there is much to walk, and where.
+    if folders < parts * 8:
         deeper: list[bytes] = []
         for key in level:
             deeper.append(key)
             if key.endswith(b"/"):
                 deeper += _names(key[:-1], follow_symlinks)
         level = deeper
-    if len(level) < least:
-        return []
+        if len(level) < least:
+            return []
     level.sort()
     cuts = [level[i * len(level) // parts] for i in range(1, parts)] if level else []
     return sorted(set(cuts))

@@ -27,6 +27,7 @@ def test_quick_benchmarks_run() -> None:
     names = [row.split(" assetd ")[0].strip() for row in rows]
     assert [n.split()[0] for n in names] == [
         "cold",
+        "cold",
         "warm",
         "one",
         "one",
