@@ -118,8 +118,11 @@ def hash_file(
     follow_symlinks: bool = False,
     attempts: int = 3,
     now_ns: Callable[[], int] = time.time_ns,
+    map_unsettled: bool = False,
 ) -> HashResult:
     """Hash the regular file at ``path``; re-stat afterwards and retry if it changed.
+    ``map_unsettled``: map a large file even if it was modified just now (only where a
+    SIGBUS, should it be truncated meanwhile, costs no more than the process it kills).
 
     Raises ``FileNotFoundError`` when it vanished, :class:`NotRegularFileError` when it
     is not a regular file (a FIFO is never opened for reading, so this cannot hang),
@@ -142,7 +145,7 @@ def hash_file(
             if not stat_mod.S_ISREG(before.st_mode):
                 raise NotRegularFileError(0, "not a regular file", os.fsdecode(path))
             settled = before.st_mtime_ns <= started - RACY_WINDOW_NS
-            digest = _digest(fd, before.st_size, mapped=settled)
+            digest = _digest(fd, before.st_size, mapped=settled or map_unsettled)
             made = _generation(fd) if path[-5:].lower().endswith(GENERATION_SUFFIXES) else None
         finally:
             os.close(fd)

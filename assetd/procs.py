@@ -25,7 +25,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from assetd import drivers, gcpace
-from assetd.exceptions import TaskError, WorkerDied
+from assetd.exceptions import TaskError, WorkerDied, WorkersBusy
 
 __all__ = ["Processes", "default_count"]
 
@@ -63,13 +63,17 @@ class Processes:
             while len(slots) < self.count:
                 slots.append(self._idle.get_nowait())
         for proc in slots:
+            if proc is not None and proc.poll() is not None:
+                self._discard(proc)  # died since its last task
+                proc = None
             if proc is None and not self._closed:
                 proc = self._start()
             self._idle.put(proc)
 
-    def call(self, function: str, *args: Any) -> Any:
-        """Run ``function(*args)`` in a worker and return its result."""
-        items = self.stream(function, *args)
+    def call(self, function: str, *args: Any, wait: bool = True) -> Any:
+        """Run ``function(*args)`` in a worker and return its result; without ``wait``,
+        only in a worker free this moment (else :class:`WorkersBusy`)."""
+        items = _Items(self, function, args, wait)
         for _ in items:
             items.close()
             raise TaskError(f"{function} yields: call it with stream()")
@@ -81,8 +85,10 @@ class Processes:
         once it is exhausted)."""
         return _Items(self, function, args)
 
-    def _exchange(self, function: str, args: tuple[Any, ...]) -> Generator[Any, None, Any]:
-        proc = self._idle.get()
+    def _exchange(
+        self, function: str, args: tuple[Any, ...], wait: bool = True
+    ) -> Generator[Any, None, Any]:
+        proc = self._idle.get() if wait else self._take_started(function)
         try:
             if proc is not None and proc.poll() is not None:
                 self._discard(proc)
@@ -112,6 +118,27 @@ class Processes:
         if kind is not True:
             raise TaskError(value)
         return value
+
+    def _take_started(self, function: str) -> subprocess.Popen[bytes]:
+        # A task that would not wait will not wait for a worker's start either; if none
+        # has started yet, they start now, in the background, for the next such task.
+        slots: list[subprocess.Popen[bytes] | None] = []
+        found = None
+        with contextlib.suppress(queue.Empty):
+            while found is None:
+                slot = self._idle.get_nowait()
+                if slot is not None and slot.poll() is None:
+                    found = slot
+                else:
+                    slots.append(slot)
+        for slot in slots:
+            self._idle.put(slot)
+        if found is None:
+            if len(slots) == self.count and not self._closed:
+                with contextlib.suppress(RuntimeError):  # closed meanwhile
+                    self._carriers.submit(self.warm)
+            raise WorkersBusy(f"{function}: no worker is free")
+        return found
 
     def submit(self, function: str, *args: Any) -> Future[Any]:
         return self._carriers.submit(self.call, function, *args)
@@ -163,8 +190,10 @@ class Processes:
 class _Items:
     """What a task in a worker yields, as it arrives; ``value``: what it returned."""
 
-    def __init__(self, procs: Processes, function: str, args: tuple[Any, ...]) -> None:
-        self._exchange = procs._exchange(function, args)
+    def __init__(
+        self, procs: Processes, function: str, args: tuple[Any, ...], wait: bool = True
+    ) -> None:
+        self._exchange = procs._exchange(function, args, wait)
         self.value: Any = None
 
     def __iter__(self) -> _Items:

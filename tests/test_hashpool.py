@@ -8,12 +8,14 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from assetd.decide import CachedState, FileStat
+from assetd.exceptions import WorkerDied
 from assetd.hashing import hash_file
-from assetd.hashpool import HashPool
+from assetd.hashpool import MAP_ELSEWHERE, HashPool
 from tests.conftest import OLD_NS, REPO, wait_for, write
 
 
@@ -192,4 +194,95 @@ def test_a_few_small_files_are_not_kept_waiting_behind_large_ones(tmp_path: Path
         release.set()
         for future in busy:
             future.result()
+        pool.close()
+
+
+class _Recorder:
+    """Wraps a pool's own ``_one`` (this process's hashing) to record what it hashed."""
+
+    def __init__(self, pool: HashPool) -> None:
+        self.paths: list[bytes] = []
+        self._one = pool._one
+        pool._one = self  # type: ignore[method-assign]
+
+    def __call__(self, state: CachedState) -> Any:
+        self.paths.append(state.path)
+        return self._one(state)
+
+
+@pytest.fixture
+def fresh_large(tmp_path: Path) -> Path:
+    """A file of 9 MiB written just now (its mtime is the present)."""
+    return write(tmp_path / "model.safetensors", os.urandom(MAP_ELSEWHERE + (1 << 20)))
+
+
+def test_a_large_file_modified_just_now_is_hashed_in_a_started_worker(fresh_large: Path) -> None:
+    """Mapping a file that may still be truncated is safe only in a worker (a SIGBUS
+    ends the worker, not the daemon): with one started, the file is hashed there, to
+    the hash this process would give."""
+    pool = HashPool(processes=1)
+    try:
+        procs = pool.workers()
+        assert procs is not None
+        procs.warm()
+        here = _Recorder(pool)
+        (outcome,) = pool.run(states_of([fresh_large]))
+        assert here.paths == []
+        assert outcome.result == hash_file(os.fsencode(fresh_large))
+    finally:
+        pool.close()
+
+
+def test_with_no_worker_started_it_is_read_here_and_workers_start(fresh_large: Path) -> None:
+    """A file just closed does not wait for a worker's start: it is read in this process,
+    and the workers start in the background for the next one."""
+    pool = HashPool(processes=1)
+    try:
+        here = _Recorder(pool)
+        (outcome,) = pool.run(states_of([fresh_large]))
+        assert here.paths == [os.fsencode(fresh_large)]
+        assert outcome.result == hash_file(os.fsencode(fresh_large))
+        wait_for(lambda: pool.worker_pids() != [], what="a worker started in the background")
+    finally:
+        pool.close()
+
+
+def test_settled_and_medium_files_stay_here(tmp_path: Path) -> None:
+    """A settled large file is mapped in this process (it is safe), and a file just
+    modified below MAP_ELSEWHERE is read here (a round trip costs more than the copy)."""
+    settled = write(tmp_path / "old.bin", os.urandom(MAP_ELSEWHERE + 1), OLD_NS)
+    medium = write(tmp_path / "new.bin", os.urandom(MAP_ELSEWHERE - 1))
+    pool = HashPool(processes=1)
+    try:
+        procs = pool.workers()
+        assert procs is not None
+        procs.warm()
+        here = _Recorder(pool)
+        outcomes = pool.run(states_of([settled, medium]))
+        assert sorted(here.paths) == sorted([os.fsencode(settled), os.fsencode(medium)])
+        assert all(o.result is not None for o in outcomes)
+    finally:
+        pool.close()
+
+
+def test_a_worker_that_dies_on_a_file_just_modified_loses_it_not(
+    fresh_large: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The worker ends (as it would on a SIGBUS from a truncation under its mapping):
+    the file is read here and a warning says so."""
+
+    class Dying:
+        def call(self, function: str, *args: Any, wait: bool = True) -> Any:
+            raise WorkerDied("exit status -7")
+
+    pool = HashPool(processes=1)
+    try:
+        pool._procs = Dying()  # type: ignore[assignment]
+        here = _Recorder(pool)
+        (outcome,) = pool.run(states_of([fresh_large]))
+        assert here.paths == [os.fsencode(fresh_large)]
+        assert outcome.result == hash_file(os.fsencode(fresh_large))
+        assert "the file is read here" in caplog.text
+    finally:
+        pool._procs = None
         pool.close()
