@@ -211,26 +211,32 @@ class _Recorder:
 
 
 @pytest.fixture
+def started() -> Iterator[HashPool]:
+    """A pool with its one worker process started."""
+    pool = HashPool(processes=1)
+    procs = pool.workers()
+    assert procs is not None
+    procs.warm()
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
 def fresh_large(tmp_path: Path) -> Path:
     """A file of 9 MiB written just now (its mtime is the present)."""
     return write(tmp_path / "model.safetensors", os.urandom(MAP_ELSEWHERE + (1 << 20)))
 
 
-def test_a_large_file_modified_just_now_is_hashed_in_a_started_worker(fresh_large: Path) -> None:
+def test_a_large_file_modified_just_now_is_hashed_in_a_started_worker(
+    started: HashPool, fresh_large: Path
+) -> None:
     """Mapping a file that may still be truncated is safe only in a worker (a SIGBUS
     ends the worker, not the daemon): with one started, the file is hashed there, to
     the hash this process would give."""
-    pool = HashPool(processes=1)
-    try:
-        procs = pool.workers()
-        assert procs is not None
-        procs.warm()
-        here = _Recorder(pool)
-        (outcome,) = pool.run(states_of([fresh_large]))
-        assert here.paths == []
-        assert outcome.result == hash_file(os.fsencode(fresh_large))
-    finally:
-        pool.close()
+    here = _Recorder(started)
+    (outcome,) = started.run(states_of([fresh_large]))
+    assert here.paths == []
+    assert outcome.result == hash_file(os.fsencode(fresh_large))
 
 
 def test_with_no_worker_started_it_is_read_here_and_workers_start(fresh_large: Path) -> None:
@@ -247,22 +253,15 @@ def test_with_no_worker_started_it_is_read_here_and_workers_start(fresh_large: P
         pool.close()
 
 
-def test_settled_and_medium_files_stay_here(tmp_path: Path) -> None:
+def test_settled_and_medium_files_stay_here(started: HashPool, tmp_path: Path) -> None:
     """A settled large file is mapped in this process (it is safe), and a file just
     modified below MAP_ELSEWHERE is read here (a round trip costs more than the copy)."""
     settled = write(tmp_path / "old.bin", os.urandom(MAP_ELSEWHERE + 1), OLD_NS)
     medium = write(tmp_path / "new.bin", os.urandom(MAP_ELSEWHERE - 1))
-    pool = HashPool(processes=1)
-    try:
-        procs = pool.workers()
-        assert procs is not None
-        procs.warm()
-        here = _Recorder(pool)
-        outcomes = pool.run(states_of([settled, medium]))
-        assert sorted(here.paths) == sorted([os.fsencode(settled), os.fsencode(medium)])
-        assert all(o.result is not None for o in outcomes)
-    finally:
-        pool.close()
+    here = _Recorder(started)
+    outcomes = started.run(states_of([settled, medium]))
+    assert sorted(here.paths) == sorted([os.fsencode(settled), os.fsencode(medium)])
+    assert all(o.result is not None for o in outcomes)
 
 
 def test_a_worker_that_dies_on_a_file_just_modified_loses_it_not(
