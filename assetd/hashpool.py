@@ -146,8 +146,9 @@ class HashPool:
         # copy of every byte, as long as BLAKE3 itself over every core): there the worst
         # a truncation does is end the worker, and the file is then read here after all.
         recent = state.stat.mtime_ns > time.time_ns() - RACY_WINDOW_NS
-        procs = self.workers() if recent and state.stat.size >= MAP_ELSEWHERE else None
-        if procs is not None and self._offloadable():
+        elsewhere = recent and state.stat.size >= MAP_ELSEWHERE and self._offloadable()
+        procs = self.workers() if elsewhere else None
+        if procs is not None:
             args = ([state.path], self.follow_symlinks, True)
             try:
                 (result,) = procs.call("assetd.hashpool:hash_paths", *args, wait=False)
