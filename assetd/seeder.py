@@ -27,6 +27,7 @@ from assetd.apply import (
     apply_ready,
     write_current,
 )
+from assetd.arrivals import GROUP_WAIT, READY_GROUP, Arrivals, NewFiles, run_here
 from assetd.catalog import Catalog
 from assetd.catalog.sql import CHUNK
 from assetd.config import RootConfig
@@ -38,10 +39,10 @@ from assetd.exceptions import (
     TaskError,
     WorkerDied,
 )
-from assetd.hashing import LARGE_FILE, HashOutcome, HashResult, hash_file
-from assetd.hashpool import HASH_HERE_MAX, HashPool
+from assetd.hashing import HashOutcome, HashResult, hash_file
+from assetd.hashpool import HashPool
 from assetd.paths import get_all_known_prefixes, path_json
-from assetd.prepare import READY_FILES, Prepared, prepare
+from assetd.prepare import Prepared
 from assetd.procs import Processes
 from assetd.survey import Found, survey
 from assetd.walk import Span, first_cuts
@@ -59,10 +60,6 @@ PARALLEL_MIN = 20_000
 INDEX_SPAN = "assetd.survey:index_span"
 CUT_LEAST = 1000  # entries in a new tree's first levels before its walk is shared out
 SPANS_PER_CORE = 3  # a restart's walk is shared out in spans this fine
-PREPARE = "assetd.prepare:prepare_elsewhere"
-IN_FLIGHT = 12  # such tasks handed out and not yet written: the workers never wait for one
-GROUP_WAIT = 0.25  # seconds ready files may wait for more to share their transaction
-READY_GROUP = CHUNK  # new files at most in one transaction
 
 
 class SeederState(enum.Enum):
@@ -103,7 +100,7 @@ class AssetSeeder:
         # thread, or run right here. The pass waits for each write before it walks on:
         # two threads busy in Python at once only trade the GIL back and forth (every
         # SQLite step gives it up and must win it back) and both run slower.
-        self.submit: Callable[..., Future[Any]] = submit or _run_here
+        self.submit: Callable[..., Future[Any]] = submit or run_here
         self.hash_pool = hash_pool  # shared with the daemon's reconciler; else one per pass
         self.parallel_min = parallel_min
         self._lock = threading.Lock()
@@ -297,11 +294,11 @@ class AssetSeeder:
         written. New files go in ready, their hash in (``hash_small``) unless they are
         large.
         """
-        new_files = _NewFiles(self, root, tally, pool, hash_small)
+        new_files = NewFiles(self, root, tally, pool, hash_small)
         cuts, known = self._spans(root, pool)
         spans = collections.deque(cuts)
         procs = pool.workers() if len(spans) > 1 else None
-        found = _Arrivals(procs.count if procs is not None else 0)
+        found = Arrivals(procs.count if procs is not None else 0)
         carriers = [
             threading.Thread(
                 target=self._walk_elsewhere,
@@ -339,7 +336,7 @@ class AssetSeeder:
         procs: Processes,
         root: RootConfig,
         spans: collections.deque[Span],
-        found: _Arrivals,
+        found: Arrivals,
         hash_small: bool,
     ) -> None:
         """A carrier thread: have one worker walk spans from the back, passing on what
@@ -370,9 +367,9 @@ class AssetSeeder:
     def _write_found(
         self,
         tally: Tally,
-        found: _Arrivals,
+        found: Arrivals,
         vanished: list[Observation],
-        new_files: _NewFiles,
+        new_files: NewFiles,
         failed: list[Span],
         *,
         wait: bool,
@@ -399,7 +396,7 @@ class AssetSeeder:
             return
         group = Prepared([f for v in done for f in v.prepared.ready], [])
         group.moved.extend(o for v in done for o in v.prepared.moved)
-        self._write_prepared(tally, group)
+        self.write_prepared(tally, group)
         self._write_all(tally, iter([o for v in done for o in v.seen]), vanished, new_files)
 
     def _scan(self, root: RootConfig, tally: Tally, span: Span) -> Iterator[Observation]:
@@ -431,7 +428,7 @@ class AssetSeeder:
         tally: Tally,
         observations: Iterator[Observation],
         vanished: list[Observation] | None = None,
-        new_files: _NewFiles | None = None,
+        new_files: NewFiles | None = None,
     ) -> None:
         """Write in batches; with ``vanished``, the files gone from their paths go there,
         with ``new_files`` the new files."""
@@ -460,7 +457,7 @@ class AssetSeeder:
             lambda observations: self._write(tally, apply_observations, observations),
         )
 
-    def _write_prepared(self, tally: Tally, prepared: Prepared) -> None:
+    def write_prepared(self, tally: Tally, prepared: Prepared) -> None:
         """Write a task's ready files, and the moves it found among them."""
         if prepared.ready:
             self._write(tally, self._apply_ready, prepared.ready)
@@ -487,7 +484,7 @@ class AssetSeeder:
         while states := self.catalog.locations.pending_states(prefixes, after=after, limit=CHUNK):
             after = states[-1].id
             offload = pool.offloads(states)
-            following = pool.submit(states) if offload else _run_here(pool.run, states)
+            following = pool.submit(states) if offload else run_here(pool.run, states)
             if hashing is not None:
                 self._write(tally, apply_hashes, hashing.result())
             hashing = following
@@ -530,171 +527,3 @@ class AssetSeeder:
         with self._lock:
             if len(self._errors) < MAX_ERRORS:
                 self._errors.append(entry)
-
-
-class _Arrivals:
-    """What the walking workers send, for the writer, in order of arrival."""
-
-    def __init__(self, senders: int) -> None:
-        self._items: collections.deque[tuple[Span, Any]] = collections.deque()
-        self._ready = 0  # ready files among the items
-        self._arrived = threading.Condition()
-        self._senders = senders  # still sending
-        self.groups = 0  # taken so far
-
-    def finished(self) -> None:
-        """One sender has sent all it will."""
-        with self._arrived:
-            self._senders -= 1
-            self._arrived.notify()
-
-    def __bool__(self) -> bool:
-        return bool(self._items)
-
-    def put(self, span: Span, item: Any) -> None:
-        with self._arrived:
-            self._items.append((span, item))
-            self._ready += _ready_in(item)
-            self._arrived.notify()
-
-    def take(self, least: int, timeout: float, most: int) -> list[tuple[Span, Any]]:
-        """The items that arrived, once they hold ``least`` ready files or ``timeout``
-        has passed (then maybe none), up to about ``most`` ready files."""
-
-        def enough() -> bool:
-            # Items without ready files (a restart's changes) need no company, and
-            # nothing more comes once every sender is done.
-            return (
-                self._ready >= least
-                or self._senders <= 0
-                or (bool(self._items) and self._ready == 0)
-            )
-
-        with self._arrived:
-            self._arrived.wait_for(enough, timeout)
-            taken: list[tuple[Span, Any]] = []
-            count = 0
-            while self._items and (not taken or count < most):
-                span, item = self._items.popleft()
-                count += _ready_in(item)
-                taken.append((span, item))
-            self._ready -= count
-            if taken:
-                self.groups += 1
-            return taken
-
-
-def _ready_in(item: Any) -> int:
-    return len(item.prepared.ready) if isinstance(item, Found) else 0
-
-
-class _NewFiles:
-    """A root's new files on their way in: handed out in tasks to be made ready
-    (:func:`assetd.prepare.prepare`), in worker processes when there are enough of them
-    to pay for one, and written in the order they were walked as the tasks come back."""
-
-    def __init__(
-        self, seeder: AssetSeeder, root: RootConfig, tally: Tally, pool: HashPool, hash_small: bool
-    ) -> None:
-        self.seeder, self.root, self.tally, self.hash_small = seeder, root, tally, hash_small
-        # An injected hasher (a test's seam) and a catalog in memory stay in this process.
-        local = seeder.hasher is not hash_file or ":memory:" in seeder.catalog.url
-        self.procs = None if local else pool.workers()
-        self.files: list[tuple[bytes, Any]] = []
-        self.tasks: collections.deque[tuple[list[tuple[bytes, Any]], Future[Prepared]]] = (
-            collections.deque()
-        )
-        self.sent_away = False
-        self.written = 0.0  # when the last group was written (0: none yet)
-
-    def add(self, obs: Observation) -> None:
-        self.files.append((obs.path, obs.stat))
-        if len(self.files) >= READY_FILES:
-            self._send()
-        self._write()
-
-    def finish(self) -> None:
-        """Hand out what is left and write every task."""
-        if self.files:
-            self._send()
-        self._write(everything=True)
-
-    def _send(self) -> None:
-        files, self.files = self.files, []
-        seeder = self.seeder
-        # Few small files (large ones are hashed after, not here), or a few left over with
-        # no worker busy yet, are not worth a worker's time, nor its start.
-        small = sum(1 for _, stat in files if stat.size < LARGE_FILE) if self.hash_small else 0
-        if (
-            self.procs is not None
-            and small >= HASH_HERE_MAX
-            and (self.sent_away or len(files) >= READY_FILES)
-        ):
-            future = self.procs.submit(
-                PREPARE,
-                seeder.catalog.url,
-                seeder.catalog.layer,
-                self.root.name,
-                files,
-                seeder.follow_symlinks,
-                self.hash_small,
-            )
-            self.sent_away = True
-        else:
-            future = _run_here(self._here, files)
-        self.tasks.append((files, future))
-
-    def _here(self, files: list[tuple[bytes, Any]]) -> Prepared:
-        seeder = self.seeder
-        return prepare(
-            seeder.catalog,
-            self.root.name,
-            files,
-            follow_symlinks=seeder.follow_symlinks,
-            hash_small=self.hash_small,
-            hasher=seeder.hasher,
-        )
-
-    def _write(self, *, everything: bool = False) -> None:
-        """Write the tasks that are back, in order, many to a transaction: a commit costs
-        a flush to disk. The first comes back alone and goes in at once, so the first
-        rows are there soon; after it, tasks wait for company (:data:`CHUNK` files, or
-        :data:`GROUP_WAIT` seconds). Too many out, or ``everything``: wait for them."""
-        while self.tasks:
-            done = 0
-            for files, future in self.tasks:
-                if not future.done():
-                    break
-                done += len(files)
-            if not (
-                everything
-                or len(self.tasks) > IN_FLIGHT
-                or done >= READY_GROUP
-                or (done and (not self.written or self.seeder.clock() - self.written >= GROUP_WAIT))
-            ):
-                return
-            group = Prepared([], [])
-            while self.tasks and len(group.ready) < READY_GROUP:
-                files, future = self.tasks[0]
-                if group.ready and not future.done():
-                    break
-                self.tasks.popleft()
-                try:
-                    prepared = future.result()
-                except (WorkerDied, TaskError) as exc:
-                    log.warning("a worker process failed (%s); its new files are read here", exc)
-                    prepared = self._here(files)
-                group.ready.extend(prepared.ready)
-                group.moved.extend(prepared.moved)
-            self.seeder._write_prepared(self.tally, group)
-            self.written = self.seeder.clock()
-
-
-def _run_here(fn: Callable[..., Any], *args: Any) -> Future[Any]:
-    """Run ``fn`` now, in this thread; its result or error in a finished future."""
-    future: Future[Any] = Future()
-    try:
-        future.set_result(fn(*args))
-    except BaseException as exc:
-        future.set_exception(exc)
-    return future
