@@ -8,7 +8,6 @@ from __future__ import annotations
 import collections
 import logging
 import threading
-from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
@@ -19,13 +18,14 @@ from assetd.exceptions import TaskError, WorkerDied
 from assetd.hashing import LARGE_FILE, hash_file
 from assetd.hashpool import HASH_HERE_MAX, HashPool
 from assetd.prepare import READY_FILES, Prepared, prepare
+from assetd.procs import run_here
 from assetd.survey import Found
 from assetd.walk import Span
 
 if TYPE_CHECKING:
     from assetd.seeder import AssetSeeder
 
-__all__ = ["GROUP_WAIT", "READY_GROUP", "Arrivals", "NewFiles", "run_here"]
+__all__ = ["GROUP_WAIT", "READY_GROUP", "Arrivals", "NewFiles"]
 
 log = logging.getLogger(__name__)
 
@@ -191,13 +191,3 @@ class NewFiles:
                 group.moved.extend(prepared.moved)
             self.seeder.write_prepared(self.tally, group)
             self.written = self.seeder.clock()
-
-
-def run_here(fn: Callable[..., Any], *args: Any) -> Future[Any]:
-    """Run ``fn`` now, in this thread; its result or error in a finished future."""
-    future: Future[Any] = Future()
-    try:
-        future.set_result(fn(*args))
-    except BaseException as exc:
-        future.set_exception(exc)
-    return future

@@ -27,7 +27,7 @@ from typing import Any
 from assetd import drivers, gcpace
 from assetd.exceptions import TaskError, WorkerDied, WorkersBusy
 
-__all__ = ["Processes", "default_count"]
+__all__ = ["Processes", "default_count", "run_here"]
 
 
 def default_count() -> int:
@@ -208,6 +208,16 @@ class _Items:
 
     def close(self) -> None:
         self._exchange.close()
+
+
+def run_here(fn: Callable[..., Any], *args: Any) -> Future[Any]:
+    """Run ``fn`` now, in this thread; its result or error in a finished future."""
+    future: Future[Any] = Future()
+    try:
+        future.set_result(fn(*args))
+    except BaseException as exc:
+        future.set_exception(exc)
+    return future
 
 
 # -- in the worker process ----------------------------------------------------------

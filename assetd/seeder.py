@@ -27,7 +27,7 @@ from assetd.apply import (
     apply_ready,
     write_current,
 )
-from assetd.arrivals import GROUP_WAIT, READY_GROUP, Arrivals, NewFiles, run_here
+from assetd.arrivals import GROUP_WAIT, READY_GROUP, Arrivals, NewFiles
 from assetd.catalog import Catalog
 from assetd.catalog.sql import CHUNK
 from assetd.config import RootConfig
@@ -43,7 +43,7 @@ from assetd.hashing import HashOutcome, HashResult, hash_file
 from assetd.hashpool import HashPool
 from assetd.paths import get_all_known_prefixes, path_json
 from assetd.prepare import Prepared
-from assetd.procs import Processes
+from assetd.procs import Processes, run_here
 from assetd.survey import Found, survey
 from assetd.walk import Span, first_cuts
 
