@@ -40,6 +40,7 @@ class Holds:
         self._born: dict[bytes, float] = {}  # new paths held back: when first seen
         self._gone: set[bytes] = set()  # vanished paths whose wait is over
         self._taken: list[bytes] = []  # paths being looked at again
+        self._prune_at = 1000  # entries of _reported before the old ones are dropped
 
     def empty(self) -> bool:
         return not (self._vanishing or self._later or self._taken)
@@ -77,10 +78,12 @@ class Holds:
             if outcome in (Outcome.NEW, Outcome.MODIFIED):
                 self._reported[obs.path] = now
             out.append(obs)
-        if len(self._reported) > 1000:
+        if len(self._reported) > self._prune_at:
             self._reported = {
                 p: t for p, t in self._reported.items() if now - t < self.report_every_s
             }
+            # Not again before it has doubled: a burst reports thousands a second.
+            self._prune_at = max(1000, 2 * len(self._reported))
         return out
 
     def complete(self, path: bytes) -> None:

@@ -59,8 +59,19 @@ class Plan:
 
     def singles(self) -> dict[bytes, bool]:
         """The paths to look at one by one: those no survey of :attr:`trees` covers."""
+        if not self.trees:
+            return dict(self.look)
         trees = outermost(self.trees)
-        return {p: c for p, c in self.look.items() if not inside_any(p, trees)}
+        covered: dict[bytes, bool] = {}  # by folder: a burst's paths share a few
+        out: dict[bytes, bool] = {}
+        for path, complete in self.look.items():
+            folder = path.rpartition(b"/")[0]
+            inside = covered.get(folder)
+            if inside is None:
+                inside = covered[folder] = folder in trees or inside_any(folder, trees)
+            if not inside:
+                out[path] = complete
+        return out
 
 
 def plan(hints: Iterable[Hint], roots: RootIndex) -> Plan:
