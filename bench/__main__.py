@@ -10,7 +10,9 @@ enforced). Results for docs/performance.md come from a full run.
 
 With ``ASSETD_BENCH_PROFILE=FOLDER`` set and py-spy installed, every daemon a workload
 starts runs under ``py-spy record`` and leaves FOLDER/NAME.txt (raw collapsed stacks,
-for speedscope or flamegraph.pl). With ``ASSETD_BENCH_SCREENSHOTS=1`` the page row
+for speedscope or flamegraph.pl); with ``ASSETD_BENCH_GIL=1`` too, only the samples of the
+thread holding the GIL (what one core of Python is spent on). With
+``ASSETD_BENCH_SCREENSHOTS=1`` the page row
 saves docs/img/browser-grid.png and docs/img/browser-preview.png.
 """
 
@@ -447,6 +449,7 @@ class BenchDaemon(Daemon):
             out = Path(profile) / f"{name}.txt"
             self.profiler = subprocess.Popen(
                 ["py-spy", "record", "--format", "raw", "--output", str(out), "--threads",
+                 *(["--gil"] if os.environ.get("ASSETD_BENCH_GIL") else []),
                  "--pid", str(self.proc.pid)],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
