@@ -15,9 +15,9 @@ from assetd.apply import Observation, Tally
 from assetd.catalog.sql import CHUNK
 from assetd.config import RootConfig
 from assetd.exceptions import TaskError, WorkerDied
-from assetd.hashing import LARGE_FILE, hash_file
+from assetd.hashing import LARGE_FILE
 from assetd.hashpool import HASH_HERE_MAX, HashPool
-from assetd.prepare import READY_FILES, Prepared, prepare
+from assetd.prepare import ELSEWHERE, READY_FILES, Prepared, elsewhere, prepare
 from assetd.procs import run_here
 from assetd.survey import Found
 from assetd.walk import Span
@@ -29,7 +29,6 @@ __all__ = ["GROUP_WAIT", "READY_GROUP", "Arrivals", "NewFiles"]
 
 log = logging.getLogger(__name__)
 
-PREPARE = "assetd.prepare:prepare_elsewhere"
 IN_FLIGHT = 12  # such tasks handed out and not yet written: the workers never wait for one
 GROUP_WAIT = 0.25  # seconds ready files may wait for more to share their transaction
 READY_GROUP = CHUNK  # new files at most in one transaction
@@ -100,9 +99,7 @@ class NewFiles:
         self, seeder: AssetSeeder, root: RootConfig, tally: Tally, pool: HashPool, hash_small: bool
     ) -> None:
         self.seeder, self.root, self.tally, self.hash_small = seeder, root, tally, hash_small
-        # An injected hasher (a test's seam) and a catalog in memory stay in this process.
-        local = seeder.hasher is not hash_file or ":memory:" in seeder.catalog.url
-        self.procs = None if local else pool.workers()
+        self.procs = elsewhere(pool, seeder.catalog, seeder.hasher)
         self.files: list[tuple[bytes, Any]] = []
         self.tasks: collections.deque[tuple[list[tuple[bytes, Any]], Future[Prepared]]] = (
             collections.deque()
@@ -134,7 +131,7 @@ class NewFiles:
             and (self.sent_away or len(files) >= READY_FILES)
         ):
             future = self.procs.submit(
-                PREPARE,
+                ELSEWHERE,
                 seeder.catalog.url,
                 seeder.catalog.layer,
                 self.root.name,

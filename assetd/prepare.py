@@ -8,6 +8,10 @@ another core than the SQL. Each file is first paired with the cataloged files it
 observation of a move. A small file is hashed here and goes in once, with its hash; a
 large one goes in unhashed, and the pass hashes it after (BLAKE3 then spreads it over
 every core).
+
+The live path hands over a burst's new files the same way, once it knows each is
+complete (``closed``): those are hashed even if modified moments ago, a racy hash kept
+and verified later, as a file hashed on the writer's side would be.
 """
 
 from __future__ import annotations
@@ -22,12 +26,23 @@ from assetd.catalog.assets import ReadyFile
 from assetd.catalog.tags import Layer, PlaceTags
 from assetd.decide import FileStat, Outcome
 from assetd.hashing import LARGE_FILE, RACY_WINDOW_NS, HashResult, hash_file, try_hash
+from assetd.hashpool import HashPool
 from assetd.jsontext import dumps
 from assetd.mime import guess_mime
+from assetd.procs import Processes
 
-__all__ = ["READY_FILES", "Prepared", "opened", "prepare", "prepare_elsewhere"]
+__all__ = [
+    "ELSEWHERE",
+    "READY_FILES",
+    "Prepared",
+    "elsewhere",
+    "opened",
+    "prepare",
+    "prepare_elsewhere",
+]
 
 READY_FILES = 250  # new files per task made ready at a time
+ELSEWHERE = "assetd.prepare:prepare_elsewhere"  # the task's name for a worker process
 
 _ASSET_ID = b'"asset_id":'
 _PLACEHOLDER = -1  # the asset id a built body carries until the writer gives it one
@@ -61,6 +76,7 @@ def prepare(
     *,
     follow_symlinks: bool = False,
     hash_small: bool = True,
+    closed: bool = False,
     hasher: Callable[..., HashResult] = hash_file,
 ) -> Prepared:
     """Make the new files of ``root`` (path, stat as walked) ready to insert.
@@ -68,7 +84,7 @@ def prepare(
     Reads the catalog (locations with the same inodes, content with the same hashes)
     but never writes it. A file gone before it could be hashed is left out: it was never
     there as far as the catalog knows. One that cannot be read goes in unhashed, and the
-    hashing after reports why.
+    hashing after reports why. ``closed``: every file is known complete (see above).
     """
     new: list[tuple[bytes, FileStat]] = list(files)
     moved: list[Observation] = []
@@ -84,11 +100,13 @@ def prepare(
     # the pass hashes it after, once (then ``added``, ``hashed``, as the contract has it).
     settled_before = time.time_ns() - RACY_WINDOW_NS
     for path, stat in new:
-        if not hash_small or stat.size >= LARGE_FILE or stat.mtime_ns > settled_before:
+        if not hash_small or stat.size >= LARGE_FILE:
+            continue
+        if stat.mtime_ns > settled_before and not closed:
             continue
         found = try_hash(path, follow_symlinks=follow_symlinks, hasher=hasher)
         if isinstance(found, HashResult):
-            if not found.racy:
+            if closed or not found.racy:
                 hashed[path] = found
         elif found is None:
             gone.add(path)
@@ -102,7 +120,7 @@ def prepare(
         result = hashed.get(path)
         stat = result.stat if result is not None else walked
         digest = result.hash if result is not None else None
-        verify = result is None
+        verify = result is None or result.racy
         tags = tags_at(root, path)
         asset = known.get(digest) if digest is not None else None
         mime = guess_mime(path)
@@ -121,6 +139,16 @@ def prepare(
             _new(ReadyFile, (path, root, stat, mime, digest, verify, generation, tags, asset, body))
         )
     return Prepared(ready, moved)
+
+
+def elsewhere(
+    pool: HashPool, catalog: Catalog, hasher: Callable[..., HashResult]
+) -> Processes | None:
+    """The worker processes that may make new files of ``catalog`` ready, or None: an
+    injected hasher (a test's seam) and a catalog in memory stay in this process."""
+    if hasher is not hash_file or ":memory:" in catalog.url:
+        return None
+    return pool.workers()
 
 
 _opened: dict[str, Catalog] = {}  # in a worker process: its catalog, opened once
@@ -143,8 +171,14 @@ def prepare_elsewhere(
     files: list[tuple[bytes, FileStat]],
     follow_symlinks: bool,
     hash_small: bool,
+    closed: bool = False,
 ) -> Prepared:
     """:func:`prepare`, in a worker process, on its own connection to the catalog."""
     return prepare(
-        opened(url, layer), root, files, follow_symlinks=follow_symlinks, hash_small=hash_small
+        opened(url, layer),
+        root,
+        files,
+        follow_symlinks=follow_symlinks,
+        hash_small=hash_small,
+        closed=closed,
     )

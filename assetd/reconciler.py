@@ -4,7 +4,9 @@ Hints never say what changed, only where to look. The reconciler coalesces them 
 path, re-stats, decides with :func:`assetd.decide.decide`, pairs files seen at new
 paths with the locations they left (:func:`assetd.apply.find_moves`), writes a batch in
 one short transaction, and hands hashing to a small pool whose results come back
-through the same queue. Files still being written are reported at most once every
+through the same queue. A burst's new files are made ready in worker processes
+instead, and come back to be inserted with their hash (:mod:`assetd.preparing`). Files
+still being written are reported at most once every
 ``report_every_s`` and hashed once complete: closed after writing, renamed into place,
 or with size and mtime still for ``settle_s``. A file that vanished is marked missing
 only after ``move_window_s``, in case it turns up at another path meanwhile.
@@ -27,6 +29,7 @@ from assetd.apply import (
     Tally,
     apply_hashes,
     apply_observations,
+    apply_ready,
     awaiting_hash,
     find_moves,
     observe,
@@ -43,6 +46,8 @@ from assetd.hashpool import HASH_HERE_MAX, HashPool
 from assetd.hints import Hint, HintKind
 from assetd.holds import MOVE_WINDOW_S, REPORT_EVERY_S, Holds
 from assetd.plan import Plan, RootIndex, plan
+from assetd.prepare import elsewhere
+from assetd.preparing import Preparing, Task
 from assetd.survey import survey
 
 __all__ = ["Reconciler"]
@@ -63,6 +68,11 @@ class _Work:
 @dataclass(frozen=True, slots=True)
 class _Hashed:
     outcomes: list[HashOutcome]
+
+
+@dataclass(frozen=True, slots=True)
+class _Made:
+    task: Task  # new files made ready elsewhere, back to be inserted
 
 
 _STOP = object()
@@ -99,6 +109,8 @@ class Reconciler:
         self._settling: dict[bytes, tuple[FileStat, float]] = {}
         self._holds = Holds(move_window_s=move_window_s, report_every_s=report_every_s)
         self._hashing = 0  # batches handed to the pool whose results are not written yet
+        self._preparing = Preparing(catalog, follow_symlinks)
+        self._own: list[Any] = []  # results the writer thread queued for itself
         self._thread = threading.Thread(target=self._run, name="assetd-reconciler", daemon=True)
         self._overflowed = threading.Event()
         self._stopping = threading.Event()
@@ -156,28 +168,40 @@ class Reconciler:
             and not self._settling
             and self._holds.empty()
             and not self._hashing
+            and not self._preparing
+            and not self._own
         )
 
     # -- the writer thread ----------------------------------------------------------
 
     def _run(self) -> None:
         while True:
-            item = self._next()
-            items = [item] if item is not None else []
-            while len(items) < MAX_BATCH:
+            items, self._own = self._own, []
+            item = self._next(wait=not items)
+            queued = [item] if item is not None else []
+            while len(queued) < MAX_BATCH:
                 try:
-                    items.append(self._queue.get_nowait())
+                    queued.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            if len(items) < MAX_BATCH:
+            if len(queued) < MAX_BATCH:
                 self._overflowed.clear()
             try:
-                stop = self._process_until_written(items)
+                stop = self._process_until_written(items + queued)
             finally:
-                for _ in items:
+                for _ in queued:
                     self._queue.task_done()
             if stop:
                 return
+
+    def _post(self, item: Any) -> None:
+        """Queue a result for the writer thread. From that thread itself (a future that
+        was done before its callback was added), never wait on the bounded queue that
+        only it empties."""
+        if threading.current_thread() is self._thread:
+            self._own.append(item)
+        else:
+            self._queue.put(item)
 
     def _process_until_written(self, items: list[Any]) -> bool:
         """Process a batch; while the catalog cannot be written, wait and try again.
@@ -204,6 +228,7 @@ class Reconciler:
             except Exception:
                 log.exception("reconciler batch failed; its paths are looked at again on rescan")
                 self._hashing -= sum(isinstance(item, _Hashed) for item in items)
+                self._preparing.release(i.task for i in items if isinstance(i, _Made))
                 return False
             self._hashing -= sum(isinstance(item, _Hashed) for item in items)
             if self.catalog_error is not None:
@@ -219,66 +244,81 @@ class Reconciler:
             elif isinstance(item, _Hashed):
                 self._hashing -= 1
                 out += [Hint(HintKind.CLOSED, o.state.path) for o in item.outcomes]
+            elif isinstance(item, _Made):
+                out += self._preparing.given_up([item.task])
             elif isinstance(item, _Work) and not item.future.done():
                 out.append(item)
         return out
 
-    def _next(self) -> Any:
+    def _next(self, wait: bool = True) -> Any:
         """The next queue item, waking up in time for the earliest settling file."""
         dues = [due for _, due in self._settling.values()]
         held = self._holds.next_due()
         dues += [held] if held is not None else []
         timeout = max(0.0, min(dues) - self.clock()) if dues else None
         try:
-            return self._queue.get(timeout=timeout)
+            return self._queue.get(timeout=timeout) if wait else self._queue.get_nowait()
         except queue.Empty:
             return None
 
     def _process(self, items: list[Any]) -> bool:
         hints: list[Hint] = []
         hashed: list[HashOutcome] = []  # results of many pool batches
+        made: list[Task] = []
         stop = False
         for item in items:
             if isinstance(item, Hint):
                 hints.append(item)
             elif isinstance(item, _Hashed):
                 hashed.extend(item.outcomes)
+            elif isinstance(item, _Made):
+                made.append(item.task)
             else:
                 # A command runs in a transaction of its own: its caller is told the
                 # result, which must not be rolled back with somebody else's batch.
-                self._write(hints, hashed)
-                hints, hashed = [], []
+                self._write(hints, hashed, made)
+                hints, hashed, made = [], [], []
                 if item is _STOP:
+                    self._write_made(self._preparing.everything())
                     self._look_again(self._holds.take_due())  # no one will wait for them
                     stop = True
                 elif isinstance(item, _Work):
                     self._do_work(item)
-        self._write(hints, hashed)
+        self._write(hints, hashed, made)
         if not stop:
             self._check_settled()
             self._look_again(self._holds.take_due(self.clock()))
         return stop
 
-    def _write(self, hints: list[Hint], hashed: list[HashOutcome]) -> None:
-        """Reconcile hints, and write what hashing found.
+    def _write(
+        self, hints: list[Hint], hashed: list[HashOutcome], made: Sequence[Task] = ()
+    ) -> None:
+        """Reconcile hints, and write what hashing found and new files made ready.
 
         Folder renames are written first (the looks that follow must see them). Then,
         outside any transaction, the walks and stats, and the hashes of a few small
         files that are complete now; their observations and those hashes commit
-        together, so a file just closed costs one transaction and one change. Every
+        together, so a file just closed costs one transaction and one change. Many new
+        complete files are handed out to be made ready instead (:meth:`_send`). Every
         transaction holds at most a batch of files: a burst's thousands of results would
         otherwise sit in memory, rendered, until one huge commit.
         """
+        self._write_made(made)
         if not hints and not hashed:
             return
         self.hints_seen += len(hints)
         todo = plan(hints, self._roots)
+        touched = [*todo.trees, *(src for src, _, _ in todo.tree_moves)]
+        if self._preparing.holding(touched):
+            self._write_made(self._preparing.everything())
         if todo.tree_moves:
             self._move(todo)
-        seen = find_moves(self.catalog, self._observe(todo), self.follow_symlinks)
+        looked = self._preparing.hold_back(self._observe(todo), todo.complete)
+        seen = find_moves(self.catalog, looked, self.follow_symlinks)
         fresh = time.time_ns() - int(self.settle_s * 1e9)
         observations = self._holds.sort(seen, todo.complete, self.clock(), fresh)
         ready = self._ready(seen, todo.complete)  # (after: it drops the looks it makes moot)
+        observations, ready = self._send(observations, ready)
         now = ready if len(ready) < HASH_HERE_MAX and _all_small(seen, ready) else []
         # A few small files complete now: the pool hashes them while this thread waits,
         # so that each goes in with its hash, in one transaction with the others.
@@ -304,6 +344,46 @@ class Reconciler:
         for batch in chunks(hashed, CHUNK):
             apply_hashes(self.catalog, batch, self.tally)
         self._submit([path for path in ready if path not in found])
+
+    def _send(
+        self, observations: list[Observation], ready: list[bytes]
+    ) -> tuple[list[Observation], list[bytes]]:
+        """Hand many new, complete, small files out to be made ready; the observations
+        and the paths to hash that are left here."""
+        complete = set(ready)
+        new = [
+            o
+            for o in observations
+            if o.decision.outcome is Outcome.NEW
+            and o.path in complete
+            and o.stat is not None
+            and o.stat.size < LARGE_FILE
+        ]
+        if len(new) < self._pool.process_min:
+            return observations, ready
+        procs = elsewhere(self._pool, self.catalog, self._pool.hasher)
+        if procs is None:
+            return observations, ready
+        self._preparing.send(procs, new, lambda task: self._post(_Made(task)))
+        sent = {o.path for o in new}
+        return [o for o in observations if o.path not in sent], [p for p in ready if p not in sent]
+
+    def _write_made(self, tasks: Sequence[Task]) -> None:
+        """Insert the new files these tasks made ready, many to a transaction; then look
+        at the paths that waited for them, and hash those that went in without a hash."""
+        if not tasks:
+            return
+        made = self._preparing.results(tasks, self._pool.hasher)
+        files = [f for prepared in made for f in prepared.ready]
+        for batch in chunks(files, CHUNK):
+            apply_ready(self.catalog, batch, self.tally, follow_symlinks=self.follow_symlinks)
+        # One that turned out to be a cataloged file that moved is looked at again here,
+        # where the move is paired and written as every other.
+        again = self._preparing.release(tasks)
+        again += [Hint(HintKind.CLOSED, o.path) for prepared in made for o in prepared.moved]
+        self._submit([f.path for f in files if f.hash is None])
+        if again:
+            self._write(again, [])
 
     @staticmethod
     def _do_work(work: _Work) -> None:
@@ -427,7 +507,7 @@ class Reconciler:
                 outcomes = future.result()
             except Exception:
                 log.exception("hashing failed")
-        self._queue.put(_Hashed(outcomes))  # always, so the in-flight count comes back down
+        self._post(_Hashed(outcomes))  # always, so the in-flight count comes back down
 
 
 def _warn(root: str, path: bytes, message: str) -> None:
