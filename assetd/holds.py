@@ -86,6 +86,12 @@ class Holds:
             self._prune_at = max(1000, 2 * len(self._reported))
         return out
 
+    def reported(self, paths: Sequence[bytes], now: float) -> None:
+        """These new files were written elsewhere than :meth:`sort` saw (a new folder's
+        survey): their next change is reported no sooner than any other's."""
+        for path in paths:
+            self._reported[path] = now
+
     def complete(self, path: bytes) -> None:
         """The file at ``path`` is complete: its hash reports where it ended."""
         self._later.pop(path, None)

@@ -27,6 +27,11 @@ class RootIndex:
     def __init__(self, roots: Sequence[RootConfig]) -> None:
         self.roots = tuple(roots)
         self._excludes = {r.name: ExcludeMatcher(r.exclude) for r in self.roots}
+        self._by_name = {r.name: r for r in self.roots}
+
+    def named(self, name: str) -> RootConfig:
+        """The root called ``name``."""
+        return self._by_name[name]
 
     def of(self, path: bytes, *, is_dir: bool = False) -> RootConfig | None:
         """The root that owns the file (or folder) at ``path``; None outside every root,

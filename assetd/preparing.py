@@ -2,15 +2,16 @@
 
 A burst of new files (a folder copied in, an unpacked archive) would cost the writer
 two writes a file, each with its change, and the Python that builds them: register,
-then hash. Instead, once the writer has seen that they are new and complete, it hands
-them out as a pass does (:func:`assetd.prepare.prepare`, ``closed``): a worker hashes
-each and builds its rows and its ``added`` change with the hash, and the writer only
-inserts them, many to a transaction.
+then hash. Instead the writer hands them out as a pass does: a worker hashes each and
+builds its rows and its ``added`` change with the hash, and the writer only inserts
+them, many to a transaction. Two kinds of task go out: new complete files the writer has
+looked at (:func:`assetd.prepare.prepare`, ``closed``), and new folders to survey
+(:func:`assetd.survey.survey_new`), so that the walk and its stats leave the writer too.
 
-While a file is out, its path is not looked at: a look would find no row and take it
-for new a second time. A hint for it waits here, and is looked at once the file's row is
-written. A folder to survey or move that holds files out waits for them instead
-(:meth:`Preparing.holding`), so that what it finds, or moves, includes their rows.
+While a file or folder is out, nothing in it is looked at: a look would find no row and
+take a file for new a second time. A hint for a path in it waits here, and is looked at
+once the task's rows are written. A folder to survey or move that holds something out,
+or lies in a folder out, waits for those tasks instead (:meth:`Preparing.holding`).
 No SQL here: the reconciler writes what comes back.
 """
 
@@ -26,38 +27,58 @@ from dataclasses import dataclass, field
 
 from assetd.apply import Observation
 from assetd.catalog import Catalog
+from assetd.catalog.assets import ReadyFile
+from assetd.config import RootConfig
 from assetd.decide import FileStat
 from assetd.exceptions import TaskError, WorkerDied
 from assetd.hashing import HashResult
 from assetd.hints import Hint, HintKind
 from assetd.prepare import ELSEWHERE, READY_FILES, Prepared, prepare
 from assetd.procs import Processes
+from assetd.survey import Found, survey_new
 
-__all__ = ["Preparing", "Task"]
+__all__ = ["Made", "Preparing", "Task"]
 
 log = logging.getLogger(__name__)
+
+SURVEY_NEW = "assetd.survey:survey_new_elsewhere"
 
 
 @dataclass(eq=False)
 class Task:
-    """One root's new files out in one worker task."""
+    """One task out: a root's new files, or a new folder (``tree``) to survey."""
 
-    root: str
+    root: RootConfig
     files: list[tuple[bytes, FileStat]]
-    future: Future[Prepared] = field(default_factory=Future)
+    future: Future[Prepared | Found]
+    tree: bytes | None = None
+    complete: frozenset[bytes] = frozenset()  # in the folder: known complete (closed)
+    settle_ns: int = 0  # in the folder: unmodified this long, complete
     written: bool = False
 
 
+@dataclass
+class Made:
+    """What tasks made: files ready to insert, paths to look at again (each with
+    whether it is known complete), and what the walks could not read."""
+
+    ready: list[ReadyFile] = field(default_factory=list)
+    again: list[Hint] = field(default_factory=list)
+    problems: list[tuple[str, bytes, str]] = field(default_factory=list)
+
+
 class Preparing:
-    """The tasks out, the paths they hold, and the hints that wait for those paths."""
+    """The tasks out, the paths and folders they hold, and the hints waiting for them."""
 
     def __init__(self, catalog: Catalog, follow_symlinks: bool) -> None:
         self.catalog = catalog
         self.follow_symlinks = follow_symlinks
         self._tasks: dict[Task, None] = {}  # in the order they went out
-        self._out: dict[bytes, Task] = {}
-        self._folders: collections.Counter[bytes] = collections.Counter()
-        self._waiting: dict[bytes, bool] = {}  # path -> complete, to look at once written
+        self._out: dict[bytes, Task] = {}  # files out
+        self._folders: collections.Counter[bytes] = collections.Counter()  # ... their folders
+        self._trees: dict[bytes, Task] = {}  # folders out
+        # Paths to look at once written, by folder: path -> known complete.
+        self._waiting: dict[bytes, dict[bytes, bool]] = {}
 
     def __bool__(self) -> bool:
         return bool(self._tasks)
@@ -65,6 +86,7 @@ class Preparing:
     def send(
         self,
         procs: Processes,
+        roots: Callable[[str], RootConfig],
         observations: Sequence[Observation],
         on_done: Callable[[Task], None],
     ) -> None:
@@ -74,41 +96,70 @@ class Preparing:
             assert obs.stat is not None
             by_root.setdefault(obs.root, []).append((obs.path, obs.stat))
         catalog = self.catalog
-        for root, files in by_root.items():
+        for name, files in by_root.items():
             for i in range(0, len(files), READY_FILES):
                 part = files[i : i + READY_FILES]
                 future = procs.submit(
-                    ELSEWHERE, catalog.url, catalog.layer, root, part, self.follow_symlinks,
+                    ELSEWHERE, catalog.url, catalog.layer, name, part, self.follow_symlinks,
                     True, True,
                 )  # fmt: skip
-                task = Task(root, part, future)
+                task = Task(roots(name), part, future)
                 self._tasks[task] = None
                 for path, _ in part:
                     self._out[path] = task
                     self._folders[os.path.dirname(path)] += 1
                 future.add_done_callback(_calling(on_done, task))
 
+    def survey(
+        self,
+        procs: Processes,
+        root: RootConfig,
+        tree: bytes,
+        complete: frozenset[bytes],
+        settle_ns: int,
+        on_done: Callable[[Task], None],
+    ) -> None:
+        """Hand out a new folder to survey (see :func:`assetd.survey.survey_new`)."""
+        catalog = self.catalog
+        future = procs.submit(
+            SURVEY_NEW, catalog.url, catalog.layer, root, tree, self.follow_symlinks,
+            complete, settle_ns,
+        )  # fmt: skip
+        task = Task(root, [], future, tree, complete, settle_ns)
+        self._tasks[task] = None
+        self._trees[tree] = task
+        future.add_done_callback(_calling(on_done, task))
+
     def hold_back(
         self, observations: list[Observation], complete: Callable[[bytes], bool]
     ) -> list[Observation]:
         """The observations of paths not out; a look at each path out waits for its row."""
-        if not self._out:
+        if not self._tasks:
             return observations
+        inside: dict[bytes, bool] = {}  # by folder: in a folder out
         keep: list[Observation] = []
         for obs in observations:
-            if obs.path in self._out:
-                self._waiting[obs.path] = self._waiting.get(obs.path, False) or complete(obs.path)
+            folder = os.path.dirname(obs.path)
+            out = inside.get(folder)
+            if out is None:
+                out = inside[folder] = self._in_tree(folder)
+            if out or obs.path in self._out:
+                waiting = self._waiting.setdefault(folder, {})
+                waiting[obs.path] = waiting.get(obs.path, False) or complete(obs.path)
             else:
                 keep.append(obs)
         return keep
 
     def holding(self, folders: Iterable[bytes]) -> bool:
-        """Whether files are out in any of ``folders``, or below them."""
-        if not self._out:
+        """Whether anything is out in any of ``folders`` or below them, or ``folders``
+        lie in a folder out."""
+        if not self._tasks:
             return False
         for folder in folders:
             inside = folder + b"/"
-            if any(d == folder or d.startswith(inside) for d in self._folders):
+            if self._in_tree(folder):
+                return True
+            if any(d == folder or d.startswith(inside) for d in (*self._folders, *self._trees)):
                 return True
         return False
 
@@ -118,28 +169,45 @@ class Preparing:
         futures.wait([task.future for task in tasks])
         return tasks
 
-    def results(self, tasks: Iterable[Task], hasher: Callable[..., HashResult]) -> list[Prepared]:
-        """What each task not yet written made; a task whose worker failed is made ready
-        here (on this thread: it is rare, and its files must not wait for a retry)."""
-        out: list[Prepared] = []
+    def results(self, tasks: Iterable[Task], hasher: Callable[..., HashResult]) -> Made:
+        """What the tasks not yet written made. A task whose worker failed is done here
+        (on this thread: it is rare, and its files must not wait for a retry)."""
+        made = Made()
         for task in tasks:
             if task.written or task not in self._tasks:
                 continue
             try:
-                out.append(task.future.result())
+                result = task.future.result()
             except (WorkerDied, TaskError) as exc:
                 log.warning("a worker process failed (%s); its new files are read here", exc)
-                out.append(
-                    prepare(
-                        self.catalog,
-                        task.root,
-                        task.files,
-                        follow_symlinks=self.follow_symlinks,
-                        closed=True,
-                        hasher=hasher,
-                    )
-                )
-        return out
+                result = self._here(task, hasher)
+            if isinstance(result, Found):
+                prepared, seen = result.prepared, result.seen
+                made.problems += result.problems
+            else:
+                prepared, seen = result, []
+            made.ready += prepared.ready
+            # Moves found among them, and what a survey saw that is not ready: looked at
+            # again by the writer, where moves are paired and files being written wait.
+            for obs in [*prepared.moved, *seen]:
+                complete = obs.path in task.complete or task.tree is None
+                made.again.append(Hint(HintKind.CLOSED if complete else HintKind.CHANGED, obs.path))
+        return made
+
+    def _here(self, task: Task, hasher: Callable[..., HashResult]) -> Prepared | Found:
+        if task.tree is not None:
+            return survey_new(
+                self.catalog, task.root, task.tree, self.follow_symlinks, task.complete,
+                task.settle_ns, hasher,
+            )  # fmt: skip
+        return prepare(
+            self.catalog,
+            task.root.name,
+            task.files,
+            follow_symlinks=self.follow_symlinks,
+            closed=True,
+            hasher=hasher,
+        )
 
     def release(self, tasks: Iterable[Task]) -> list[Hint]:
         """These tasks are written (or given up): their paths are free again. The hints
@@ -150,26 +218,55 @@ class Preparing:
                 continue
             del self._tasks[task]
             task.written = True
+            if task.tree is not None:
+                del self._trees[task.tree]
+                inside = task.tree + b"/"
+                folders = [f for f in self._waiting if f == task.tree or f.startswith(inside)]
+                for folder in folders:
+                    if not self._in_tree(folder):
+                        hints += _looks(self._waiting.pop(folder))
+                continue
             for path, _ in task.files:
                 del self._out[path]
                 folder = os.path.dirname(path)
                 self._folders[folder] -= 1
                 if not self._folders[folder]:
                     del self._folders[folder]
-                if (complete := self._waiting.pop(path, None)) is not None:
-                    hints.append(Hint(HintKind.CLOSED if complete else HintKind.CHANGED, path))
+                waiting = self._waiting.get(folder)
+                if waiting and path in waiting and not self._in_tree(folder):
+                    hints += _looks({path: waiting.pop(path)})
+                    if not waiting:
+                        del self._waiting[folder]
         return hints
 
     def given_up(self, tasks: Iterable[Task]) -> list[Hint]:
         """These tasks could not be written: their paths are free again, and a look at
-        each is due (complete, as when it was handed out; that covers any that waited)."""
+        each is due (as complete as when it went out; that covers any that waited)."""
         tasks = [t for t in tasks if not t.written and t in self._tasks]
-        self.release(tasks)
-        return [Hint(HintKind.CLOSED, path) for task in tasks for path, _ in task.files]
+        waited = self.release(tasks)
+        hints = [Hint(HintKind.CLOSED, path) for task in tasks for path, _ in task.files]
+        hints += [Hint(HintKind.DIR_CHANGED, task.tree) for task in tasks if task.tree]
+        return hints + waited
+
+    def _in_tree(self, folder: bytes) -> bool:
+        """Whether ``folder`` is a folder out, or lies in one."""
+        trees = self._trees
+        while trees and folder:
+            if folder in trees:
+                return True
+            parent = os.path.dirname(folder)
+            if parent == folder:
+                return False
+            folder = parent
+        return False
 
 
-def _calling(on_done: Callable[[Task], None], task: Task) -> Callable[[Future[Prepared]], None]:
-    def done(_: Future[Prepared]) -> None:
+def _looks(waiting: dict[bytes, bool]) -> list[Hint]:
+    return [Hint(HintKind.CLOSED if c else HintKind.CHANGED, p) for p, c in waiting.items()]
+
+
+def _calling(on_done: Callable[[Task], None], task: Task) -> Callable[[Future[object]], None]:
+    def done(_: Future[object]) -> None:
         on_done(task)
 
     return done

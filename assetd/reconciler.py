@@ -48,6 +48,7 @@ from assetd.holds import MOVE_WINDOW_S, REPORT_EVERY_S, Holds
 from assetd.plan import Plan, RootIndex, plan
 from assetd.prepare import elsewhere
 from assetd.preparing import Preparing, Task
+from assetd.procs import Processes
 from assetd.survey import survey
 
 __all__ = ["Reconciler"]
@@ -299,7 +300,8 @@ class Reconciler:
         outside any transaction, the walks and stats, and the hashes of a few small
         files that are complete now; their observations and those hashes commit
         together, so a file just closed costs one transaction and one change. Many new
-        complete files are handed out to be made ready instead (:meth:`_send`). Every
+        complete files, and new folders, are handed out to be made ready instead
+        (:meth:`_send`, :meth:`_observe`). Every
         transaction holds at most a batch of files: a burst's thousands of results would
         otherwise sit in memory, rendered, until one huge commit.
         """
@@ -313,12 +315,14 @@ class Reconciler:
             self._write_made(self._preparing.everything())
         if todo.tree_moves:
             self._move(todo)
-        looked = self._preparing.hold_back(self._observe(todo), todo.complete)
+        # Many hints at once: the writer is behind, and what it can hand out, it does.
+        procs = self._workers() if len(hints) >= self._pool.process_min else None
+        looked = self._preparing.hold_back(self._observe(todo, procs), todo.complete)
         seen = find_moves(self.catalog, looked, self.follow_symlinks)
         fresh = time.time_ns() - int(self.settle_s * 1e9)
         observations = self._holds.sort(seen, todo.complete, self.clock(), fresh)
         ready = self._ready(seen, todo.complete)  # (after: it drops the looks it makes moot)
-        observations, ready = self._send(observations, ready)
+        observations, ready = self._send(procs, observations, ready)
         now = ready if len(ready) < HASH_HERE_MAX and _all_small(seen, ready) else []
         # A few small files complete now: the pool hashes them while this thread waits,
         # so that each goes in with its hash, in one transaction with the others.
@@ -345,11 +349,19 @@ class Reconciler:
             apply_hashes(self.catalog, batch, self.tally)
         self._submit([path for path in ready if path not in found])
 
+    def _workers(self) -> Processes | None:
+        return elsewhere(self._pool, self.catalog, self._pool.hasher)
+
+    def _made(self, task: Task) -> None:
+        self._post(_Made(task))
+
     def _send(
-        self, observations: list[Observation], ready: list[bytes]
+        self, procs: Processes | None, observations: list[Observation], ready: list[bytes]
     ) -> tuple[list[Observation], list[bytes]]:
         """Hand many new, complete, small files out to be made ready; the observations
         and the paths to hash that are left here."""
+        if procs is None:
+            return observations, ready
         complete = set(ready)
         new = [
             o
@@ -361,10 +373,7 @@ class Reconciler:
         ]
         if len(new) < self._pool.process_min:
             return observations, ready
-        procs = elsewhere(self._pool, self.catalog, self._pool.hasher)
-        if procs is None:
-            return observations, ready
-        self._preparing.send(procs, new, lambda task: self._post(_Made(task)))
+        self._preparing.send(procs, self._roots.named, new, self._made)
         sent = {o.path for o in new}
         return [o for o in observations if o.path not in sent], [p for p in ready if p not in sent]
 
@@ -374,14 +383,13 @@ class Reconciler:
         if not tasks:
             return
         made = self._preparing.results(tasks, self._pool.hasher)
-        files = [f for prepared in made for f in prepared.ready]
-        for batch in chunks(files, CHUNK):
+        for root, path, message in made.problems:
+            _warn(root, path, message)
+        for batch in chunks(made.ready, CHUNK):
             apply_ready(self.catalog, batch, self.tally, follow_symlinks=self.follow_symlinks)
-        # One that turned out to be a cataloged file that moved is looked at again here,
-        # where the move is paired and written as every other.
-        again = self._preparing.release(tasks)
-        again += [Hint(HintKind.CLOSED, o.path) for prepared in made for o in prepared.moved]
-        self._submit([f.path for f in files if f.hash is None])
+        self._holds.reported([f.path for f in made.ready], self.clock())
+        again = self._preparing.release(tasks) + made.again
+        self._submit([f.path for f in made.ready if f.hash is None])
         if again:
             self._write(again, [])
 
@@ -417,15 +425,28 @@ class Reconciler:
             raise
         self._holds.done()
 
-    def _observe(self, todo: Plan) -> list[Observation]:
-        """Survey the folders and stat the paths the plan names, against the catalog."""
+    def _observe(self, todo: Plan, procs: Processes | None = None) -> list[Observation]:
+        """Survey the folders and stat the paths the plan names, against the catalog.
+        With ``procs``, a folder the catalog has nothing under (new, not renamed in) is
+        surveyed there instead, and its files come back ready (:mod:`assetd.preparing`)."""
         observations: list[Observation] = []
         for tree in todo.surveys():
             root = self._roots.of(tree, is_dir=True)
-            if root is not None:
-                observations.extend(
-                    survey(self.catalog, root, self.follow_symlinks, _warn, Tally(), top=tree)
-                )
+            if root is None:
+                continue
+            inside = tree + b"/"
+            if (
+                procs is not None
+                and not todo.complete(inside)  # (renamed in: surveyed here, all complete)
+                and not self.catalog.locations.any_under(inside)
+            ):
+                closed = frozenset(p for p, c in todo.look.items() if c and p.startswith(inside))
+                settle_ns = int(self.settle_s * 1e9)
+                self._preparing.survey(procs, root, tree, closed, settle_ns, self._made)
+                continue
+            observations.extend(
+                survey(self.catalog, root, self.follow_symlinks, _warn, Tally(), top=tree)
+            )
         # A path inside a folder being surveyed is looked at by that survey: once is enough.
         observations.extend(self._look(todo.singles()))
         return observations

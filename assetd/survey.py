@@ -3,13 +3,15 @@
 Both streams are in byte order, so the merge holds one row and one file at a time and
 yields an observation for every path whose file and row disagree. The seeder surveys
 whole roots (or spans of one, in worker processes: :func:`index_span`); the reconciler
-surveys the folders that hints name.
+surveys the folders that hints name, and hands a burst's new folders to worker
+processes (:func:`survey_new`).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Collection, Iterator
 from typing import NamedTuple
 
 from assetd.apply import Observation, Tally, observe
@@ -18,11 +20,12 @@ from assetd.catalog.sql import CHUNK, STORED_STAT, StateRow, state_of_row
 from assetd.catalog.tags import Layer
 from assetd.config import RootConfig
 from assetd.decide import FileStat, Outcome, decide, unchanged
+from assetd.hashing import LARGE_FILE, HashResult, hash_file
 from assetd.paths import ExcludeMatcher, prefix_upper_bound
 from assetd.prepare import READY_FILES, Prepared, opened, prepare
 from assetd.walk import Entry, Problem, Span, Unlisted, walk_root
 
-__all__ = ["Found", "index_span", "survey"]
+__all__ = ["Found", "index_span", "survey", "survey_new", "survey_new_elsewhere"]
 
 Problems = Callable[[str, bytes, str], None]  # (root name, path, message)
 
@@ -147,3 +150,55 @@ def index_span(
             if len(seen) >= CHUNK:
                 yield found()
     yield found()
+
+
+def survey_new(
+    catalog: Catalog,
+    root: RootConfig,
+    top: bytes,
+    follow_symlinks: bool,
+    complete: Collection[bytes],
+    settle_ns: int,
+    hasher: Callable[..., HashResult] = hash_file,
+) -> Found:
+    """The live path's survey of ``top``, a folder new when its hint came, with its
+    complete small files made ready (:func:`assetd.prepare.prepare`, ``closed``):
+    complete when in ``complete`` (closed, as hints said) or unmodified for
+    ``settle_ns``. Everything else it finds is sent back among ``seen``, for the writer
+    to look at again: it holds back files being written, as it would have here."""
+    problems: list[tuple[str, bytes, str]] = []
+    still_before = time.time_ns() - settle_ns
+    new: list[tuple[bytes, FileStat]] = []
+    seen: list[Observation] = []
+
+    def problem(name: str, path: bytes, message: str) -> None:
+        problems.append((name, path, message))
+
+    for obs in survey(catalog, root, follow_symlinks, problem, Tally(), top=top):
+        stat = obs.stat
+        if (
+            obs.decision.outcome is Outcome.NEW
+            and stat is not None
+            and stat.size < LARGE_FILE
+            and (stat.mtime_ns <= still_before or obs.path in complete)
+        ):
+            new.append((obs.path, stat))
+        else:
+            seen.append(obs)
+    prepared = prepare(
+        catalog, root.name, new, follow_symlinks=follow_symlinks, closed=True, hasher=hasher
+    )
+    return Found(prepared, seen, {}, problems)
+
+
+def survey_new_elsewhere(
+    url: str,
+    layer: Layer | None,
+    root: RootConfig,
+    top: bytes,
+    follow_symlinks: bool,
+    complete: frozenset[bytes],
+    settle_ns: int,
+) -> Found:
+    """:func:`survey_new`, in a worker process, on its own connection to the catalog."""
+    return survey_new(opened(url, layer), root, top, follow_symlinks, complete, settle_ns)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -24,29 +25,41 @@ from assetd.exceptions import WorkerDied
 from assetd.hashing import hash_file
 from assetd.hashpool import HashPool
 from assetd.hints import Hint, HintKind
-from assetd.prepare import Prepared, prepare_elsewhere
+from assetd.prepare import prepare_elsewhere
 from assetd.reconciler import Reconciler
+from assetd.survey import survey_new_elsewhere
 from tests.conftest import OLD_NS, wait_for, write
 from tests.harness import locations_by_path
 
 BURST = 40  # new files in a batch from which they are made ready elsewhere (these tests)
+PREPARE = "assetd.prepare:prepare_elsewhere"
+SURVEY = "assetd.survey:survey_new_elsewhere"
 
 
 class HeldTasks:
     """The worker processes' seam: each task waits for the test, then runs the real
-    ``prepare`` here, on its own connection to the catalog, as a worker would."""
+    function here, on its own connection to the catalog, as a worker would."""
 
     def __init__(self) -> None:
-        self.tasks: list[tuple[tuple[Any, ...], Future[Prepared]]] = []
+        self.tasks: list[tuple[str, tuple[Any, ...], Future[Any]]] = []
 
-    def submit(self, function: str, *args: Any) -> Future[Prepared]:
-        assert function == "assetd.prepare:prepare_elsewhere"
-        future: Future[Prepared] = Future()
-        self.tasks.append((args, future))
+    def submit(self, function: str, *args: Any) -> Future[Any]:
+        assert function in (PREPARE, SURVEY)
+        future: Future[Any] = Future()
+        self.tasks.append((function, args, future))
         return future
 
-    def prepare(self, index: int = 0) -> Prepared:
-        return prepare_elsewhere(*self.tasks[index][0])
+    def prepare(self, index: int = 0) -> Any:
+        function, args, _ = self.tasks[index]
+        return (prepare_elsewhere if function == PREPARE else survey_new_elsewhere)(*args)
+
+    def run(self, index: int = 0) -> None:
+        self.tasks[index][2].set_result(self.prepare(index))
+
+    def fail_the_rest(self) -> None:
+        for _, _, future in self.tasks:
+            if not future.done():
+                future.set_exception(WorkerDied("test over"))
 
 
 def start(
@@ -133,7 +146,7 @@ def test_a_look_at_a_file_out_waits_for_its_row(
         rec.put(Hint(HintKind.CHANGED, os.fsencode(deleted)))
         wait_for(lambda: rec.hints_seen == BURST + 2, 10, "the hints taken")
         assert live(catalog) == {}  # nothing is written for them meanwhile
-        held.tasks[0][1].set_result(made)
+        held.tasks[0][2].set_result(made)
         settle(rec)
         rows = live(catalog)
         assert rows[str(changed)]["hash"] == hash_file(os.fsencode(changed)).hash
@@ -143,9 +156,7 @@ def test_a_look_at_a_file_out_waits_for_its_row(
         for path in files[2:]:
             assert rows[str(path)]["hash"] == hash_file(os.fsencode(path)).hash
     finally:
-        for _, future in held.tasks:
-            if not future.done():
-                future.set_exception(WorkerDied("test over"))
+        held.fail_the_rest()
         rec.stop()
 
 
@@ -170,7 +181,7 @@ def test_a_folder_renamed_while_its_files_are_out_takes_them_along(
             )
         )
         wait_for(lambda: rec.hints_seen == BURST + 1, 10, "the move taken")
-        held.tasks[0][1].set_result(made)  # the writer waits for it, then moves the folder
+        held.tasks[0][2].set_result(made)  # the writer waits for it, then moves the folder
         settle(rec)
         everything = locations_by_path(catalog, include_missing=True)
         moved = [tmp_path / "r" / "b" / p.name for p in files]
@@ -195,7 +206,7 @@ def test_files_whose_worker_died_are_made_ready_here(
         with caplog.at_level(logging.WARNING, logger="assetd.preparing"):
             closed(rec, files)
             wait_for(lambda: held.tasks, 10, "a task handed out")
-            held.tasks[0][1].set_exception(WorkerDied("worker 123 died (SIGKILL)"))
+            held.tasks[0][2].set_exception(WorkerDied("worker 123 died (SIGKILL)"))
             settle(rec)
         rows = live(catalog)
         assert all(rows[str(p)]["hash"] == hash_file(os.fsencode(p)).hash for p in files)
@@ -215,8 +226,131 @@ def test_stopping_writes_the_files_out_first(
     wait_for(lambda: held.tasks, 10, "a task handed out")
     stopping = threading.Thread(target=rec.stop)
     stopping.start()
-    held.tasks[0][1].set_result(held.prepare())
+    held.run()
     stopping.join(20)
     assert not stopping.is_alive()
     rows = live(catalog)
     assert sorted(rows) == sorted(map(str, files))
+
+
+def folder_burst(rec: Reconciler, folder: Path, files: list[Path]) -> None:
+    """The hints a watcher gives for a folder created with files in it: the folder's,
+    and a close for each file (enough of them for the writer to hand the folder out)."""
+    rec.put(Hint(HintKind.DIR_CHANGED, os.fsencode(folder)))
+    closed(rec, files)
+
+
+def test_a_new_folder_is_surveyed_elsewhere_and_its_files_go_in_once(
+    tmp_path: Path, catalog: Catalog, pool: HashPool
+) -> None:
+    """A burst's new folder is walked in a worker: its complete files go in once each,
+    with their hash; one still being written (fresh, not closed) comes back to the
+    writer, which registers it and hashes it once it has settled."""
+    held = HeldTasks()
+    rec = start(tmp_path, catalog, pool, held)
+    try:
+        folder = tmp_path / "r" / "new"
+        files = burst(folder, BURST)
+        writing = write(folder / "writing.part", "half of it")  # fresh, and no close
+        folder_burst(rec, folder, files)
+        wait_for(lambda: held.tasks, 10, "the folder handed out")
+        assert held.tasks[0][0] == SURVEY and len(held.tasks) == 1
+        assert live(catalog) == {}
+        held.run()
+        settle(rec)
+        rows = live(catalog)
+        for path in [*files, writing]:
+            assert rows[str(path)]["hash"] == hash_file(os.fsencode(path)).hash
+        ops = [(c["op"], c["location"]["path"]) for c in catalog.changes_since(0)]
+        assert sorted(p for op, p in ops if op == "added") == sorted(map(str, [*files, writing]))
+        assert [p for op, p in ops if op == "hashed"] == [str(writing)]
+    finally:
+        held.fail_the_rest()
+        rec.stop()
+
+
+def test_a_folder_made_inside_a_folder_out_waits_for_it(
+    tmp_path: Path, catalog: Catalog, pool: HashPool
+) -> None:
+    """A folder created inside one being surveyed elsewhere, one renamed in it, and a
+    file changed in it meanwhile: the writer waits for the survey, then looks at each;
+    every file ends up cataloged as it is on disk, nothing at the paths left."""
+    held = HeldTasks()
+    rec = start(tmp_path, catalog, pool, held)
+    try:
+        outer = tmp_path / "r" / "outer"
+        files = burst(outer, BURST)
+        sub = burst(outer / "sub", 3)
+        folder_burst(rec, outer, files + sub)
+        wait_for(lambda: held.tasks, 10, "the folder handed out")
+        made = held.prepare()  # walked now: the changes below come after
+        write(files[0], "changed after the walk", OLD_NS + 10**9)
+        inner = burst(outer / "inner", 3)
+        os.rename(outer / "sub", outer / "renamed")
+        renamed = [outer / "renamed" / p.name for p in sub]
+        rec.put(Hint(HintKind.CLOSED, os.fsencode(files[0])))
+        rec.put(Hint(HintKind.DIR_CHANGED, os.fsencode(outer / "inner")))
+        rec.put(
+            Hint(HintKind.DIR_MOVED, os.fsencode(outer / "sub"), os.fsencode(outer / "renamed"))
+        )
+        wait_for(lambda: rec.hints_seen == BURST + 3 + 4, 10, "the hints taken")
+        held.tasks[0][2].set_result(made)
+        settle(rec)
+        everything = locations_by_path(catalog, include_missing=True)
+        assert sorted(everything) == sorted(map(str, [*files, *inner, *renamed]))
+        for path in [*files, *inner, *renamed]:
+            assert everything[str(path)]["hash"] == hash_file(os.fsencode(path)).hash
+            assert not everything[str(path)]["is_missing"]
+    finally:
+        held.fail_the_rest()
+        rec.stop()
+
+
+def test_a_folder_with_rows_under_it_is_surveyed_here(
+    tmp_path: Path, catalog: Catalog, pool: HashPool
+) -> None:
+    """A folder whose files the catalog knows (missing now, back again) is no new
+    folder: it is surveyed on the writer's side, and its files are restored."""
+    held = HeldTasks()
+    rec = start(tmp_path, catalog, pool, held)
+    try:
+        folder = tmp_path / "r" / "back"
+        files = burst(folder, BURST)
+        folder_burst(rec, folder, files)
+        wait_for(lambda: held.tasks, 10, "the folder handed out")
+        held.run()
+        settle(rec)
+        shutil.move(folder, tmp_path / "away")
+        rec.put(Hint(HintKind.DIR_CHANGED, os.fsencode(folder)))
+        settle(rec)
+        assert live(catalog) == {}
+        shutil.move(tmp_path / "away", folder)
+        folder_burst(rec, folder, files)
+        settle(rec)
+        assert len(held.tasks) == 1  # nothing more was handed out
+        assert sorted(live(catalog)) == sorted(map(str, files))
+        assert [c["op"] for c in catalog.changes_since(0)].count("restored") == BURST
+    finally:
+        held.fail_the_rest()
+        rec.stop()
+
+
+def test_a_folder_whose_worker_died_is_surveyed_here(
+    tmp_path: Path, catalog: Catalog, pool: HashPool
+) -> None:
+    """A worker that dies surveying a new folder: the folder is surveyed on the writer's
+    side, and its files go in all the same."""
+    held = HeldTasks()
+    rec = start(tmp_path, catalog, pool, held)
+    try:
+        folder = tmp_path / "r" / "new"
+        files = burst(folder, BURST)
+        folder_burst(rec, folder, files)
+        wait_for(lambda: held.tasks, 10, "the folder handed out")
+        held.tasks[0][2].set_exception(WorkerDied("worker 7 died (SIGKILL)"))
+        settle(rec)
+        rows = live(catalog)
+        assert all(rows[str(p)]["hash"] == hash_file(os.fsencode(p)).hash for p in files)
+        assert [c["op"] for c in catalog.changes_since(0)] == ["added"] * BURST
+    finally:
+        rec.stop()

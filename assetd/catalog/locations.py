@@ -236,6 +236,14 @@ class Locations:
             found.update((loc, (asset, root, bytes(path))) for loc, asset, root, path in rows)
         return found
 
+    def any_under(self, prefix: bytes) -> bool:
+        """Whether any location (missing ones too) is under ``prefix``."""
+        rows = self.store.query(
+            "SELECT 1 FROM cache_state WHERE file_path >= ? AND file_path < ? LIMIT 1",
+            [prefix, prefix_upper_bound(prefix)],
+        )
+        return bool(rows)
+
     def live_paths_under(self, prefix: bytes) -> list[bytes]:
         """The paths of live locations under ``prefix``, in order."""
         rows = self.store.query(
