@@ -8,11 +8,15 @@ them, many to a transaction. Two kinds of task go out: new complete files the wr
 looked at (:func:`assetd.prepare.prepare`, ``closed``), and new folders to survey
 (:func:`assetd.survey.survey_new`), so that the walk and its stats leave the writer too.
 
-While a file or folder is out, nothing in it is looked at: a look would find no row and
-take a file for new a second time. A hint for a path in it waits here, and is looked at
-once the task's rows are written. A folder to survey or move that holds something out,
-or lies in a folder out, waits for those tasks instead (:meth:`Preparing.holding`).
-No SQL here: the reconciler writes what comes back.
+While a file is out, its path is not looked at: a look would find no row and take it
+for new a second time. A hint for it waits here, and is looked at once the task's rows
+are written. A folder out does not hold its paths back (a folder being written into
+would hold a burst up for as long as its survey takes): the writer goes on looking at
+what hints name in it, and those paths, which it has seen later than the survey did,
+are left out of what the survey brings back (:meth:`Preparing.note`). A folder to
+survey or move that holds something out, or lies in a folder out, waits for those
+tasks instead (:meth:`Preparing.holding`). No SQL here: the reconciler writes what
+comes back.
 """
 
 from __future__ import annotations
@@ -77,6 +81,7 @@ class Preparing:
         self._out: dict[bytes, Task] = {}  # files out
         self._folders: collections.Counter[bytes] = collections.Counter()  # ... their folders
         self._trees: dict[bytes, Task] = {}  # folders out
+        self._looked: dict[bytes, set[bytes]] = {}  # folder out -> paths looked at since
         # Paths to look at once written, by folder: path -> known complete.
         self._waiting: dict[bytes, dict[bytes, bool]] = {}
 
@@ -128,27 +133,41 @@ class Preparing:
         task = Task(root, [], future, tree, complete, settle_ns)
         self._tasks[task] = None
         self._trees[tree] = task
+        self._looked[tree] = set()
         future.add_done_callback(_calling(on_done, task))
 
     def hold_back(
         self, observations: list[Observation], complete: Callable[[bytes], bool]
     ) -> list[Observation]:
-        """The observations of paths not out; a look at each path out waits for its row."""
+        """The observations of paths not out; a look at each path out waits for its row.
+        (Those in a folder out are kept, and noted: :meth:`note`.)"""
         if not self._tasks:
             return observations
-        inside: dict[bytes, bool] = {}  # by folder: in a folder out
+        self.note(obs.path for obs in observations)
+        if not self._out:
+            return observations
         keep: list[Observation] = []
         for obs in observations:
-            folder = os.path.dirname(obs.path)
-            out = inside.get(folder)
-            if out is None:
-                out = inside[folder] = self._in_tree(folder)
-            if out or obs.path in self._out:
-                waiting = self._waiting.setdefault(folder, {})
+            if obs.path in self._out:
+                waiting = self._waiting.setdefault(os.path.dirname(obs.path), {})
                 waiting[obs.path] = waiting.get(obs.path, False) or complete(obs.path)
             else:
                 keep.append(obs)
         return keep
+
+    def note(self, paths: Iterable[bytes]) -> None:
+        """The writer looked at these paths: any in a folder out is its to write, not the
+        survey's, which saw it earlier."""
+        if not self._trees:
+            return
+        trees: dict[bytes, bytes | None] = {}  # by folder: the folder out it lies in
+        for path in paths:
+            folder = os.path.dirname(path)
+            if folder not in trees:
+                trees[folder] = self._tree_of(folder)
+            tree = trees[folder]
+            if tree is not None:
+                self._looked[tree].add(path)
 
     def holding(self, folders: Iterable[bytes]) -> bool:
         """Whether anything is out in any of ``folders`` or below them, or ``folders``
@@ -157,7 +176,7 @@ class Preparing:
             return False
         for folder in folders:
             inside = folder + b"/"
-            if self._in_tree(folder):
+            if self._tree_of(folder) is not None:
                 return True
             if any(d == folder or d.startswith(inside) for d in (*self._folders, *self._trees)):
                 return True
@@ -184,6 +203,13 @@ class Preparing:
             if isinstance(result, Found):
                 prepared, seen = result.prepared, result.seen
                 made.problems += result.problems
+                looked = self._looked[task.tree] if task.tree is not None else set()
+                if looked:
+                    prepared = Prepared(
+                        [f for f in prepared.ready if f.path not in looked],
+                        [o for o in prepared.moved if o.path not in looked],
+                    )
+                    seen = [o for o in seen if o.path not in looked]
             else:
                 prepared, seen = result, []
             made.ready += prepared.ready
@@ -220,11 +246,7 @@ class Preparing:
             task.written = True
             if task.tree is not None:
                 del self._trees[task.tree]
-                inside = task.tree + b"/"
-                folders = [f for f in self._waiting if f == task.tree or f.startswith(inside)]
-                for folder in folders:
-                    if not self._in_tree(folder):
-                        hints += _looks(self._waiting.pop(folder))
+                del self._looked[task.tree]
                 continue
             for path, _ in task.files:
                 del self._out[path]
@@ -233,8 +255,9 @@ class Preparing:
                 if not self._folders[folder]:
                     del self._folders[folder]
                 waiting = self._waiting.get(folder)
-                if waiting and path in waiting and not self._in_tree(folder):
-                    hints += _looks({path: waiting.pop(path)})
+                if waiting and path in waiting:
+                    complete = waiting.pop(path)
+                    hints.append(Hint(HintKind.CLOSED if complete else HintKind.CHANGED, path))
                     if not waiting:
                         del self._waiting[folder]
         return hints
@@ -248,21 +271,17 @@ class Preparing:
         hints += [Hint(HintKind.DIR_CHANGED, task.tree) for task in tasks if task.tree]
         return hints + waited
 
-    def _in_tree(self, folder: bytes) -> bool:
-        """Whether ``folder`` is a folder out, or lies in one."""
+    def _tree_of(self, folder: bytes) -> bytes | None:
+        """The folder out that ``folder`` is, or lies in."""
         trees = self._trees
         while trees and folder:
             if folder in trees:
-                return True
+                return folder
             parent = os.path.dirname(folder)
             if parent == folder:
-                return False
+                return None
             folder = parent
-        return False
-
-
-def _looks(waiting: dict[bytes, bool]) -> list[Hint]:
-    return [Hint(HintKind.CLOSED if c else HintKind.CHANGED, p) for p, c in waiting.items()]
+        return None
 
 
 def _calling(on_done: Callable[[Task], None], task: Task) -> Callable[[Future[object]], None]:

@@ -315,9 +315,10 @@ class Reconciler:
             self._write_made(self._preparing.everything())
         if todo.tree_moves:
             self._move(todo)
-        # Many hints at once: the writer is behind, and what it can hand out, it does.
-        procs = self._workers() if len(hints) >= self._pool.process_min else None
-        looked = self._preparing.hold_back(self._observe(todo, procs), todo.complete)
+        # Many hints at once: the writer is behind, and hands out the new folders too.
+        procs = self._workers()
+        behind = procs if len(hints) >= self._pool.process_min else None
+        looked = self._preparing.hold_back(self._observe(todo, behind), todo.complete)
         seen = find_moves(self.catalog, looked, self.follow_symlinks)
         fresh = time.time_ns() - int(self.settle_s * 1e9)
         observations = self._holds.sort(seen, todo.complete, self.clock(), fresh)
@@ -371,7 +372,7 @@ class Reconciler:
             and o.stat is not None
             and o.stat.size < LARGE_FILE
         ]
-        if len(new) < self._pool.process_min:
+        if len(new) < HASH_HERE_MAX:
             return observations, ready
         self._preparing.send(procs, self._roots.named, new, self._made)
         sent = {o.path for o in new}

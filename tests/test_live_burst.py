@@ -272,9 +272,10 @@ def test_a_new_folder_is_surveyed_elsewhere_and_its_files_go_in_once(
 def test_a_folder_made_inside_a_folder_out_waits_for_it(
     tmp_path: Path, catalog: Catalog, pool: HashPool
 ) -> None:
-    """A folder created inside one being surveyed elsewhere, one renamed in it, and a
-    file changed in it meanwhile: the writer waits for the survey, then looks at each;
-    every file ends up cataloged as it is on disk, nothing at the paths left."""
+    """While a folder is surveyed elsewhere, a file in it changes, a folder is made in
+    it and another renamed: the writer looks at the file itself (the survey saw it
+    earlier), and waits for the survey before the two folders; every file ends up
+    cataloged as it is on disk, nothing at the paths left, one ``added`` each."""
     held = HeldTasks()
     rec = start(tmp_path, catalog, pool, held)
     try:
@@ -301,6 +302,8 @@ def test_a_folder_made_inside_a_folder_out_waits_for_it(
         for path in [*files, *inner, *renamed]:
             assert everything[str(path)]["hash"] == hash_file(os.fsencode(path)).hash
             assert not everything[str(path)]["is_missing"]
+        added = [c["location"]["path"] for c in catalog.changes_since(0) if c["op"] == "added"]
+        assert sorted(added) == sorted(map(str, [*files, *inner, *sub]))
     finally:
         held.fail_the_rest()
         rec.stop()
