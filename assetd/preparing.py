@@ -39,7 +39,7 @@ from assetd.hashing import HashResult
 from assetd.hints import Hint, HintKind
 from assetd.prepare import ELSEWHERE, READY_FILES, Prepared, prepare
 from assetd.procs import Processes
-from assetd.survey import Found, survey_new
+from assetd.survey import Surveyed, survey_new
 
 __all__ = ["Made", "Preparing", "Task"]
 
@@ -54,7 +54,7 @@ class Task:
 
     root: RootConfig
     files: list[tuple[bytes, FileStat]]
-    future: Future[Prepared | Found]
+    future: Future[Prepared | Surveyed]
     tree: bytes | None = None
     complete: frozenset[bytes] = frozenset()  # in the folder: known complete (closed)
     settle_ns: int = 0  # in the folder: unmodified this long, complete
@@ -200,8 +200,8 @@ class Preparing:
             except (WorkerDied, TaskError) as exc:
                 log.warning("a worker process failed (%s); its new files are read here", exc)
                 result = self._here(task, hasher)
-            if isinstance(result, Found):
-                prepared, seen = result.prepared, result.seen
+            if isinstance(result, Surveyed):
+                prepared, again = result.prepared, result.again
                 made.problems += result.problems
                 looked = self._looked[task.tree] if task.tree is not None else set()
                 if looked:
@@ -209,18 +209,18 @@ class Preparing:
                         [f for f in prepared.ready if f.path not in looked],
                         [o for o in prepared.moved if o.path not in looked],
                     )
-                    seen = [o for o in seen if o.path not in looked]
+                    again = [p for p in again if p not in looked]
             else:
-                prepared, seen = result, []
+                prepared, again = result, []
             made.ready += prepared.ready
             # Moves found among them, and what a survey saw that is not ready: looked at
             # again by the writer, where moves are paired and files being written wait.
-            for obs in [*prepared.moved, *seen]:
-                complete = obs.path in task.complete or task.tree is None
-                made.again.append(Hint(HintKind.CLOSED if complete else HintKind.CHANGED, obs.path))
+            for path in [*(o.path for o in prepared.moved), *again]:
+                complete = path in task.complete or task.tree is None
+                made.again.append(Hint(HintKind.CLOSED if complete else HintKind.CHANGED, path))
         return made
 
-    def _here(self, task: Task, hasher: Callable[..., HashResult]) -> Prepared | Found:
+    def _here(self, task: Task, hasher: Callable[..., HashResult]) -> Prepared | Surveyed:
         if task.tree is not None:
             return survey_new(
                 self.catalog, task.root, task.tree, self.follow_symlinks, task.complete,

@@ -25,7 +25,7 @@ from assetd.paths import ExcludeMatcher, prefix_upper_bound
 from assetd.prepare import READY_FILES, Prepared, opened, prepare
 from assetd.walk import Entry, Problem, Span, Unlisted, walk_root
 
-__all__ = ["Found", "index_span", "survey", "survey_new", "survey_new_elsewhere"]
+__all__ = ["Found", "Surveyed", "index_span", "survey", "survey_new", "survey_new_elsewhere"]
 
 Problems = Callable[[str, bytes, str], None]  # (root name, path, message)
 
@@ -152,6 +152,15 @@ def index_span(
     yield found()
 
 
+class Surveyed(NamedTuple):
+    """What :func:`survey_new` found: the files made ready, the other paths to look at
+    again (paths only: the writer looks afresh), and what could not be read."""
+
+    prepared: Prepared
+    again: list[bytes]
+    problems: list[tuple[str, bytes, str]]
+
+
 def survey_new(
     catalog: Catalog,
     root: RootConfig,
@@ -160,16 +169,16 @@ def survey_new(
     complete: Collection[bytes],
     settle_ns: int,
     hasher: Callable[..., HashResult] = hash_file,
-) -> Found:
+) -> Surveyed:
     """The live path's survey of ``top``, a folder new when its hint came, with its
     complete small files made ready (:func:`assetd.prepare.prepare`, ``closed``):
     complete when in ``complete`` (closed, as hints said) or unmodified for
-    ``settle_ns``. Everything else it finds is sent back among ``seen``, for the writer
-    to look at again: it holds back files being written, as it would have here."""
+    ``settle_ns``. Everything else it finds is sent back, for the writer to look at
+    again: it holds back files being written, as it would have here."""
     problems: list[tuple[str, bytes, str]] = []
     still_before = time.time_ns() - settle_ns
     new: list[tuple[bytes, FileStat]] = []
-    seen: list[Observation] = []
+    again: list[bytes] = []
 
     def problem(name: str, path: bytes, message: str) -> None:
         problems.append((name, path, message))
@@ -184,11 +193,11 @@ def survey_new(
         ):
             new.append((obs.path, stat))
         else:
-            seen.append(obs)
+            again.append(obs.path)
     prepared = prepare(
         catalog, root.name, new, follow_symlinks=follow_symlinks, closed=True, hasher=hasher
     )
-    return Found(prepared, seen, {}, problems)
+    return Surveyed(prepared, again, problems)
 
 
 def survey_new_elsewhere(
@@ -199,6 +208,6 @@ def survey_new_elsewhere(
     follow_symlinks: bool,
     complete: frozenset[bytes],
     settle_ns: int,
-) -> Found:
+) -> Surveyed:
     """:func:`survey_new`, in a worker process, on its own connection to the catalog."""
     return survey_new(opened(url, layer), root, top, follow_symlinks, complete, settle_ns)
