@@ -1,13 +1,16 @@
-"""watchdog's inotify watch groups: one that reports the kernel's queue overflow, and
-one that follows symlinks as the walk does (each folder once, never round a loop)."""
+"""watchdog's inotify watch groups: one that reports the kernel's queue overflow (and
+never lets a rename's first half hold up the events behind it), and one that follows
+symlinks as the walk does (each folder once, never round a loop)."""
 
 from __future__ import annotations
 
 import collections
 import dataclasses
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from watchdog.observers.inotify import InotifyWatchGroup
 from watchdog.observers.inotify_c import (
@@ -16,22 +19,85 @@ from watchdog.observers.inotify_c import (
     Mask,
     WatchDescriptor,
 )
+from watchdog.observers.inotify_move_event_grouper import InotifyMoveEventGrouper
+from watchdog.utils.delayed_queue import DelayedQueue
 
 from assetd.walk import Ident, branch_above
 
-__all__ = ["FollowingWatchGroup", "ReportingWatchGroup"]
+__all__ = ["FollowingWatchGroup", "PassingDelayedQueue", "ReportingWatchGroup"]
+
+T = TypeVar("T")
 
 
 def _nothing() -> None:
     pass
 
 
+class PassingDelayedQueue(DelayedQueue[T], Generic[T]):
+    """watchdog's queue of events, where a delayed event (a rename's ``IN_MOVED_FROM``,
+    held half a second for its other half) no longer holds up those behind it.
+
+    In watchdog's own queue every event waits behind a held one, so a file renamed
+    into a root soon after another left it (to another root: its other half never
+    comes here) waited up to half a second to be seen. Events are only hints here, each
+    a look at the path as it is by then, so their order across paths does not matter;
+    the held events keep theirs, and a held one that is due goes before newer events.
+    """
+
+    def __init__(self, delay: float, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(delay)
+        self._clock = clock
+        # ``_queue`` (the base class's, which ``find`` and ``remove`` search) holds the
+        # delayed events only; the others go straight through this one.
+        self._passing: collections.deque[tuple[T, float]] = collections.deque()
+
+    def put(self, element: T, *, delay: bool = False) -> None:
+        with self._lock:
+            if delay:
+                self._queue.append((element, self._clock(), True))
+            else:
+                self._passing.append((element, self._clock()))
+            self._not_empty.notify()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._queue.clear()
+            self._passing.clear()
+
+    def get(self) -> T | None:
+        with self._not_empty:
+            while not self._closed:
+                wait: float | None = None  # until the held event at the head is due
+                if self._queue:
+                    held, at, _ = self._queue[0]
+                    wait = at + self.delay - self._clock()
+                    if wait <= 0 and not (self._passing and self._passing[0][1] < at):
+                        self._queue.popleft()
+                        return held
+                if self._passing:
+                    return self._passing.popleft()[0]
+                self._not_empty.wait(wait)
+            return None
+
+
+class _PassingGrouper(InotifyMoveEventGrouper):
+    """watchdog's pairing of rename halves, over a :class:`PassingDelayedQueue`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._queue = PassingDelayedQueue(self.delay)
+
+
 @dataclass(eq=False)
 class ReportingWatchGroup(InotifyWatchGroup):
     """A watch group that, once watchdog has re-added its watches after the kernel's
-    IN_Q_OVERFLOW, says so: watchdog itself only logs it, and the events are gone."""
+    IN_Q_OVERFLOW, says so: watchdog itself only logs it, and the events are gone. Its
+    events pass a held rename half (:class:`PassingDelayedQueue`)."""
 
     on_overflow: Callable[[], None] = _nothing
+    _move_event_grouper: InotifyMoveEventGrouper = field(
+        default_factory=_PassingGrouper, init=False
+    )
 
     def on_queue_overflow(self) -> None:
         super().on_queue_overflow()
