@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from assetd.config import RootConfig
 from assetd.hints import Hint, HintKind
-from assetd.paths import ExcludeMatcher, root_for_path
+from assetd.paths import ExcludeMatcher
 
 __all__ = ["Plan", "RootIndex", "inside_any", "outermost", "plan"]
 
@@ -28,6 +28,8 @@ class RootIndex:
         self.roots = tuple(roots)
         self._excludes = {r.name: ExcludeMatcher(r.exclude) for r in self.roots}
         self._by_name = {r.name: r for r in self.roots}
+        # Asked of every hint: the prefixes made once (a root's is made on each use).
+        self._prefixes = [(r.prefix, r, self._excludes[r.name] or None) for r in self.roots]
 
     def named(self, name: str) -> RootConfig:
         """The root called ``name``."""
@@ -36,12 +38,12 @@ class RootIndex:
     def of(self, path: bytes, *, is_dir: bool = False) -> RootConfig | None:
         """The root that owns the file (or folder) at ``path``; None outside every root,
         or excluded."""
-        root = root_for_path(path, self.roots)
-        if root is None:
-            return None
-        if self._excludes[root.name].excludes(path[len(root.prefix) :], is_dir=is_dir):
-            return None
-        return root
+        for prefix, root, exclude in self._prefixes:
+            if path.startswith(prefix):
+                if exclude is not None and exclude.excludes(path[len(prefix) :], is_dir=is_dir):
+                    return None
+                return root
+        return None
 
 
 @dataclass
