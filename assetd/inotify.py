@@ -1,6 +1,7 @@
 """watchdog's inotify observer with the kernel's queue overflow reported, symlinks
-followed as the walk follows them (:mod:`assetd.watchgroups`) and its reader paced while
-files are written; and the process's inotify watches as the kernel counts them."""
+followed as the walk follows them (:mod:`assetd.watchgroups`), its reader paced while
+files are written and a file's events folded into its close; and the process's inotify
+watches as the kernel counts them."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from watchdog.observers.inotify import (
 )
 from watchdog.observers.inotify_c import (
     DEFAULT_EVENT_BUFFER_SIZE,
+    InotifyConstants,
     InotifyEvent,
     InotifyFD,
 )
@@ -34,6 +36,7 @@ from assetd.watchgroups import FollowingWatchGroup, ReportingWatchGroup
 __all__ = [
     "OverflowReportingObserver",
     "count_folders",
+    "fold_into_close",
     "inotify_watch_count",
     "inotify_watched_inodes",
     "read_int",
@@ -87,8 +90,41 @@ PACE_S = 0.1
 PACE_MAX_EVENTS = 64
 
 
+# A file's events that its close after writing, later in the same read, says again:
+# the look the close asks for sees what they would have.
+_FOLDED = InotifyConstants.IN_CREATE | InotifyConstants.IN_MODIFY | InotifyConstants.IN_ATTRIB
+
+
+def fold_into_close(events: list[InotifyEvent]) -> list[InotifyEvent]:
+    """``events`` without a file's create, writes and attribute changes that its close
+    after writing follows in the same list, with nothing else of that file between.
+
+    A file written at once (a copy, an extraction, a generator's output) is four events
+    for the kernel and one for assetd: each event costs watchdog's three threads their
+    share of the GIL, and a burst's would be most of them. Events are hints (a look at
+    the path), so the close alone asks for the same look. A folder's events are kept:
+    watchdog watches a new folder on its create.
+    """
+    out: list[InotifyEvent] = []
+    closing: set[tuple[int, bytes]] = set()  # files closed later on, nothing between
+    for event in reversed(events):
+        key = (event.wd, event.name)
+        if event.is_directory:
+            pass
+        elif event.is_close_write:
+            closing.add(key)
+        elif event.mask & _FOLDED and key in closing:
+            continue
+        else:
+            closing.discard(key)  # a rename or a delete between: kept apart
+        out.append(event)
+    out.reverse()
+    return out
+
+
 class _PacedInotifyFD(InotifyFD):
-    """An inotify instance whose reader takes its time while files are being written."""
+    """An inotify instance whose reader takes its time while files are being written,
+    and folds a file's events into its close (:func:`fold_into_close`)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -103,7 +139,7 @@ class _PacedInotifyFD(InotifyFD):
         if len(events) <= PACE_MAX_EVENTS and writing & self._writing:
             self._closing.wait(PACE_S)
         self._writing = writing
-        return events
+        return fold_into_close(events)
 
     def close(self) -> None:
         self._closing.set()
