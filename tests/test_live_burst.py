@@ -135,9 +135,7 @@ def test_a_look_at_a_file_out_waits_for_its_row(
     held = HeldTasks()
     rec = start(tmp_path, catalog, pool, held)
     try:
-        files = burst(tmp_path / "r" / "a", BURST)
-        closed(rec, files)
-        wait_for(lambda: held.tasks, 10, "a task handed out")
+        files = files_out(rec, held, tmp_path / "r" / "a")
         made = held.prepare()  # made ready now, written only later
         changed, deleted = files[0], files[1]
         write(changed, "another content, longer", OLD_NS + 10**9)
@@ -168,9 +166,7 @@ def test_a_folder_renamed_while_its_files_are_out_takes_them_along(
     held = HeldTasks()
     rec = start(tmp_path, catalog, pool, held)
     try:
-        files = burst(tmp_path / "r" / "a", BURST)
-        closed(rec, files)
-        wait_for(lambda: held.tasks, 10, "a task handed out")
+        files = files_out(rec, held, tmp_path / "r" / "a")
         made = held.prepare()
         os.rename(tmp_path / "r" / "a", tmp_path / "r" / "b")
         rec.put(
@@ -238,6 +234,22 @@ def folder_burst(rec: Reconciler, folder: Path, files: list[Path]) -> None:
     and a close for each file (enough of them for the writer to hand the folder out)."""
     rec.put(Hint(HintKind.DIR_CHANGED, os.fsencode(folder)))
     closed(rec, files)
+
+
+def files_out(rec: Reconciler, held: HeldTasks, folder: Path) -> list[Path]:
+    """New files written, their closes hinted, and the task that makes them ready out."""
+    files = burst(folder, BURST)
+    closed(rec, files)
+    wait_for(lambda: held.tasks, 10, "a task handed out")
+    return files
+
+
+def folder_out(rec: Reconciler, held: HeldTasks, folder: Path) -> list[Path]:
+    """A new folder of files, its hints given, and the survey it makes handed out."""
+    files = burst(folder, BURST)
+    folder_burst(rec, folder, files)
+    wait_for(lambda: held.tasks, 10, "the folder handed out")
+    return files
 
 
 def test_a_new_folder_is_surveyed_elsewhere_and_its_files_go_in_once(
@@ -318,9 +330,7 @@ def test_a_folder_with_rows_under_it_is_surveyed_here(
     rec = start(tmp_path, catalog, pool, held)
     try:
         folder = tmp_path / "r" / "back"
-        files = burst(folder, BURST)
-        folder_burst(rec, folder, files)
-        wait_for(lambda: held.tasks, 10, "the folder handed out")
+        files = folder_out(rec, held, folder)
         held.run()
         settle(rec)
         shutil.move(folder, tmp_path / "away")
@@ -347,9 +357,7 @@ def test_a_folder_whose_worker_died_is_surveyed_here(
     rec = start(tmp_path, catalog, pool, held)
     try:
         folder = tmp_path / "r" / "new"
-        files = burst(folder, BURST)
-        folder_burst(rec, folder, files)
-        wait_for(lambda: held.tasks, 10, "the folder handed out")
+        files = folder_out(rec, held, folder)
         held.tasks[0][2].set_exception(WorkerDied("worker 7 died (SIGKILL)"))
         settle(rec)
         rows = live(catalog)

@@ -21,10 +21,14 @@ class Clock:
         return self.now
 
 
+def queue() -> tuple[Clock, PassingDelayedQueue[str]]:
+    clock = Clock()
+    return clock, PassingDelayedQueue(0.5, clock)
+
+
 def test_an_event_behind_a_held_one_passes_it() -> None:
     """A rename's first half waits for its other half; a later event goes at once."""
-    clock = Clock()
-    q: PassingDelayedQueue[str] = PassingDelayedQueue(0.5, clock)
+    clock, q = queue()
     q.put("moved_from a", delay=True)
     clock.now += 0.01
     q.put("created b")
@@ -34,8 +38,7 @@ def test_an_event_behind_a_held_one_passes_it() -> None:
 
 
 def test_a_held_event_that_is_due_goes_before_newer_ones() -> None:
-    clock = Clock()
-    q: PassingDelayedQueue[str] = PassingDelayedQueue(0.5, clock)
+    clock, q = queue()
     q.put("moved_from a", delay=True)
     clock.now += 0.6
     q.put("created b")
@@ -45,8 +48,7 @@ def test_a_held_event_that_is_due_goes_before_newer_ones() -> None:
 
 def test_held_events_keep_their_order_and_can_be_paired() -> None:
     """watchdog pairs a rename's halves by searching the held events: they are there."""
-    clock = Clock()
-    q: PassingDelayedQueue[str] = PassingDelayedQueue(0.5, clock)
+    clock, q = queue()
     q.put("moved_from a", delay=True)
     q.put("moved_from b", delay=True)
     assert q.find(lambda e: e.endswith("b")) == "moved_from b"
@@ -58,8 +60,7 @@ def test_held_events_keep_their_order_and_can_be_paired() -> None:
 
 
 def test_clear_drops_both_kinds_and_close_ends_a_waiting_get() -> None:
-    clock = Clock()
-    q: PassingDelayedQueue[str] = PassingDelayedQueue(0.5, clock)
+    _, q = queue()
     q.put("moved_from a", delay=True)
     q.put("created b")
     q.clear()
@@ -72,8 +73,7 @@ def test_clear_drops_both_kinds_and_close_ends_a_waiting_get() -> None:
 
 
 def test_a_waiting_get_wakes_for_a_new_event() -> None:
-    clock = Clock()
-    q: PassingDelayedQueue[str] = PassingDelayedQueue(0.5, clock)
+    _, q = queue()
     q.put("moved_from a", delay=True)  # not due: the reader waits
     got: list[str | None] = []
     reader = threading.Thread(target=lambda: got.append(q.get()))
