@@ -33,9 +33,10 @@ from assetd.apply import Observation
 from assetd.catalog import Catalog
 from assetd.catalog.assets import ReadyFile
 from assetd.config import RootConfig
-from assetd.decide import FileStat
+from assetd.decide import FileStat, Outcome
 from assetd.exceptions import TaskError, WorkerDied
-from assetd.hashing import HashResult
+from assetd.hashing import LARGE_FILE, HashResult
+from assetd.hashpool import HASH_HERE_MAX
 from assetd.hints import Hint, HintKind
 from assetd.prepare import ELSEWHERE, READY_FILES, Prepared, prepare
 from assetd.procs import Processes
@@ -46,6 +47,9 @@ __all__ = ["Made", "Preparing", "Task"]
 log = logging.getLogger(__name__)
 
 SURVEY_NEW = "assetd.survey:survey_new_elsewhere"
+# New complete files in one batch from which they go out: fewer are hashed on the
+# writer's side, in one transaction with their rows (a round trip would add latency).
+SEND_MIN = HASH_HERE_MAX
 
 
 @dataclass(eq=False)
@@ -93,11 +97,25 @@ class Preparing:
         procs: Processes,
         roots: Callable[[str], RootConfig],
         observations: Sequence[Observation],
+        complete: Sequence[bytes],
         on_done: Callable[[Task], None],
-    ) -> None:
-        """Hand out new, complete, small files, a task per root and :data:`READY_FILES`."""
+    ) -> set[bytes]:
+        """Hand out the new, small files among ``observations`` that are ``complete``,
+        when there are :data:`SEND_MIN` of them or more, a task per root and
+        :data:`READY_FILES`; the paths handed out."""
+        ready = set(complete)
+        new = [
+            o
+            for o in observations
+            if o.decision.outcome is Outcome.NEW
+            and o.path in ready
+            and o.stat is not None
+            and o.stat.size < LARGE_FILE
+        ]
+        if len(new) < SEND_MIN:
+            return set()
         by_root: dict[str, list[tuple[bytes, FileStat]]] = {}
-        for obs in observations:
+        for obs in new:
             assert obs.stat is not None
             by_root.setdefault(obs.root, []).append((obs.path, obs.stat))
         catalog = self.catalog
@@ -114,6 +132,7 @@ class Preparing:
                     self._out[path] = task
                     self._folders[os.path.dirname(path)] += 1
                 future.add_done_callback(_calling(on_done, task))
+        return {o.path for o in new}
 
     def survey(
         self,

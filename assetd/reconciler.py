@@ -301,9 +301,9 @@ class Reconciler:
         files that are complete now; their observations and those hashes commit
         together, so a file just closed costs one transaction and one change. Many new
         complete files, and new folders, are handed out to be made ready instead
-        (:meth:`_send`, :meth:`_observe`). Every
-        transaction holds at most a batch of files: a burst's thousands of results would
-        otherwise sit in memory, rendered, until one huge commit.
+        (:mod:`assetd.preparing`). Every transaction holds at most a batch of files: a
+        burst's thousands of results would otherwise sit in memory, rendered, until one
+        huge commit.
         """
         self._write_made(made)
         if not hints and not hashed:
@@ -323,7 +323,11 @@ class Reconciler:
         fresh = time.time_ns() - int(self.settle_s * 1e9)
         observations = self._holds.sort(seen, todo.complete, self.clock(), fresh)
         ready = self._ready(seen, todo.complete)  # (after: it drops the looks it makes moot)
-        observations, ready = self._send(procs, observations, ready)
+        if procs is not None and (
+            sent := self._preparing.send(procs, self._roots.named, observations, ready, self._made)
+        ):
+            observations = [o for o in observations if o.path not in sent]
+            ready = [p for p in ready if p not in sent]
         now = ready if len(ready) < HASH_HERE_MAX and _all_small(seen, ready) else []
         # A few small files complete now: the pool hashes them while this thread waits,
         # so that each goes in with its hash, in one transaction with the others.
@@ -355,28 +359,6 @@ class Reconciler:
 
     def _made(self, task: Task) -> None:
         self._post(_Made(task))
-
-    def _send(
-        self, procs: Processes | None, observations: list[Observation], ready: list[bytes]
-    ) -> tuple[list[Observation], list[bytes]]:
-        """Hand many new, complete, small files out to be made ready; the observations
-        and the paths to hash that are left here."""
-        if procs is None:
-            return observations, ready
-        complete = set(ready)
-        new = [
-            o
-            for o in observations
-            if o.decision.outcome is Outcome.NEW
-            and o.path in complete
-            and o.stat is not None
-            and o.stat.size < LARGE_FILE
-        ]
-        if len(new) < HASH_HERE_MAX:
-            return observations, ready
-        self._preparing.send(procs, self._roots.named, new, self._made)
-        sent = {o.path for o in new}
-        return [o for o in observations if o.path not in sent], [p for p in ready if p not in sent]
 
     def _write_made(self, tasks: Sequence[Task]) -> None:
         """Insert the new files these tasks made ready, many to a transaction; then look
