@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-__all__ = ["Hint", "HintKind"]
+__all__ = ["Hint", "HintKind", "look"]
 
 
 class HintKind(enum.Enum):
@@ -28,3 +28,8 @@ class Hint:
     kind: HintKind
     path: bytes
     dest: bytes | None = None
+
+
+def look(path: bytes, complete: bool) -> Hint:
+    """A look at the file at ``path``; ``complete``: known complete, hash it at once."""
+    return Hint(HintKind.CLOSED if complete else HintKind.CHANGED, path)

@@ -37,7 +37,7 @@ from assetd.decide import FileStat, Outcome
 from assetd.exceptions import TaskError, WorkerDied
 from assetd.hashing import LARGE_FILE, HashResult
 from assetd.hashpool import HASH_HERE_MAX
-from assetd.hints import Hint, HintKind
+from assetd.hints import Hint, HintKind, look
 from assetd.prepare import ELSEWHERE, READY_FILES, Prepared, prepare
 from assetd.procs import Processes
 from assetd.survey import Surveyed, survey_new
@@ -62,7 +62,6 @@ class Task:
     tree: bytes | None = None
     complete: frozenset[bytes] = frozenset()  # in the folder: known complete (closed)
     settle_ns: int = 0  # in the folder: unmodified this long, complete
-    written: bool = False
 
 
 @dataclass
@@ -212,7 +211,7 @@ class Preparing:
         (on this thread: it is rare, and its files must not wait for a retry)."""
         made = Made()
         for task in tasks:
-            if task.written or task not in self._tasks:
+            if task not in self._tasks:  # written already (or given up)
                 continue
             try:
                 result = task.future.result()
@@ -236,7 +235,7 @@ class Preparing:
             # again by the writer, where moves are paired and files being written wait.
             for path in [*(o.path for o in prepared.moved), *again]:
                 complete = path in task.complete or task.tree is None
-                made.again.append(Hint(HintKind.CLOSED if complete else HintKind.CHANGED, path))
+                made.again.append(look(path, complete))
         return made
 
     def _here(self, task: Task, hasher: Callable[..., HashResult]) -> Prepared | Surveyed:
@@ -259,10 +258,9 @@ class Preparing:
         that waited for them, to look at now."""
         hints: list[Hint] = []
         for task in tasks:
-            if task.written or task not in self._tasks:
+            if task not in self._tasks:  # written already (or given up)
                 continue
             del self._tasks[task]
-            task.written = True
             if task.tree is not None:
                 del self._trees[task.tree]
                 del self._looked[task.tree]
@@ -275,8 +273,7 @@ class Preparing:
                     del self._folders[folder]
                 waiting = self._waiting.get(folder)
                 if waiting and path in waiting:
-                    complete = waiting.pop(path)
-                    hints.append(Hint(HintKind.CLOSED if complete else HintKind.CHANGED, path))
+                    hints.append(look(path, waiting.pop(path)))
                     if not waiting:
                         del self._waiting[folder]
         return hints
@@ -284,7 +281,7 @@ class Preparing:
     def given_up(self, tasks: Iterable[Task]) -> list[Hint]:
         """These tasks could not be written: their paths are free again, and a look at
         each is due (as complete as when it went out; that covers any that waited)."""
-        tasks = [t for t in tasks if not t.written and t in self._tasks]
+        tasks = [t for t in tasks if t in self._tasks]
         waited = self.release(tasks)
         hints = [Hint(HintKind.CLOSED, path) for task in tasks for path, _ in task.files]
         hints += [Hint(HintKind.DIR_CHANGED, task.tree) for task in tasks if task.tree]

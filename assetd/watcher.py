@@ -33,7 +33,7 @@ from watchdog.events import (
 from watchdog.observers.api import BaseObserver
 
 from assetd.config import RootConfig
-from assetd.hints import Hint, HintKind
+from assetd.hints import Hint, HintKind, look
 from assetd.inotify import (
     OverflowReportingObserver,
     count_folders,
@@ -143,7 +143,7 @@ def make_hint(event: FileSystemEvent, exclude: ExcludeMatcher, prefix: bytes) ->
         return None
     if event.is_directory:
         return Hint(HintKind.DIR_CHANGED, src)
-    return Hint(HintKind.CLOSED if kind == "closed" else HintKind.CHANGED, src)
+    return look(src, kind == "closed")
 
 
 def _excluded(exclude: ExcludeMatcher, prefix: bytes, path: bytes, is_dir: bool) -> bool:
