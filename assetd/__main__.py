@@ -1,5 +1,5 @@
 """Allow ``python -m assetd``."""
 
-from assetd.cli import main
+from assetd.cli import entry
 
-raise SystemExit(main())
+entry()

@@ -254,6 +254,7 @@ class AssetSeeder:
         finally:
             if pool is not self.hash_pool:
                 pool.close()
+            self.catalog.close_thread()
             self._phase = "done"
             progress = self._progress()
             with self._lock:

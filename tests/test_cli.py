@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import OLD_NS, run_cli, write
-from tests.harness import listed_by_path
+from tests.harness import checkout_env, listed_by_path
 
 LOCATION_KEYS = {
     "path",
@@ -281,3 +284,41 @@ def test_tag_on_unknown_path_exits_1(cli: Cli) -> None:
     cli("scan")
     proc = cli("tag", "add", str(cli.models / "nope.bin"), "x", ok=False)
     assert proc.returncode == 1 and "nope.bin is not in the catalog" in proc.stderr
+
+
+def test_a_command_leaves_its_catalog_closed(cli: Cli, tmp_path: Path) -> None:
+    """A command exits without the interpreter's teardown: it closes every connection
+    first (its pass thread's too), so SQLite checkpoints and removes the WAL."""
+    summary = cli.json("scan")
+    assert summary["created"] == 3 and summary["hashed"] == 3
+    state = tmp_path / "state"
+    assert sorted(p.name for p in state.iterdir()) == ["assetd.db"]
+    assert len(cli.ls()) == 3
+    assert sorted(p.name for p in state.iterdir()) == ["assetd.db"]
+
+
+def test_output_is_whole_and_the_exit_status_kept(cli: Cli, tmp_path: Path) -> None:
+    for i in range(300):
+        write(cli.models / "many" / f"f{i:03}.bin", f"x{i}", OLD_NS)
+    cli("scan")
+    lines = cli("ls", "--json").stdout.splitlines()
+    assert len(lines) == 303 and all(json.loads(line)["path"] for line in lines)
+    proc = cli("tag", "rm", str(cli.models / "loras" / "style.safetensors"), "loras", ok=False)
+    assert proc.returncode == 2 and "automatic" in proc.stderr
+
+
+def test_a_reader_gone_early_is_no_traceback(cli: Cli) -> None:
+    for i in range(3000):
+        write(cli.models / "many" / f"f{i:04}.bin", f"x{i}", OLD_NS)
+    cli("scan")
+    flags = ["--db", cli.db, *(f for r in cli.roots for f in ("--root", r))]
+    done = subprocess.run(
+        shlex.join([sys.executable, "-m", "assetd", "ls", *flags]) + " | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        env=checkout_env(),
+        timeout=60,
+    )
+    assert len(done.stdout.splitlines()) == 1
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr

@@ -128,6 +128,11 @@ class Catalog:
     def close(self) -> None:
         close_database(self.db)
 
+    def close_thread(self) -> None:
+        """Close the calling thread's connection, for a thread that is ending (the
+        others', on SQLite, would close only when the garbage collector gets to them)."""
+        self.db.close()
+
     # -- schema ---------------------------------------------------------------------
 
     def schema_version(self) -> int:

@@ -25,10 +25,22 @@ __all__ = ["WALKS_IN_PARALLEL_BYTES", "LocalOperations", "open_catalog"]
 WALKS_IN_PARALLEL_BYTES = 16 << 20
 
 
+_opened: list[Catalog] = []  # what close_opened closes before the command's exit
+
+
 def open_catalog(config: Config) -> Catalog:
     from assetd.catalog import Catalog
 
-    return Catalog(config.database, node=config.node, layer=config.install)
+    catalog = Catalog(config.database, node=config.node, layer=config.install)
+    _opened.append(catalog)
+    return catalog
+
+
+def close_opened() -> None:
+    """Close every catalog this command opened (SQLite checkpoints its WAL and removes
+    it as the last connection closes)."""
+    while _opened:
+        _opened.pop().close()
 
 
 class LocalOperations:
