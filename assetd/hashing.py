@@ -32,9 +32,11 @@ RACY_WINDOW_NS = 2_000_000_000
 # Below this, one read() is cheapest; above, mmap avoids copying into Python.
 READ_LIMIT = 1 << 20
 # From this size, BLAKE3's tree mode spreads one file over every core (b3sum does so for
-# every file it maps): one thread hashing mapped files one after another, each over all
-# cores, beats two threads hashing one file each on a core apiece.
+# every file it maps), unless the caller hashes several files at once: then a file
+# below SPREAD_LIMIT keeps to one core, for its tree's threads would only wait on the
+# other files' and hand work back and forth.
 THREADED_LIMIT = 1 << 20
+SPREAD_LIMIT = 64 << 20
 # From this size, hashing spends its time in reads and in BLAKE3, which give up the GIL.
 LARGE_FILE = 1 << 20
 PREFIX = "blake3:"
@@ -119,10 +121,12 @@ def hash_file(
     attempts: int = 3,
     now_ns: Callable[[], int] = time.time_ns,
     map_unsettled: bool = False,
+    among_others: bool = False,
 ) -> HashResult:
     """Hash the regular file at ``path``; re-stat afterwards and retry if it changed.
     ``map_unsettled``: map a large file even if it was modified just now (only where a
     SIGBUS, should it be truncated meanwhile, costs no more than the process it kills).
+    ``among_others``: other files are being hashed beside this one (see SPREAD_LIMIT).
 
     Raises ``FileNotFoundError`` when it vanished, :class:`NotRegularFileError` when it
     is not a regular file (a FIFO is never opened for reading, so this cannot hang),
@@ -145,7 +149,9 @@ def hash_file(
             if not stat_mod.S_ISREG(before.st_mode):
                 raise NotRegularFileError(0, "not a regular file", os.fsdecode(path))
             settled = before.st_mtime_ns <= started - RACY_WINDOW_NS
-            digest = _digest(fd, before.st_size, mapped=settled or map_unsettled)
+            digest = _digest(
+                fd, before.st_size, mapped=settled or map_unsettled, among_others=among_others
+            )
             made = _generation(fd) if path[-5:].lower().endswith(GENERATION_SUFFIXES) else None
         finally:
             os.close(fd)
@@ -170,7 +176,7 @@ def _generation(fd: int) -> str | None:
     return read_generation(fd)
 
 
-def _digest(fd: int, size: int, *, mapped: bool) -> str:
+def _digest(fd: int, size: int, *, mapped: bool, among_others: bool = False) -> str:
     if size < READ_LIMIT:
         # Most files: one read of exactly what fstat promised, plus one byte to see a
         # file that grew (a buffer of READ_LIMIT would be allocated and freed per file).
@@ -181,7 +187,8 @@ def _digest(fd: int, size: int, *, mapped: bool) -> str:
         while chunk := os.read(fd, READ_LIMIT):
             hasher.update(chunk)
         return hasher.hexdigest()
-    hasher = blake3(max_threads=blake3.AUTO if size >= THREADED_LIMIT else 1)
+    spread = size >= (SPREAD_LIMIT if among_others else THREADED_LIMIT)
+    hasher = blake3(max_threads=blake3.AUTO if spread else 1)
     # mmap only files that have settled: a mapped file truncated under us would raise
     # SIGBUS and kill the daemon, while a read() merely comes back short.
     if mapped and size > READ_LIMIT:

@@ -88,7 +88,8 @@ class HashPool:
         """Hash now and return one outcome per state (in no particular order)."""
         small = [s for s in states if s.stat.size < LARGE_FILE]
         large = [s for s in states if s.stat.size >= LARGE_FILE]
-        futures = [self._threads.submit(self._large, s) for s in large]
+        among_others = len(large) > 1
+        futures = [self._threads.submit(self._large, s, among_others) for s in large]
         outcomes = self._small(small)
         return outcomes + [future.result() for future in futures]
 
@@ -137,10 +138,13 @@ class HashPool:
 
     # -- the two ways ---------------------------------------------------------------
 
-    def _one(self, state: CachedState) -> HashOutcome:
-        return hash_one(state, follow_symlinks=self.follow_symlinks, hasher=self.hasher)
+    def _one(self, state: CachedState, among_others: bool = False) -> HashOutcome:
+        hasher = self.hasher
+        if among_others and hasher is hash_file:
+            hasher = functools.partial(hash_file, among_others=True)
+        return hash_one(state, follow_symlinks=self.follow_symlinks, hasher=hasher)
 
-    def _large(self, state: CachedState) -> HashOutcome:
+    def _large(self, state: CachedState, among_others: bool = False) -> HashOutcome:
         # A file modified moments ago is read here, not mapped: truncated under a mapping
         # it would kill this process with SIGBUS. A worker may map it (reading it costs a
         # copy of every byte, as long as BLAKE3 itself over every core): there the worst
@@ -157,7 +161,7 @@ class HashPool:
                 pass  # behind a walk it would wait longer than reading it here takes
             except (WorkerDied, TaskError) as exc:
                 log.warning("a hashing worker process failed (%s); the file is read here", exc)
-        return self._one(state)
+        return self._one(state, among_others)
 
     def _small(self, states: list[CachedState]) -> list[HashOutcome]:
         procs = self.workers() if self._to_processes(len(states)) else None

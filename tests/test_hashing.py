@@ -26,11 +26,14 @@ def expected(data: bytes) -> str:
     ids=["empty", "one byte", "read limit", "mapped", "threaded"],
 )
 @pytest.mark.parametrize("settled", [True, False], ids=["settled", "fresh"])
-def test_digest_matches_blake3(tmp_path: Path, size: int, settled: bool) -> None:
-    """Read, mapped and multi-threaded hashing all give BLAKE3 of the content."""
+@pytest.mark.parametrize("among_others", [False, True], ids=["alone", "among others"])
+def test_digest_matches_blake3(
+    tmp_path: Path, size: int, settled: bool, among_others: bool
+) -> None:
+    """Read, mapped, multi-threaded and one-core hashing all give BLAKE3 of the content."""
     data = os.urandom(size)
     f = write(tmp_path / "f", data, OLD_NS if settled else None)
-    result = hash_file(os.fsencode(f))
+    result = hash_file(os.fsencode(f), among_others=among_others)
     assert result.hash == expected(data)
     assert result.stat.size == size
     assert result.racy is not settled
@@ -77,9 +80,9 @@ def test_file_changed_during_hashing_is_hashed_again(tmp_path: Path, monkeypatch
     real = hashing._digest
     calls = []
 
-    def changing(fd: int, size: int, *, mapped: bool) -> str:
+    def changing(fd: int, size: int, **how: bool) -> str:
         calls.append(size)
-        digest = real(fd, size, mapped=mapped)
+        digest = real(fd, size, **how)
         if len(calls) == 1:
             write(f, b"second, longer")
         return digest
@@ -96,8 +99,8 @@ def test_file_that_never_settles_gives_up(tmp_path: Path, monkeypatch: Any) -> N
     real = hashing._digest
     counter = iter(range(100))
 
-    def always_changing(fd: int, size: int, *, mapped: bool) -> str:
-        digest = real(fd, size, mapped=mapped)
+    def always_changing(fd: int, size: int, **how: bool) -> str:
+        digest = real(fd, size, **how)
         write(f, b"y" * (next(counter) + 2))
         return digest
 

@@ -205,9 +205,9 @@ class _Recorder:
         self._one = pool._one
         pool._one = self  # type: ignore[method-assign]
 
-    def __call__(self, state: CachedState) -> Any:
+    def __call__(self, state: CachedState, among_others: bool = False) -> Any:
         self.paths.append(state.path)
-        return self._one(state)
+        return self._one(state, among_others)
 
 
 @pytest.fixture
@@ -285,3 +285,33 @@ def test_a_worker_that_dies_on_a_file_just_modified_loses_it_not(
     finally:
         pool._procs = None
         pool.close()
+
+
+def test_large_files_hashed_together_keep_to_one_core_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """BLAKE3 spreads a large file over every core when it is hashed alone; files of a
+    model folder, hashed two at a time, each keep to one."""
+    import assetd.hashing
+
+    seen: dict[int, bool] = {}
+    digest = assetd.hashing._digest
+
+    def recording(fd: int, size: int, **how: bool) -> str:
+        seen[size] = how.get("among_others", False)
+        return digest(fd, size, **how)
+
+    monkeypatch.setattr(assetd.hashing, "_digest", recording)
+    sizes = [2 << 20, 3 << 20, 4 << 20]
+    paths = [write(tmp_path / f"m{i}", os.urandom(n), OLD_NS) for i, n in enumerate(sizes)]
+    pool = HashPool(processes=0)
+    try:
+        together = pool.run(states_of(paths))
+        assert seen == dict.fromkeys(sizes, True)
+        seen.clear()
+        (alone,) = pool.run(states_of(paths[:1]))
+        assert seen == {sizes[0]: False}
+    finally:
+        pool.close()
+    assert all(o.result is not None for o in [*together, alone])
+    assert alone.result is not None and alone.result.hash == hash_file(os.fsencode(paths[0])).hash

@@ -23,9 +23,9 @@ def test_no_hash_is_taken_on_the_writer_thread(
     hashed_on: list[str] = []
     digest = assetd.hashing._digest
 
-    def recording(fd: int, size: int, *, mapped: bool) -> str:
+    def recording(fd: int, size: int, **how: bool) -> str:
         hashed_on.append(threading.current_thread().name)
-        return digest(fd, size, mapped=mapped)
+        return digest(fd, size, **how)
 
     monkeypatch.setattr(assetd.hashing, "_digest", recording)
     root = RootConfig("r", str(tmp_path / "r"))
