@@ -6,12 +6,13 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import NoReturn
 
 from assetd import drivers, gcpace
 from assetd.cli import output
 from assetd.cli.commands import run_command
+from assetd.cli.local import close_opened
 from assetd.cli.parser import (
     COMMANDS,
     EXIT_ERROR,
@@ -84,19 +85,16 @@ def hint(exc: AssetdError, args: argparse.Namespace, env: Mapping[str, str]) -> 
 
 
 def entry() -> NoReturn:
-    """The ``assetd`` console script and ``python -m assetd``: :func:`main`, then, for a
-    command that has done its work (everything but the daemon and ``watch``), an exit
-    that skips the interpreter's teardown. Freeing every object and module one by one
-    is a good part of a short command's time, and nothing of it is needed once the
-    output is flushed, the catalog closed and the log handlers shut."""
-    args: list[argparse.Namespace] = []
-    code = main(parsed=args.append)
-    if not args or getattr(args[0], "command", None) in LONG_LIVED:
+    """The ``assetd`` console script and ``python -m assetd``: the command, then, for one
+    that has done its work (everything but the daemon and ``watch``), an exit that skips
+    the interpreter's teardown. Freeing every object and module one by one is a good
+    part of a short command's time, and nothing of it is needed once the catalog is
+    closed (:func:`run_parsed` does that), the log handlers shut and the output flushed."""
+    args = parse()
+    code = run_parsed(args)
+    if getattr(args, "command", None) in LONG_LIVED:
         raise SystemExit(code)
-    from assetd.cli.local import close_opened
-
     try:
-        close_opened()
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
@@ -105,13 +103,24 @@ def entry() -> NoReturn:
     os._exit(code)
 
 
-def main(
-    argv: Sequence[str] | None = None,
-    parsed: Callable[[argparse.Namespace], None] = lambda args: None,
-) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_parsed(parse(argv))
+
+
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     gcpace.pace()  # see assetd/gcpace.py
-    args = build_parser().parse_args(argv)
-    parsed(args)
+    return build_parser().parse_args(argv)
+
+
+def run_parsed(args: argparse.Namespace) -> int:
+    """Run the command ``args`` name; every catalog it opened is closed when it returns."""
+    try:
+        return _run(args)
+    finally:
+        close_opened()
+
+
+def _run(args: argparse.Namespace) -> int:
     log_to_stderr(os.environ)
     if not getattr(args, "command", None):
         print(
