@@ -120,11 +120,12 @@ class HashPool:
             return self._procs
 
     def warm_for_walks(self) -> None:
-        """Start the workers now, importing what a restart's walk needs, so that they are
-        ready when the pass hands them their span (a worker's start is not free)."""
+        """Start the workers a restart's walk uses now, importing what it needs, so that
+        they are ready when the pass hands them their span (a worker's start is not
+        free); the others start if other work needs them."""
         procs = self.workers(preload=(WALK_MODULE,))
         if procs is not None:
-            procs.warm()
+            procs.warm(procs.helpers())
 
     def close(self) -> None:
         with self._lock:

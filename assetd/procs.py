@@ -10,6 +10,7 @@ first use; one that died is replaced by the next task.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import importlib
 import inspect
@@ -40,13 +41,30 @@ def default_count() -> int:
 NICENESS = 10  # how much a worker defers to the daemon's own threads
 
 
+class _Idle(queue.Queue["subprocess.Popen[bytes] | None"]):
+    """The idle workers, a started one taken before a slot whose process has not
+    started (or has died): that one's start would cost Python and the imports."""
+
+    def _init(self, maxsize: int) -> None:
+        self.queue: collections.deque[subprocess.Popen[bytes] | None] = collections.deque()
+
+    def _put(self, item: subprocess.Popen[bytes] | None) -> None:
+        if item is None:
+            self.queue.appendleft(item)
+        else:
+            self.queue.append(item)
+
+    def _get(self) -> subprocess.Popen[bytes] | None:
+        return self.queue.pop()
+
+
 class Processes:
     """``count`` worker processes; thread-safe, each busy with one task at a time."""
 
     def __init__(self, count: int | None = None, preload: tuple[str, ...] = ()) -> None:
         self.count = default_count() if count is None else count
         self.preload = preload  # modules a worker imports as it starts, before any task
-        self._idle: queue.Queue[subprocess.Popen[bytes] | None] = queue.Queue()
+        self._idle: _Idle = _Idle()
         self._all: list[subprocess.Popen[bytes]] = []
         self._lock = threading.Lock()
         self._closed = False
@@ -55,20 +73,30 @@ class Processes:
         # Threads that carry tasks to the workers and wait: the work is elsewhere.
         self._carriers = ThreadPoolExecutor(max(1, self.count), thread_name_prefix="assetd-proc")
 
-    def warm(self) -> None:
-        """Start the workers now rather than at their first task: their start (Python,
-        the ``preload`` imports) then overlaps with whatever this process does meanwhile."""
+    def warm(self, count: int | None = None) -> None:
+        """Start ``count`` workers (all by default) now rather than at their first task:
+        their start (Python, the ``preload`` imports) then overlaps with whatever this
+        process does meanwhile."""
+        want = self.count if count is None else min(count, self.count)
         slots: list[subprocess.Popen[bytes] | None] = []
         with contextlib.suppress(queue.Empty):
             while len(slots) < self.count:
                 slots.append(self._idle.get_nowait())
+        started = 0
         for proc in slots:
             if proc is not None and proc.poll() is not None:
                 self._discard(proc)  # died since its last task
                 proc = None
-            if proc is None and not self._closed:
+            if proc is None and started < want and not self._closed:
                 proc = self._start()
+            started += proc is not None
             self._idle.put(proc)
+
+    def helpers(self) -> int:
+        """How many workers to use for work this process does its share of too (a
+        restart's walk): one per core but this process's own, at least one. A worker
+        more would only add its start, Python and imports, to cores busy already."""
+        return min(self.count, max(1, (os.cpu_count() or 2) - 1))
 
     def call(self, function: str, *args: Any, wait: bool = True) -> Any:
         """Run ``function(*args)`` in a worker and return its result; without ``wait``,

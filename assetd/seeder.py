@@ -288,7 +288,8 @@ class AssetSeeder:
         tree's first levels (a first scan). Each worker walks spans from the back, makes
         its new files ready (:func:`assetd.survey.index_span`) and sends them as it
         goes; this thread writes what they send, many to a transaction. On a restart,
-        when there is little to write, it also walks spans from the front. A worker that
+        when there is little to write, it also walks spans from the front, beside one
+        worker per other core (:meth:`Processes.helpers`). A worker that
         started late (Python and the imports take a while) simply walks fewer; a span
         whose worker failed is walked here afterwards (what it sent is in already, and
         is unchanged then). Files gone from their paths are kept in ``vanished``, not
@@ -299,7 +300,8 @@ class AssetSeeder:
         cuts, known = self._spans(root, pool)
         spans = collections.deque(cuts)
         procs = pool.workers() if len(spans) > 1 else None
-        found = Arrivals(procs.count if procs is not None else 0)
+        helpers = 0 if procs is None else procs.helpers() if known else procs.count
+        found = Arrivals(helpers)
         carriers = [
             threading.Thread(
                 target=self._walk_elsewhere,
@@ -307,7 +309,7 @@ class AssetSeeder:
                 name="assetd-seeder-span",
                 daemon=True,
             )
-            for _ in range(procs.count if procs is not None else 0)
+            for _ in range(helpers)
         ]
         for carrier in carriers:
             carrier.start()
@@ -412,7 +414,7 @@ class AssetSeeder:
             # (a catalog in memory cannot be read from elsewhere; a test's hasher cannot
             # cross into a process)
             return [(None, None)], False
-        parts = (procs.count + 1) * SPANS_PER_CORE
+        parts = (procs.helpers() + 1) * SPANS_PER_CORE
         cuts = self.catalog.locations.quantiles(root.prefix, parts, self.parallel_min)
         known = bool(cuts)
         if not cuts:

@@ -167,6 +167,46 @@ def test_warmed_workers_start_before_their_first_task_with_the_walk_imported() -
     assert pool.worker_pids() == []
 
 
+def test_a_walks_warm_starts_one_worker_per_core_but_this_processs_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """This process walks its share of a restart too: the workers warmed for the walk
+    make one walker per core with it (at least one worker), the others start only if
+    other work needs them."""
+    for cores, count, helpers in [(2, 2, 1), (4, 4, 3), (8, 2, 2), (1, 1, 1), (None, 2, 1)]:
+        monkeypatch.setattr(os, "cpu_count", lambda cores=cores: cores)
+        pool = HashPool(processes=count)
+        try:
+            procs = pool.workers()
+            assert procs is not None
+            assert procs.helpers() == helpers, (cores, count)
+        finally:
+            pool.close()
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    pool = HashPool(processes=2)
+    try:
+        pool.warm_for_walks()
+        assert len(pool.worker_pids()) == 1
+    finally:
+        pool.close()
+
+
+def test_a_worker_back_from_its_task_is_taken_before_a_slot_not_started() -> None:
+    """With one of two workers started, tasks one after another all go to that one: a
+    second process would cost its start for nothing."""
+    from assetd.procs import Processes
+
+    procs = Processes(2)
+    try:
+        procs.warm(1)
+        (pid,) = procs.pids()
+        for _ in range(4):
+            assert procs.call("assetd.drivers:kept_out") is False
+        assert procs.pids() == [pid]
+    finally:
+        procs.close()
+
+
 def test_a_few_small_files_are_not_kept_waiting_behind_large_ones(tmp_path: Path) -> None:
     """``hash_paths`` (what the writer waits for) has a thread of its own: with every
     large-file thread busy, a small file is still hashed at once."""

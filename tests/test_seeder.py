@@ -510,6 +510,27 @@ def test_a_restart_walks_in_worker_processes_with_the_same_result(
         assert live[str(path)]["hash"] == hash_file(os.fsencode(path)).hash
 
 
+def test_a_restart_walks_beside_one_worker_per_other_core(
+    tmp_path: Path, catalog: Catalog, seeders: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On two cores a restart's walk is this process's and one worker's: a second
+    worker would only add its start to busy cores."""
+    from assetd.hashpool import HashPool
+
+    root = make_root(tmp_path, "r")
+    files = _spread_tree(Path(root.path))
+    run(seeders(catalog, [root]))
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    pool = HashPool(processes=2)
+    try:
+        status = run(seeders(catalog, [root], hash_pool=pool, parallel_min=50))
+        assert len(pool.worker_pids()) == 1
+    finally:
+        pool.close()
+    progress = status["progress"]
+    assert progress["scanned"] == progress["skipped"] == len(files)
+
+
 class RacingWriter:
     """The seeder's writer, with the live path getting to the catalog first: before the
     pass's first batch of observations is written, ``live`` runs (as the reconciler
