@@ -29,7 +29,7 @@ __all__ = [
 # A file modified this close to the moment it was hashed may change again within the
 # same timestamp tick, invisibly to stat; its hash is kept but verified on the next pass.
 RACY_WINDOW_NS = 2_000_000_000
-# Below this, one read() is cheapest; above, mmap avoids copying into Python.
+# Below this, one read() of the whole file is cheapest; above, reads of this size.
 READ_LIMIT = 1 << 20
 # From this size, BLAKE3's tree mode spreads one file over every core (b3sum does so for
 # every file it maps), unless the caller hashes several files at once: then a file
@@ -184,20 +184,27 @@ def _digest(fd: int, size: int, *, mapped: bool, among_others: bool = False) -> 
         if len(data) == size:
             return blake3(data).hexdigest()
         hasher = blake3(data)  # it grew or shrank: read on; the stat after says it changed
-        while chunk := os.read(fd, READ_LIMIT):
-            hasher.update(chunk)
-        return hasher.hexdigest()
+        return _read_rest(fd, hasher)
     spread = size >= (SPREAD_LIMIT if among_others else THREADED_LIMIT)
     hasher = blake3(max_threads=blake3.AUTO if spread else 1)
-    # mmap only files that have settled: a mapped file truncated under us would raise
-    # SIGBUS and kill the daemon, while a read() merely comes back short.
-    if mapped and size > READ_LIMIT:
+    # BLAKE3's tree threads need the whole file in view: a file spread over the cores is
+    # mapped. mmap only files that have settled: a mapped file truncated under us would
+    # raise SIGBUS and kill the daemon, while a read() merely comes back short.
+    if spread and mapped:
         try:
             with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as view:
                 hasher.update(view)
             return hasher.hexdigest()
         except ValueError:  # emptied since fstat: read what is there
             pass
-    while chunk := os.read(fd, READ_LIMIT):
-        hasher.update(chunk)
+    return _read_rest(fd, hasher)
+
+
+def _read_rest(fd: int, hasher: blake3) -> str:
+    # One buffer for the whole file: on one core, reads into memory already faulted in
+    # beat both a map (a page fault per few pages) and a new bytes object per read.
+    buffer = bytearray(READ_LIMIT)
+    view = memoryview(buffer)
+    while count := os.readv(fd, [buffer]):
+        hasher.update(view[:count])
     return hasher.hexdigest()
