@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import errno
-import mmap
 import os
 import stat as stat_mod
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from blake3 import blake3
@@ -29,14 +30,19 @@ __all__ = [
 # A file modified this close to the moment it was hashed may change again within the
 # same timestamp tick, invisibly to stat; its hash is kept but verified on the next pass.
 RACY_WINDOW_NS = 2_000_000_000
-# Below this, one read() of the whole file is cheapest; above, reads of this size.
+# Below this, one read() of the whole file is cheapest; above, reads of this size into
+# one buffer. Files are read, never mapped: a map costs a page fault every few pages, and
+# a mapped file truncated under the reader kills the process with SIGBUS.
 READ_LIMIT = 1 << 20
-# From this size, BLAKE3's tree mode spreads one file over every core (b3sum does so for
-# every file it maps), unless the caller hashes several files at once: then a file
-# below SPREAD_LIMIT keeps to one core, for its tree's threads would only wait on the
-# other files' and hand work back and forth.
+# From this size, BLAKE3's tree mode spreads one file over every core (as b3sum does),
+# unless the caller hashes several files at once: then a file below SPREAD_LIMIT keeps
+# to one core, for its tree's threads would only wait on the other files' and hand work
+# back and forth.
 THREADED_LIMIT = 1 << 20
 SPREAD_LIMIT = 64 << 20
+# A file spread over the cores is read in pieces this large, the next while the tree
+# hashes this one.
+SPREAD_PIECE = 4 << 20
 # From this size, hashing spends its time in reads and in BLAKE3, which give up the GIL.
 LARGE_FILE = 1 << 20
 PREFIX = "blake3:"
@@ -120,12 +126,9 @@ def hash_file(
     follow_symlinks: bool = False,
     attempts: int = 3,
     now_ns: Callable[[], int] = time.time_ns,
-    map_unsettled: bool = False,
     among_others: bool = False,
 ) -> HashResult:
     """Hash the regular file at ``path``; re-stat afterwards and retry if it changed.
-    ``map_unsettled``: map a large file even if it was modified just now (only where a
-    SIGBUS, should it be truncated meanwhile, costs no more than the process it kills).
     ``among_others``: other files are being hashed beside this one (see SPREAD_LIMIT).
 
     Raises ``FileNotFoundError`` when it vanished, :class:`NotRegularFileError` when it
@@ -148,10 +151,7 @@ def hash_file(
             before = os.fstat(fd)
             if not stat_mod.S_ISREG(before.st_mode):
                 raise NotRegularFileError(0, "not a regular file", os.fsdecode(path))
-            settled = before.st_mtime_ns <= started - RACY_WINDOW_NS
-            digest = _digest(
-                fd, before.st_size, mapped=settled or map_unsettled, among_others=among_others
-            )
+            digest = _digest(fd, before.st_size, among_others=among_others)
             made = _generation(fd) if path[-5:].lower().endswith(GENERATION_SUFFIXES) else None
         finally:
             os.close(fd)
@@ -176,7 +176,7 @@ def _generation(fd: int) -> str | None:
     return read_generation(fd)
 
 
-def _digest(fd: int, size: int, *, mapped: bool, among_others: bool = False) -> str:
+def _digest(fd: int, size: int, *, among_others: bool = False) -> str:
     if size < READ_LIMIT:
         # Most files: one read of exactly what fstat promised, plus one byte to see a
         # file that grew (a buffer of READ_LIMIT would be allocated and freed per file).
@@ -185,26 +185,45 @@ def _digest(fd: int, size: int, *, mapped: bool, among_others: bool = False) -> 
             return blake3(data).hexdigest()
         hasher = blake3(data)  # it grew or shrank: read on; the stat after says it changed
         return _read_rest(fd, hasher)
-    spread = size >= (SPREAD_LIMIT if among_others else THREADED_LIMIT)
-    hasher = blake3(max_threads=blake3.AUTO if spread else 1)
-    # BLAKE3's tree threads need the whole file in view: a file spread over the cores is
-    # mapped. mmap only files that have settled: a mapped file truncated under us would
-    # raise SIGBUS and kill the daemon, while a read() merely comes back short.
-    if spread and mapped:
-        try:
-            with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as view:
-                hasher.update(view)
-            return hasher.hexdigest()
-        except ValueError:  # emptied since fstat: read what is there
-            pass
-    return _read_rest(fd, hasher)
+    if size < (SPREAD_LIMIT if among_others else THREADED_LIMIT):
+        return _read_rest(fd, blake3(max_threads=1))
+    return _read_spread(fd, blake3(max_threads=blake3.AUTO))
+
+
+class _Buffers(threading.local):
+    """Each thread's two read buffers, made once: a new one per read would cost fresh
+    pages, faulted in and zeroed, for every piece of every file."""
+
+    def __init__(self) -> None:
+        self.pair = (bytearray(SPREAD_PIECE), bytearray(SPREAD_PIECE))
+
+
+_buffers = _Buffers()
 
 
 def _read_rest(fd: int, hasher: blake3) -> str:
-    # One buffer for the whole file: on one core, reads into memory already faulted in
-    # beat both a map (a page fault per few pages) and a new bytes object per read.
-    buffer = bytearray(READ_LIMIT)
-    view = memoryview(buffer)
-    while count := os.readv(fd, [buffer]):
+    """Read the file on into the hasher, on this core."""
+    view = memoryview(_buffers.pair[0])[:READ_LIMIT]
+    while count := os.readv(fd, [view]):
         hasher.update(view[:count])
+    return hasher.hexdigest()
+
+
+def _read_spread(fd: int, hasher: blake3) -> str:
+    """Read the file in pieces, each next one while BLAKE3 hashes this one over every
+    core, so that the copy out of the page cache costs no core's time of its own."""
+    this, following = (memoryview(b) for b in _buffers.pair)
+    count = os.readv(fd, [this])
+    if count < len(this):  # all of it in one piece, most likely: read on here to be sure
+        while count:
+            hasher.update(this[:count])
+            count = os.readv(fd, [this])
+        return hasher.hexdigest()
+    # Leaving the block waits for the read in flight: none outlives the descriptor.
+    with ThreadPoolExecutor(1, thread_name_prefix="assetd-read") as reader:
+        while count:
+            pending = reader.submit(os.readv, fd, [following])
+            hasher.update(this[:count])
+            count = pending.result()
+            this, following = following, this
     return hasher.hexdigest()

@@ -22,16 +22,23 @@ def expected(data: bytes) -> str:
 
 @pytest.mark.parametrize(
     "size",
-    [0, 1, hashing.READ_LIMIT, hashing.READ_LIMIT + 1, 3 * hashing.READ_LIMIT + 12345],
-    ids=["empty", "one byte", "read limit", "two reads or mapped", "reads or threaded"],
+    [
+        0,
+        1,
+        hashing.READ_LIMIT,
+        hashing.READ_LIMIT + 1,
+        3 * hashing.READ_LIMIT + 12345,
+        2 * hashing.SPREAD_PIECE + 12345,
+    ],
+    ids=["empty", "one byte", "read limit", "two reads", "reads or spread", "spread pieces"],
 )
 @pytest.mark.parametrize("settled", [True, False], ids=["settled", "fresh"])
 @pytest.mark.parametrize("among_others", [False, True], ids=["alone", "among others"])
 def test_digest_matches_blake3(
     tmp_path: Path, size: int, settled: bool, among_others: bool
 ) -> None:
-    """One read, reads into one buffer, mapped over every core: each way gives BLAKE3
-    of the content."""
+    """One read, reads into one buffer on one core, pieces read while the tree hashes
+    the one before over every core: each way gives BLAKE3 of the content."""
     data = os.urandom(size)
     f = write(tmp_path / "f", data, OLD_NS if settled else None)
     result = hash_file(os.fsencode(f), among_others=among_others)
@@ -92,6 +99,30 @@ def test_file_changed_during_hashing_is_hashed_again(tmp_path: Path, monkeypatch
     result = hash_file(os.fsencode(f))
     assert len(calls) == 2
     assert result.hash == expected(b"second, longer")
+
+
+@pytest.mark.parametrize("among_others", [False, True], ids=["spread", "one core"])
+def test_a_file_truncated_while_it_is_read_is_hashed_again_as_it_is_now(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, among_others: bool
+) -> None:
+    """Files are read, never mapped: one cut short after its first piece is no danger
+    to the process (a mapping would raise SIGBUS), and its hash is of what is left."""
+    data = os.urandom(3 * hashing.SPREAD_PIECE)
+    f = write(tmp_path / "model.safetensors", data, OLD_NS)
+    real = os.readv
+    reads = []
+
+    def cutting(fd: int, buffers: Any) -> int:
+        reads.append(fd)
+        if len(reads) == 2:
+            os.truncate(f, hashing.SPREAD_PIECE // 2)
+        return real(fd, buffers)
+
+    monkeypatch.setattr(hashing.os, "readv", cutting)
+    result = hash_file(os.fsencode(f), among_others=among_others)
+    assert len(reads) > 2
+    assert result.stat.size == hashing.SPREAD_PIECE // 2
+    assert result.hash == expected(data[: hashing.SPREAD_PIECE // 2])
 
 
 def test_file_that_never_settles_gives_up(tmp_path: Path, monkeypatch: Any) -> None:
