@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import errno
+import mmap
 import os
 import stat as stat_mod
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from blake3 import blake3
@@ -31,8 +31,7 @@ __all__ = [
 # same timestamp tick, invisibly to stat; its hash is kept but verified on the next pass.
 RACY_WINDOW_NS = 2_000_000_000
 # Below this, one read() of the whole file is cheapest; above, reads of this size into
-# one buffer. Files are read, never mapped: a map costs a page fault every few pages, and
-# a mapped file truncated under the reader kills the process with SIGBUS.
+# one buffer, for a file hashed on one core.
 READ_LIMIT = 1 << 20
 # From this size, BLAKE3's tree mode spreads one file over every core (as b3sum does),
 # unless the caller hashes several files at once: then a file below SPREAD_LIMIT keeps
@@ -40,9 +39,10 @@ READ_LIMIT = 1 << 20
 # back and forth.
 THREADED_LIMIT = 1 << 20
 SPREAD_LIMIT = 64 << 20
-# A file spread over the cores is read in pieces this large, the next while the tree
-# hashes this one.
-SPREAD_PIECE = 4 << 20
+# A file spread over the cores is mapped when it has settled; one modified just now is
+# read in pieces this large (a mapped file truncated under the reader raises SIGBUS and
+# kills the process, while a read merely comes back short).
+SPREAD_PIECE = 8 << 20
 # From this size, hashing spends its time in reads and in BLAKE3, which give up the GIL.
 LARGE_FILE = 1 << 20
 PREFIX = "blake3:"
@@ -151,7 +151,8 @@ def hash_file(
             before = os.fstat(fd)
             if not stat_mod.S_ISREG(before.st_mode):
                 raise NotRegularFileError(0, "not a regular file", os.fsdecode(path))
-            digest = _digest(fd, before.st_size, among_others=among_others)
+            settled = before.st_mtime_ns <= started - RACY_WINDOW_NS
+            digest = _digest(fd, before.st_size, mapped=settled, among_others=among_others)
             made = _generation(fd) if path[-5:].lower().endswith(GENERATION_SUFFIXES) else None
         finally:
             os.close(fd)
@@ -176,7 +177,7 @@ def _generation(fd: int) -> str | None:
     return read_generation(fd)
 
 
-def _digest(fd: int, size: int, *, among_others: bool = False) -> str:
+def _digest(fd: int, size: int, *, mapped: bool, among_others: bool = False) -> str:
     if size < READ_LIMIT:
         # Most files: one read of exactly what fstat promised, plus one byte to see a
         # file that grew (a buffer of READ_LIMIT would be allocated and freed per file).
@@ -184,46 +185,33 @@ def _digest(fd: int, size: int, *, among_others: bool = False) -> str:
         if len(data) == size:
             return blake3(data).hexdigest()
         hasher = blake3(data)  # it grew or shrank: read on; the stat after says it changed
-        return _read_rest(fd, hasher)
+        return _read_rest(fd, hasher, READ_LIMIT)
     if size < (SPREAD_LIMIT if among_others else THREADED_LIMIT):
-        return _read_rest(fd, blake3(max_threads=1))
-    return _read_spread(fd, blake3(max_threads=blake3.AUTO))
+        # On one core a read into memory already faulted in beats a map, whose pages
+        # fault in a few at a time.
+        return _read_rest(fd, blake3(max_threads=1), READ_LIMIT)
+    hasher = blake3(max_threads=blake3.AUTO)
+    if mapped:  # the tree's threads take the whole file at once
+        try:
+            with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as view:
+                hasher.update(view)
+            return hasher.hexdigest()
+        except ValueError:  # emptied since fstat: read what is there
+            pass
+    return _read_rest(fd, hasher, SPREAD_PIECE)
 
 
-class _Buffers(threading.local):
-    """Each thread's two read buffers, made once: a new one per read would cost fresh
-    pages, faulted in and zeroed, for every piece of every file."""
-
-    def __init__(self) -> None:
-        self.pair = (bytearray(SPREAD_PIECE), bytearray(SPREAD_PIECE))
+# Each thread's read buffer, made on its first read and kept: a new one per read would
+# cost fresh pages, faulted in and zeroed, for every piece of every file.
+_buffers = threading.local()
 
 
-_buffers = _Buffers()
-
-
-def _read_rest(fd: int, hasher: blake3) -> str:
-    """Read the file on into the hasher, on this core."""
-    view = memoryview(_buffers.pair[0])[:READ_LIMIT]
+def _read_rest(fd: int, hasher: blake3, piece: int) -> str:
+    """Read the file on into the hasher, ``piece`` bytes at a time."""
+    view: memoryview | None = getattr(_buffers, "view", None)
+    if view is None or len(view) < piece:
+        view = _buffers.view = memoryview(bytearray(piece))
+    view = view[:piece]
     while count := os.readv(fd, [view]):
         hasher.update(view[:count])
-    return hasher.hexdigest()
-
-
-def _read_spread(fd: int, hasher: blake3) -> str:
-    """Read the file in pieces, each next one while BLAKE3 hashes this one over every
-    core, so that the copy out of the page cache costs no core's time of its own."""
-    this, following = (memoryview(b) for b in _buffers.pair)
-    count = os.readv(fd, [this])
-    if count < len(this):  # all of it in one piece, most likely: read on here to be sure
-        while count:
-            hasher.update(this[:count])
-            count = os.readv(fd, [this])
-        return hasher.hexdigest()
-    # Leaving the block waits for the read in flight: none outlives the descriptor.
-    with ThreadPoolExecutor(1, thread_name_prefix="assetd-read") as reader:
-        while count:
-            pending = reader.submit(os.readv, fd, [following])
-            hasher.update(this[:count])
-            count = pending.result()
-            this, following = following, this
     return hasher.hexdigest()

@@ -30,15 +30,15 @@ def expected(data: bytes) -> str:
         3 * hashing.READ_LIMIT + 12345,
         2 * hashing.SPREAD_PIECE + 12345,
     ],
-    ids=["empty", "one byte", "read limit", "two reads", "reads or spread", "spread pieces"],
+    ids=["empty", "one byte", "read limit", "two reads", "spread", "spread, in pieces"],
 )
 @pytest.mark.parametrize("settled", [True, False], ids=["settled", "fresh"])
 @pytest.mark.parametrize("among_others", [False, True], ids=["alone", "among others"])
 def test_digest_matches_blake3(
     tmp_path: Path, size: int, settled: bool, among_others: bool
 ) -> None:
-    """One read, reads into one buffer on one core, pieces read while the tree hashes
-    the one before over every core: each way gives BLAKE3 of the content."""
+    """One read, reads into one buffer on one core, a map (settled) or pieces read
+    (fresh) for BLAKE3 over every core: each way gives BLAKE3 of the content."""
     data = os.urandom(size)
     f = write(tmp_path / "f", data, OLD_NS if settled else None)
     result = hash_file(os.fsencode(f), among_others=among_others)
@@ -102,13 +102,14 @@ def test_file_changed_during_hashing_is_hashed_again(tmp_path: Path, monkeypatch
 
 
 @pytest.mark.parametrize("among_others", [False, True], ids=["spread", "one core"])
-def test_a_file_truncated_while_it_is_read_is_hashed_again_as_it_is_now(
+def test_a_file_just_written_and_cut_short_while_read_is_hashed_again_as_it_is_now(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, among_others: bool
 ) -> None:
-    """Files are read, never mapped: one cut short after its first piece is no danger
-    to the process (a mapping would raise SIGBUS), and its hash is of what is left."""
+    """A file modified just now is read, not mapped, so one cut short after its first
+    piece is no danger to the process (under a map it would raise SIGBUS), and its hash
+    is of what is left."""
     data = os.urandom(3 * hashing.SPREAD_PIECE)
-    f = write(tmp_path / "model.safetensors", data, OLD_NS)
+    f = write(tmp_path / "model.safetensors", data)
     real = os.readv
     reads = []
 
