@@ -25,6 +25,7 @@
      │    └── RemoteError          the daemon answered a request with an error code
      ├── WorkerError               a worker process failed a task
      │    ├── WorkerDied           the worker ended before it answered
+     │    ├── WorkersBusy          no worker was free for a task that would not wait
      │    └── TaskError            the task raised in the worker (a bug)
      └── FileReadError (also OSError)  a file could not be hashed as it was
           ├── NotRegularFileError  not a regular file (a FIFO, a device, a symlink)
@@ -65,6 +66,7 @@ __all__ = [
     "VerifyBusyError",
     "WorkerDied",
     "WorkerError",
+    "WorkersBusy",
 ]
 
 
@@ -163,6 +165,10 @@ class WorkerError(AssetdError):
 
 class WorkerDied(WorkerError):
     """The worker running a task ended before it answered."""
+
+
+class WorkersBusy(WorkerError):
+    """Every worker was busy, and the task was not to wait for one."""
 
 
 class TaskError(WorkerError):

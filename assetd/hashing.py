@@ -6,7 +6,6 @@ import errno
 import mmap
 import os
 import stat as stat_mod
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,8 +29,8 @@ __all__ = [
 # A file modified this close to the moment it was hashed may change again within the
 # same timestamp tick, invisibly to stat; its hash is kept but verified on the next pass.
 RACY_WINDOW_NS = 2_000_000_000
-# Below this, one read() of the whole file is cheapest; above, reads of this size into
-# one buffer, for a file hashed on one core.
+# Below this, one read() of the whole file is cheapest; above, reads of this size, for a
+# file hashed on one core.
 READ_LIMIT = 1 << 20
 # From this size, BLAKE3's tree mode spreads one file over every core (as b3sum does),
 # unless the caller hashes several files at once: then a file below SPREAD_LIMIT keeps
@@ -126,9 +125,12 @@ def hash_file(
     follow_symlinks: bool = False,
     attempts: int = 3,
     now_ns: Callable[[], int] = time.time_ns,
+    map_unsettled: bool = False,
     among_others: bool = False,
 ) -> HashResult:
     """Hash the regular file at ``path``; re-stat afterwards and retry if it changed.
+    ``map_unsettled``: map a large file even if it was modified just now (only where a
+    SIGBUS, should it be truncated meanwhile, costs no more than the process it kills).
     ``among_others``: other files are being hashed beside this one (see SPREAD_LIMIT).
 
     Raises ``FileNotFoundError`` when it vanished, :class:`NotRegularFileError` when it
@@ -152,7 +154,9 @@ def hash_file(
             if not stat_mod.S_ISREG(before.st_mode):
                 raise NotRegularFileError(0, "not a regular file", os.fsdecode(path))
             settled = before.st_mtime_ns <= started - RACY_WINDOW_NS
-            digest = _digest(fd, before.st_size, mapped=settled, among_others=among_others)
+            digest = _digest(
+                fd, before.st_size, mapped=settled or map_unsettled, among_others=among_others
+            )
             made = _generation(fd) if path[-5:].lower().endswith(GENERATION_SUFFIXES) else None
         finally:
             os.close(fd)
@@ -185,11 +189,10 @@ def _digest(fd: int, size: int, *, mapped: bool, among_others: bool = False) -> 
         if len(data) == size:
             return blake3(data).hexdigest()
         hasher = blake3(data)  # it grew or shrank: read on; the stat after says it changed
-        return _read_rest(fd, hasher, READ_LIMIT)
+        return _read_rest(fd, hasher)
     if size < (SPREAD_LIMIT if among_others else THREADED_LIMIT):
-        # On one core a read into memory already faulted in beats a map, whose pages
-        # fault in a few at a time.
-        return _read_rest(fd, blake3(max_threads=1), READ_LIMIT)
+        # On one core reads beat a map, whose pages fault in a few at a time.
+        return _read_rest(fd, blake3(max_threads=1))
     hasher = blake3(max_threads=blake3.AUTO)
     if mapped:  # the tree's threads take the whole file at once
         try:
@@ -198,20 +201,15 @@ def _digest(fd: int, size: int, *, mapped: bool, among_others: bool = False) -> 
             return hasher.hexdigest()
         except ValueError:  # emptied since fstat: read what is there
             pass
-    return _read_rest(fd, hasher, SPREAD_PIECE)
+    # One buffer for every piece: pieces this large, each a new bytes object, would
+    # come to the allocator as fresh pages more often than not.
+    buffer = memoryview(bytearray(SPREAD_PIECE))
+    while count := os.readv(fd, [buffer]):
+        hasher.update(buffer[:count])
+    return hasher.hexdigest()
 
 
-# Each thread's read buffer, made on its first read and kept: a new one per read would
-# cost fresh pages, faulted in and zeroed, for every piece of every file.
-_buffers = threading.local()
-
-
-def _read_rest(fd: int, hasher: blake3, piece: int) -> str:
-    """Read the file on into the hasher, ``piece`` bytes at a time."""
-    view: memoryview | None = getattr(_buffers, "view", None)
-    if view is None or len(view) < piece:
-        view = _buffers.view = memoryview(bytearray(piece))
-    view = view[:piece]
-    while count := os.readv(fd, [view]):
-        hasher.update(view[:count])
+def _read_rest(fd: int, hasher: blake3) -> str:
+    while chunk := os.read(fd, READ_LIMIT):
+        hasher.update(chunk)
     return hasher.hexdigest()

@@ -19,13 +19,15 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from assetd.decide import CachedState, FileStat
-from assetd.exceptions import TaskError, WorkerDied
+from assetd.exceptions import TaskError, WorkerDied, WorkersBusy
 from assetd.hashing import (
     LARGE_FILE,
+    RACY_WINDOW_NS,
     HashOutcome,
     HashResult,
     hash_file,
@@ -41,6 +43,7 @@ log = logging.getLogger(__name__)
 PROCESS_MIN = 256  # small files in one batch before worker processes pay for themselves
 TASK_FILES = 250  # small files per task sent to a worker
 HASH_HERE_MAX = 32  # small files that may as well be hashed in this process
+MAP_ELSEWHERE = 8 << 20  # a file just modified, from this size, is mapped in a worker
 WALK_MODULE = "assetd.survey"  # where a worker's walk of a span (index_span) lives
 
 
@@ -86,7 +89,7 @@ class HashPool:
         small = [s for s in states if s.stat.size < LARGE_FILE]
         large = [s for s in states if s.stat.size >= LARGE_FILE]
         among_others = len(large) > 1
-        futures = [self._threads.submit(self._one, s, among_others) for s in large]
+        futures = [self._threads.submit(self._large, s, among_others) for s in large]
         outcomes = self._small(small)
         return outcomes + [future.result() for future in futures]
 
@@ -142,6 +145,26 @@ class HashPool:
             hasher = functools.partial(hash_file, among_others=True)
         return hash_one(state, follow_symlinks=self.follow_symlinks, hasher=hasher)
 
+    def _large(self, state: CachedState, among_others: bool = False) -> HashOutcome:
+        # A file modified moments ago is read here, not mapped: truncated under a mapping
+        # it would kill this process with SIGBUS. A worker may map it (read here, piece
+        # by piece, its hashing takes the GIL back after every piece, behind this
+        # process's other threads): there the worst a truncation does is end the worker,
+        # and the file is then read here after all.
+        recent = state.stat.mtime_ns > time.time_ns() - RACY_WINDOW_NS
+        elsewhere = recent and state.stat.size >= MAP_ELSEWHERE and self._offloadable()
+        procs = self.workers() if elsewhere else None
+        if procs is not None:
+            args = ([state.path], self.follow_symlinks, True)
+            try:
+                (result,) = procs.call("assetd.hashpool:hash_paths", *args, wait=False)
+                return _outcome(state, result)
+            except WorkersBusy:
+                pass  # behind a walk it would wait longer than reading it here takes
+            except (WorkerDied, TaskError) as exc:
+                log.warning("a hashing worker process failed (%s); the file is read here", exc)
+        return self._one(state, among_others)
+
     def _small(self, states: list[CachedState]) -> list[HashOutcome]:
         procs = self.workers() if self._to_processes(len(states)) else None
         if procs is None:
@@ -177,11 +200,13 @@ class HashPool:
 _Result = tuple[object, ...]
 
 
-def hash_paths(paths: list[bytes], follow_symlinks: bool) -> list[_Result]:
-    """Hash each path, as :func:`hash_one` would; runs in a worker process."""
+def hash_paths(paths: list[bytes], follow_symlinks: bool, mapped: bool = False) -> list[_Result]:
+    """Hash each path, as :func:`hash_one` would; runs in a worker process. ``mapped``:
+    map large files even if just modified (see :meth:`HashPool._large`)."""
+    hasher = functools.partial(hash_file, map_unsettled=True) if mapped else None
     out: list[_Result] = []
     for path in paths:
-        outcome = hash_path(path, follow_symlinks=follow_symlinks)
+        outcome = hash_path(path, follow_symlinks=follow_symlinks, hasher=hasher)
         if outcome.result is not None:
             r = outcome.result
             out.append(("ok", r.hash, tuple(r.stat), r.racy, r.generation))

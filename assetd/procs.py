@@ -26,7 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from assetd import drivers, gcpace
-from assetd.exceptions import TaskError, WorkerDied
+from assetd.exceptions import TaskError, WorkerDied, WorkersBusy
 
 __all__ = ["Processes", "default_count", "run_here"]
 
@@ -98,9 +98,10 @@ class Processes:
         more would only add its start, Python and imports, to cores busy already."""
         return min(self.count, max(1, (os.cpu_count() or 2) - 1))
 
-    def call(self, function: str, *args: Any) -> Any:
-        """Run ``function(*args)`` in a worker and return its result."""
-        items = _Items(self, function, args)
+    def call(self, function: str, *args: Any, wait: bool = True) -> Any:
+        """Run ``function(*args)`` in a worker and return its result; without ``wait``,
+        only in a worker free this moment (else :class:`WorkersBusy`)."""
+        items = _Items(self, function, args, wait)
         for _ in items:
             items.close()
             raise TaskError(f"{function} yields: call it with stream()")
@@ -112,8 +113,10 @@ class Processes:
         once it is exhausted)."""
         return _Items(self, function, args)
 
-    def _exchange(self, function: str, args: tuple[Any, ...]) -> Generator[Any, None, Any]:
-        proc = self._idle.get()
+    def _exchange(
+        self, function: str, args: tuple[Any, ...], wait: bool = True
+    ) -> Generator[Any, None, Any]:
+        proc = self._idle.get() if wait else self._take_started(function)
         try:
             if proc is not None and proc.poll() is not None:
                 self._discard(proc)
@@ -143,6 +146,27 @@ class Processes:
         if kind is not True:
             raise TaskError(value)
         return value
+
+    def _take_started(self, function: str) -> subprocess.Popen[bytes]:
+        # A task that would not wait will not wait for a worker's start either; if none
+        # has started yet, they start now, in the background, for the next such task.
+        slots: list[subprocess.Popen[bytes] | None] = []
+        found = None
+        with contextlib.suppress(queue.Empty):
+            while found is None:
+                slot = self._idle.get_nowait()
+                if slot is not None and slot.poll() is None:
+                    found = slot
+                else:
+                    slots.append(slot)
+        for slot in slots:
+            self._idle.put(slot)
+        if found is None:
+            if len(slots) == self.count and not self._closed:
+                with contextlib.suppress(RuntimeError):  # closed meanwhile
+                    self._carriers.submit(self.warm)
+            raise WorkersBusy(f"{function}: no worker is free")
+        return found
 
     def submit(self, function: str, *args: Any) -> Future[Any]:
         return self._carriers.submit(self.call, function, *args)
@@ -194,8 +218,10 @@ class Processes:
 class _Items:
     """What a task in a worker yields, as it arrives; ``value``: what it returned."""
 
-    def __init__(self, procs: Processes, function: str, args: tuple[Any, ...]) -> None:
-        self._exchange = procs._exchange(function, args)
+    def __init__(
+        self, procs: Processes, function: str, args: tuple[Any, ...], wait: bool = True
+    ) -> None:
+        self._exchange = procs._exchange(function, args, wait)
         self.value: Any = None
 
     def __iter__(self) -> _Items:

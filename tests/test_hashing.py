@@ -110,16 +110,19 @@ def test_a_file_just_written_and_cut_short_while_read_is_hashed_again_as_it_is_n
     is of what is left."""
     data = os.urandom(3 * hashing.SPREAD_PIECE)
     f = write(tmp_path / "model.safetensors", data)
-    real = os.readv
     reads = []
 
-    def cutting(fd: int, buffers: Any) -> int:
-        reads.append(fd)
-        if len(reads) == 2:
-            os.truncate(f, hashing.SPREAD_PIECE // 2)
-        return real(fd, buffers)
+    def cutting(real: Any) -> Any:
+        def read(fd: int, into: Any) -> Any:
+            reads.append(fd)
+            if len(reads) == 2:
+                os.truncate(f, hashing.SPREAD_PIECE // 2)
+            return real(fd, into)
 
-    monkeypatch.setattr(hashing.os, "readv", cutting)
+        return read
+
+    monkeypatch.setattr(hashing.os, "read", cutting(os.read))
+    monkeypatch.setattr(hashing.os, "readv", cutting(os.readv))
     result = hash_file(os.fsencode(f), among_others=among_others)
     assert len(reads) > 2
     assert result.stat.size == hashing.SPREAD_PIECE // 2

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from blake3 import blake3
 
 from assetd.decide import CachedState, FileStat
+from assetd.exceptions import WorkerDied
 from assetd.hashing import hash_file
-from assetd.hashpool import HashPool
+from assetd.hashpool import MAP_ELSEWHERE, HashPool
 from tests.conftest import OLD_NS, REPO, wait_for, write
 
 
@@ -250,25 +250,80 @@ class _Recorder:
         return self._one(state, among_others)
 
 
-def test_a_large_file_modified_just_now_is_hashed_here_with_a_worker_started(
-    tmp_path: Path,
+@pytest.fixture
+def started() -> Iterator[HashPool]:
+    """A pool with its one worker process started."""
+    pool = HashPool(processes=1)
+    procs = pool.workers()
+    assert procs is not None
+    procs.warm()
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
+def fresh_large(tmp_path: Path) -> Path:
+    """A file of 9 MiB written just now (its mtime is the present)."""
+    return write(tmp_path / "model.safetensors", os.urandom(MAP_ELSEWHERE + (1 << 20)))
+
+
+def test_a_large_file_modified_just_now_is_hashed_in_a_started_worker(
+    started: HashPool, fresh_large: Path
 ) -> None:
-    """Files are read, never mapped, so a file that may still be truncated is as safe to
-    hash here as any: even with a worker idle, a large file just written is hashed in
-    this process, to BLAKE3 of its content."""
-    data = os.urandom(9 << 20)
-    fresh = write(tmp_path / "model.safetensors", data)
+    """Mapping a file that may still be truncated is safe only in a worker (a SIGBUS
+    ends the worker, not the daemon): with one started, the file is hashed there, to
+    the hash this process would give."""
+    here = _Recorder(started)
+    (outcome,) = started.run(states_of([fresh_large]))
+    assert here.paths == []
+    assert outcome.result == hash_file(os.fsencode(fresh_large))
+
+
+def test_with_no_worker_started_it_is_read_here_and_workers_start(fresh_large: Path) -> None:
+    """A file just closed does not wait for a worker's start: it is read in this process,
+    and the workers start in the background for the next one."""
     pool = HashPool(processes=1)
     try:
-        procs = pool.workers()
-        assert procs is not None
-        procs.warm()
         here = _Recorder(pool)
-        (outcome,) = pool.run(states_of([fresh]))
-        assert here.paths == [os.fsencode(fresh)]
-        assert outcome.result is not None
-        assert outcome.result.hash == "blake3:" + blake3(data).hexdigest()
+        (outcome,) = pool.run(states_of([fresh_large]))
+        assert here.paths == [os.fsencode(fresh_large)]
+        assert outcome.result == hash_file(os.fsencode(fresh_large))
+        wait_for(lambda: pool.worker_pids() != [], what="a worker started in the background")
     finally:
+        pool.close()
+
+
+def test_settled_and_medium_files_stay_here(started: HashPool, tmp_path: Path) -> None:
+    """A settled large file is mapped in this process (it is safe), and a file just
+    modified below MAP_ELSEWHERE is read here (a round trip costs more than the copy)."""
+    settled = write(tmp_path / "old.bin", os.urandom(MAP_ELSEWHERE + 1), OLD_NS)
+    medium = write(tmp_path / "new.bin", os.urandom(MAP_ELSEWHERE - 1))
+    here = _Recorder(started)
+    outcomes = started.run(states_of([settled, medium]))
+    assert sorted(here.paths) == sorted([os.fsencode(settled), os.fsencode(medium)])
+    assert all(o.result is not None for o in outcomes)
+
+
+def test_a_worker_that_dies_on_a_file_just_modified_loses_it_not(
+    fresh_large: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The worker ends (as it would on a SIGBUS from a truncation under its mapping):
+    the file is read here and a warning says so."""
+
+    class Dying:
+        def call(self, function: str, *args: Any, wait: bool = True) -> Any:
+            raise WorkerDied("exit status -7")
+
+    pool = HashPool(processes=1)
+    try:
+        pool._procs = Dying()  # type: ignore[assignment]
+        here = _Recorder(pool)
+        (outcome,) = pool.run(states_of([fresh_large]))
+        assert here.paths == [os.fsencode(fresh_large)]
+        assert outcome.result == hash_file(os.fsencode(fresh_large))
+        assert "the file is read here" in caplog.text
+    finally:
+        pool._procs = None
         pool.close()
 
 
