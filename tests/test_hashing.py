@@ -37,7 +37,7 @@ def expected(data: bytes) -> str:
 def test_digest_matches_blake3(
     tmp_path: Path, size: int, settled: bool, among_others: bool
 ) -> None:
-    """One read, reads into one buffer on one core, a map (settled) or pieces read
+    """One read, reads of 1 MiB on one core, a map (settled) or pieces read
     (fresh) for BLAKE3 over every core: each way gives BLAKE3 of the content."""
     data = os.urandom(size)
     f = write(tmp_path / "f", data, OLD_NS if settled else None)
