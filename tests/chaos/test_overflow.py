@@ -43,7 +43,13 @@ def test_a_50000_file_burst_through_a_64_event_queue_ends_complete(
             folder.mkdir()
         (folder / f"f{i:05}.png").write_bytes(b"%d" % i)
     db = Path(daemon.db.removeprefix("sqlite:///"))
-    checker.wait_converged(db, tmp_path / "r", timeout=240, what="all 50,000 cataloged")
+    try:
+        checker.wait_converged(db, tmp_path / "r", timeout=240, what="all 50,000 cataloged")
+    except AssertionError as exc:  # the daemon's account of its passes says why
+        log = daemon.log_text().splitlines()
+        said = [line for line in log if any(w in line for w in ("seed", "WARNING", "ERROR"))]
+        passes = "\n".join(said[-40:])
+        raise AssertionError(f"{exc}\nwhat the daemon logged:\n{passes}") from None
     daemon.wait_log("overflow")
     assert len(checker.catalog_hashes(db)) == BURST
     assert checker.sequence_problems(db) == []
