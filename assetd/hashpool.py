@@ -61,6 +61,11 @@ class HashPool:
     ) -> None:
         self.follow_symlinks = follow_symlinks
         self.hasher = hasher
+        # Beside other files, a large file keeps to one core (hashing.SPREAD_LIMIT); an
+        # injected hasher (a test's seam) is used as it is.
+        self._beside_others = (
+            functools.partial(hash_file, among_others=True) if hasher is hash_file else hasher
+        )
         self.processes = default_count() if processes is None else processes
         self.process_min = process_min
         # Two kinds of thread: those running submitted batches, which wait on the others,
@@ -140,9 +145,7 @@ class HashPool:
     # -- the two ways ---------------------------------------------------------------
 
     def _one(self, state: CachedState, among_others: bool = False) -> HashOutcome:
-        hasher = self.hasher
-        if among_others and hasher is hash_file:
-            hasher = functools.partial(hash_file, among_others=True)
+        hasher = self._beside_others if among_others else self.hasher
         return hash_one(state, follow_symlinks=self.follow_symlinks, hasher=hasher)
 
     def _large(self, state: CachedState, among_others: bool = False) -> HashOutcome:

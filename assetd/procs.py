@@ -96,7 +96,7 @@ class Processes:
         """How many workers to use for work this process does its share of too (a
         restart's walk): one per core but this process's own, at least one. A worker
         more would only add its start, Python and imports, to cores busy already."""
-        return min(self.count, max(1, (os.cpu_count() or 2) - 1))
+        return min(self.count, max(1, default_count() - 1))
 
     def call(self, function: str, *args: Any, wait: bool = True) -> Any:
         """Run ``function(*args)`` in a worker and return its result; without ``wait``,
