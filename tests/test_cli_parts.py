@@ -15,7 +15,7 @@ import pytest
 from assetd.cli import COMMANDS, EXIT_CODES, build_parser, exit_code
 from assetd.cli.commands import CARRIED, HANDLERS, ask, carry
 from assetd.cli.output import escape, ls_line, print_json, scan_summary
-from assetd.cli.parser import load, parse_pairs
+from assetd.cli.parser import load, parse_pairs, parser_for
 from assetd.config import Config
 from assetd.exceptions import (
     AssetdError,
@@ -29,6 +29,7 @@ from assetd.exceptions import (
     UsageError,
 )
 from tests.feedserver import FeedServer, answer, failure, runtime_file_held
+from tests.test_docs import subparsers
 
 CARRIED_BY_A_DAEMON = {"scan", "tag", "meta", "restore", "prune", "cleanup", "verify"}
 
@@ -69,6 +70,50 @@ def test_every_command_has_one_handler() -> None:
     assert set(HANDLERS) == set(COMMANDS)
     assert set(CARRIED) == CARRIED_BY_A_DAEMON
     assert {argv[0] for argv, *_ in TABLE} == CARRIED_BY_A_DAEMON  # each is tried below
+
+
+# One command line of each command, with its own arguments and the flags every one takes.
+EVERY_COMMAND = [
+    ["run", "--detach", "--pidfile", "p", "-v"],
+    ["scan", "a", "b", "--prune-first", "--no-hash"],
+    ["ls", "--in", "r", "--tag", "t", "--include-missing", "--json"],
+    ["tag", "rm", "/p", "x", "y"],
+    ["meta", "/p", "k=v", "n:=1", "--unset", "old"],
+    ["restore", "/p", "/q"],
+    ["prune"],
+    ["cleanup", "--dry-run", "--missing-older-than", "2.5"],
+    ["verify", "r", "--sample", "3", "--rate", "0"],
+    ["status"],
+    ["watch", "--since", "7"],
+    ["check", "w.json", "--json"],
+    ["doctor", "--json"],
+    ["backup", "copy.db"],
+]
+
+
+@pytest.mark.parametrize("argv", EVERY_COMMAND, ids=lambda argv: argv[0])
+def test_a_command_line_parses_alike_with_its_command_alone(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The parser built for a command line that names its command (that command's
+    alone) reads it exactly as the whole parser does, flags and errors included."""
+    argv = [*argv, "--db", "sqlite:///c.db", "--root", "r=/r", "--listen", "127.0.0.1:1"]
+    alone = parser_for(argv)
+    assert list(subparsers(alone)) == [argv[0]]
+    assert alone.parse_args(argv) == build_parser().parse_args(argv)
+    said = []
+    for parser in (alone, build_parser()):
+        with pytest.raises(SystemExit) as exited:
+            parser.parse_args([*argv, "--frobnicate"])
+        said.append((exited.value.code, capsys.readouterr().err))
+    assert said[0] == said[1]
+    assert said[0][0] == 2 and "--frobnicate" in said[0][1]
+
+
+def test_a_command_line_without_a_command_gets_the_whole_parser() -> None:
+    assert {argv[0] for argv in EVERY_COMMAND} == set(COMMANDS)
+    for argv in ([], ["--version"], ["frob"], ["--help"]):
+        assert list(subparsers(parser_for(argv))) == list(COMMANDS)
 
 
 # argv with {P} for a file in the root; the feed request; the LocalOperations call.

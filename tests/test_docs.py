@@ -14,8 +14,9 @@ CLI_DOC = (REPO / "docs" / "cli.md").read_text()
 COMMON = {"--config", "--db", "--root", "--listen", "--comfyui", "-h", "--help"}
 
 
-def subparsers() -> dict[str, argparse.ArgumentParser]:
-    parser = build_parser()
+def subparsers(parser: argparse.ArgumentParser | None = None) -> dict[str, argparse.ArgumentParser]:
+    """The parser's commands (the whole parser's by default)."""
+    parser = parser or build_parser()
     (action,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     return dict(action.choices)
 

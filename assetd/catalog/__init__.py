@@ -25,13 +25,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 import peewee as pw
 
 from assetd.catalog.assets import Assets
 from assetd.catalog.changelog import CHANGE_CHANNEL, Change, ChangeListener, ChangeLog
-from assetd.catalog.comfyrefs import ComfyRefs
 from assetd.catalog.engine import close_database, open_database, said, shown_url, what_to_do
 from assetd.catalog.lifecycle import Lifecycle
 from assetd.catalog.locations import Locations
@@ -42,6 +42,9 @@ from assetd.catalog.sql import Store
 from assetd.catalog.tags import Layer, Tags
 from assetd.decide import CachedState, FileStat
 from assetd.exceptions import CatalogError, SchemaError
+
+if TYPE_CHECKING:
+    from assetd.catalog.comfyrefs import ComfyRefs
 
 __all__ = ["CHANGE_CHANNEL", "Catalog", "Change", "ChangeListener", "shown_url"]
 
@@ -68,7 +71,6 @@ class Catalog:
         self.locations = Locations(store, self.tags.at, layer.describe if layer else None)
         self.lifecycle = Lifecycle(store, self.changes, self.locations, self.tags, self.roots)
         self.assets = Assets(store, self.changes, self.locations, self.tags, self.roots)
-        self.comfyrefs = ComfyRefs(store, self.changes, self.locations, self.tags, self.roots)
         try:
             if upgrade:
                 self._upgrade()
@@ -89,6 +91,14 @@ class Catalog:
         :meth:`register_roots` retags what the old rules tagged."""
         self.layer = self.tags.layer = layer
         self.locations.describe_with(layer.describe if layer is not None else None)
+
+    @cached_property
+    def comfyrefs(self) -> ComfyRefs:
+        """Locations as ComfyUI's asset API sees them: made on first use, for only a
+        daemon serving that API needs them."""
+        from assetd.catalog.comfyrefs import ComfyRefs
+
+        return ComfyRefs(self.store, self.changes, self.locations, self.tags, self.roots)
 
     @property
     def node(self) -> str:

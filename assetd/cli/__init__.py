@@ -20,6 +20,7 @@ from assetd.cli.parser import (
     EXIT_USAGE,
     build_parser,
     load,
+    parser_for,
 )
 from assetd.exceptions import (
     AssetdError,
@@ -109,7 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     gcpace.pace()  # see assetd/gcpace.py
-    return build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    return parser_for(argv).parse_args(argv)
 
 
 def run_parsed(args: argparse.Namespace) -> int:

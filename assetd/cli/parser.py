@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from assetd import __version__
@@ -24,28 +24,12 @@ __all__ = [
     "cli_path",
     "load",
     "parse_pairs",
+    "parser_for",
 ]
 
 # The exit statuses of the contract: done, anything else, bad usage, no daemon answering,
 # and (``check``) a model a workflow needs that is not where ComfyUI looks.
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NO_DAEMON, EXIT_ABSENT = 0, 1, 2, 3, 4
-
-COMMANDS = (
-    "run",
-    "scan",
-    "ls",
-    "tag",
-    "meta",
-    "restore",
-    "prune",
-    "cleanup",
-    "verify",
-    "status",
-    "watch",
-    "check",
-    "doctor",
-    "backup",
-)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -55,41 +39,27 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The parser; a parsed command line names its command as ``args.command``."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; a parsed command line names its command as ``args.command``. With
+    ``only``, that command's alone: a command line that names its command needs no
+    other, and each of the others would cost its share of a short command's start."""
     common = _common_flags()
     parser = _Parser(
         prog="assetd", description="A live, durable catalog of the files under a few folders."
     )
     parser.add_argument("--version", action="version", version=f"assetd {__version__}")
     sub = parser.add_subparsers(metavar="COMMAND", parser_class=_Parser)
-
-    def command(name: str, help_: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, parents=[common], help=help_, description=help_)
-        p.set_defaults(command=name)
-        return p
-
-    _run(command("run", "the daemon: startup scan (prune first), watchers, feed"))
-    _scan(command("scan", "run one full seeder pass over the named roots, then exit"))
-    _ls(command("ls", "list file locations"))
-    _tag(command("tag", "add or remove user tags of the asset at PATH"))
-    _meta(command("meta", "read or change the user metadata of the asset at PATH"))
-    p = command("restore", "restore missing locations whose files exist again")
-    p.add_argument("paths", nargs="+", metavar="PATH")
-    command("prune", "mark missing every location outside all configured roots")
-    command("status", "ask the running daemon for its status")
-    p = command("watch", "follow the running daemon's feed, one JSON message per line")
-    p.add_argument("--since", type=int, metavar="SEQ", help="replay every change after SEQ first")
-    _cleanup(command("cleanup", "hard-delete unreferenced assets (the only hard delete)"))
-    _verify(command("verify", "re-hash files to catch changes that stat cannot see"))
-    p = command("check", "which models ComfyUI workflows need, and where they are")
-    p.add_argument("files", nargs="+", metavar="FILE", help="workflow JSON, or a PNG/WebP")
-    p.add_argument("--json", action="store_true", help="one JSON object per model")
-    p = command("doctor", "check what most often goes wrong, and say how to fix it")
-    p.add_argument("--json", action="store_true", help="one JSON object: ok and every finding")
-    p = command("backup", "copy the SQLite catalog consistently, while a daemon runs")
-    p.add_argument("file", metavar="FILE", help="the new file (must not exist)")
+    for name, help_, arguments in _GRAMMAR:
+        if only is None or name == only:
+            p = sub.add_parser(name, parents=[common], help=help_, description=help_)
+            p.set_defaults(command=name)
+            arguments(p)
     return parser
+
+
+def parser_for(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The parser ``argv`` needs: the whole one unless it starts with a command's name."""
+    return build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
 
 
 def _common_flags() -> _Parser:
@@ -148,6 +118,31 @@ def _meta(p: argparse.ArgumentParser) -> None:
     p.add_argument("--unset", nargs="+", default=[], metavar="KEY", help="keys to remove")
 
 
+def _restore(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="+", metavar="PATH")
+
+
+def _none(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+def _watch(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--since", type=int, metavar="SEQ", help="replay every change after SEQ first")
+
+
+def _check(p: argparse.ArgumentParser) -> None:
+    p.add_argument("files", nargs="+", metavar="FILE", help="workflow JSON, or a PNG/WebP")
+    p.add_argument("--json", action="store_true", help="one JSON object per model")
+
+
+def _doctor(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="one JSON object: ok and every finding")
+
+
+def _backup(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", metavar="FILE", help="the new file (must not exist)")
+
+
 def _cleanup(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", action="store_true", help="count, delete nothing")
     p.add_argument(
@@ -188,6 +183,26 @@ def _number(kind: type[int] | type[float], minimum: float, what: str) -> Callabl
 _days = _number(float, 0, "a number of days")
 _positive_int = _number(int, 1, "a whole number")
 _rate = _number(float, 0, "a number of MB/s")
+
+
+# Every command: its name, its help, and the function that adds its own arguments.
+_GRAMMAR: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None]], ...] = (
+    ("run", "the daemon: startup scan (prune first), watchers, feed", _run),
+    ("scan", "run one full seeder pass over the named roots, then exit", _scan),
+    ("ls", "list file locations", _ls),
+    ("tag", "add or remove user tags of the asset at PATH", _tag),
+    ("meta", "read or change the user metadata of the asset at PATH", _meta),
+    ("restore", "restore missing locations whose files exist again", _restore),
+    ("prune", "mark missing every location outside all configured roots", _none),
+    ("cleanup", "hard-delete unreferenced assets (the only hard delete)", _cleanup),
+    ("verify", "re-hash files to catch changes that stat cannot see", _verify),
+    ("status", "ask the running daemon for its status", _none),
+    ("watch", "follow the running daemon's feed, one JSON message per line", _watch),
+    ("check", "which models ComfyUI workflows need, and where they are", _check),
+    ("doctor", "check what most often goes wrong, and say how to fix it", _doctor),
+    ("backup", "copy the SQLite catalog consistently, while a daemon runs", _backup),
+)
+COMMANDS = tuple(name for name, _, _ in _GRAMMAR)
 
 
 # -- what typed arguments mean ----------------------------------------------------
