@@ -29,7 +29,7 @@ from assetd.hashing import LARGE_FILE, RACY_WINDOW_NS, HashResult, hash_file, tr
 from assetd.hashpool import HashPool
 from assetd.jsontext import dumps
 from assetd.mime import guess_mime
-from assetd.procs import Processes
+from assetd.procs import Processes, at_exit
 
 __all__ = [
     "ELSEWHERE",
@@ -159,6 +159,7 @@ def opened(url: str, layer: Layer | None) -> Catalog:
     catalog = _opened.get(url)
     if catalog is None:
         catalog = _opened[url] = Catalog(url, upgrade=False)
+        at_exit(catalog.close)
     if catalog.layer is not layer:
         catalog.set_layer(layer)
     return catalog

@@ -23,12 +23,12 @@ import sys
 import threading
 from collections.abc import Callable, Generator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, NoReturn
 
 from assetd import drivers, gcpace
 from assetd.exceptions import TaskError, WorkerDied, WorkersBusy
 
-__all__ = ["Processes", "default_count", "run_here"]
+__all__ = ["Processes", "at_exit", "default_count", "run_here"]
 
 
 def default_count() -> int:
@@ -180,6 +180,10 @@ class Processes:
             self._closed = True
             procs, self._all = self._all, []
         self._carriers.shutdown(wait=True, cancel_futures=True)
+        for proc in procs:  # every worker told at once, then each waited for
+            assert proc.stdin is not None
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
         for proc in procs:
             self._discard(proc, wait=5.0)
 
@@ -251,6 +255,13 @@ def run_here(fn: Callable[..., Any], *args: Any) -> Future[Any]:
 # -- in the worker process ----------------------------------------------------------
 
 _MORE = "more"  # a message that is one item a generator yielded; the answer follows
+_AT_EXIT: list[Callable[[], object]] = []
+
+
+def at_exit(close: Callable[[], object]) -> None:
+    """In a worker: call ``close`` (a connection's, say) as the worker exits, which it
+    does without the interpreter's teardown."""
+    _AT_EXIT.append(close)
 
 
 def _resolve(function: str, cache: dict[str, Callable[..., Any]]) -> Callable[..., Any]:
@@ -288,12 +299,29 @@ def _serve() -> None:
         results.flush()
 
 
-if __name__ == "__main__":
+def main(flags: list[str]) -> NoReturn:
+    """A worker process: ``python -m assetd.procs [--sqlite-only] [--preload=MODULE]...``."""
     gcpace.pace()  # as the process that started it
     os.nice(NICENESS)
-    if "--sqlite-only" in sys.argv[1:]:
+    if "--sqlite-only" in flags:
         drivers.sqlite_only()
-    for flag in sys.argv[1:]:
+    for flag in flags:
         if flag.startswith("--preload=assetd."):
             importlib.import_module(flag.removeprefix("--preload="))
     _serve()
+    # Every answer is flushed and the tasks' connections closed: the interpreter's
+    # teardown, freeing every object a walk left, would only keep the parent waiting
+    # at its close.
+    for close in reversed(_AT_EXIT):
+        with contextlib.suppress(Exception):  # nothing is left to report it to
+            close()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    # Run as assetd.procs, the module the tasks import (at_exit among them), rather
+    # than as __main__, a copy of it with lists of its own.
+    from assetd import procs
+
+    procs.main(sys.argv[1:])

@@ -16,6 +16,7 @@ from assetd.decide import CachedState, FileStat
 from assetd.exceptions import WorkerDied
 from assetd.hashing import hash_file
 from assetd.hashpool import MAP_ELSEWHERE, HashPool
+from assetd.procs import Processes
 from tests.conftest import OLD_NS, REPO, wait_for, write
 
 
@@ -191,10 +192,22 @@ def test_a_walks_warm_starts_one_worker_per_core_but_this_processs_own(
         pool.close()
 
 
+def test_a_worker_told_to_end_runs_its_exit_calls_first(tmp_path: Path) -> None:
+    """A worker ends without the interpreter's teardown, but what its tasks asked to
+    be done at its exit (a catalog's connection closed) is done before it ends."""
+    marker = tmp_path / "closed"
+    procs = Processes(1)
+    procs.call("assetd.procs:at_exit", marker.touch)
+    (pid,) = procs.pids()
+    assert not marker.exists()
+    procs.close()
+    assert not alive(pid)
+    assert marker.exists()
+
+
 def test_a_worker_back_from_its_task_is_taken_before_a_slot_not_started() -> None:
     """With one of two workers started, tasks one after another all go to that one: a
     second process would cost its start for nothing."""
-    from assetd.procs import Processes
 
     procs = Processes(2)
     try:
