@@ -282,20 +282,23 @@ class WatchSet:
                 self._set(state, "online", None)
         except OSError as exc:
             if exc.errno == errno.ENOSPC and not polling:
-                self._check_watches(state, 0)
+                # Refused outright: the watches it had are given back by now, so asking
+                # the limit again would find room.
+                self._check_watches(state, 0, refused=True)
             else:
                 self._set(state, "watch_failed", f"cannot watch {root.path}: {exc.strerror}")
                 return
         if not initial:
             self.on_rescan(root.name)
 
-    def _check_watches(self, state: RootState, got: int) -> bool:
-        """watchdog skips folders it cannot watch without a word: count, and poll if short.
+    def _check_watches(self, state: RootState, got: int, refused: bool = False) -> bool:
+        """watchdog skips folders it cannot watch without a word, or (newer) refuses the
+        root: count, and poll if short.
 
         True when the root fell back to polling.
         """
         root = state.root
-        if not watch_limit_reached(root.path):
+        if not refused and not watch_limit_reached(root.path):
             return False  # nothing was refused for the limit: every folder has its watch
         needed = count_folders(root.path, self.follow_symlinks)
         if got >= needed:
