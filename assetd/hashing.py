@@ -92,11 +92,15 @@ def try_hash(
     *,
     follow_symlinks: bool = False,
     hasher: Callable[..., HashResult] | None = None,
+    walked: FileStat | None = None,
 ) -> HashResult | str | None:
     """The hash of the file at ``path``; None when it is gone (or is no regular file),
-    else why it could not be hashed. Never raises for a bad file."""
+    else why it could not be hashed. Never raises for a bad file. ``walked``: the stat
+    a walk just took of it (see :func:`hash_file`; an injected hasher is not given it)."""
     try:
-        return (hasher or hash_file)(path, follow_symlinks=follow_symlinks)
+        if hasher is None or hasher is hash_file:
+            return hash_file(path, follow_symlinks=follow_symlinks, walked=walked)
+        return hasher(path, follow_symlinks=follow_symlinks)
     except (FileNotFoundError, NotADirectoryError, NotRegularFileError):
         return None
     except FileChangedError:
@@ -127,11 +131,15 @@ def hash_file(
     now_ns: Callable[[], int] = time.time_ns,
     map_unsettled: bool = False,
     among_others: bool = False,
+    walked: FileStat | None = None,
 ) -> HashResult:
     """Hash the regular file at ``path``; re-stat afterwards and retry if it changed.
     ``map_unsettled``: map a large file even if it was modified just now (only where a
     SIGBUS, should it be truncated meanwhile, costs no more than the process it kills).
     ``among_others``: other files are being hashed beside this one (see SPREAD_LIMIT).
+    ``walked``: the stat a walk took of the small file at ``path`` a moment ago; the file
+    is read at once and stat'ed once, through the open file, and if that stat is still
+    the walked one, what was read is the content it describes (see :func:`_as_walked`).
 
     Raises ``FileNotFoundError`` when it vanished, :class:`NotRegularFileError` when it
     is not a regular file (a FIFO is never opened for reading, so this cannot hang),
@@ -141,6 +149,12 @@ def hash_file(
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
     if not follow_symlinks:
         flags |= os.O_NOFOLLOW
+    if walked is not None and walked.size < READ_LIMIT:
+        started = now_ns()
+        found = _as_walked(path, flags, walked)
+        if found is not None:
+            racy = walked.mtime_ns > started - RACY_WINDOW_NS
+            return HashResult(PREFIX + found[0], walked, racy, found[1])
     for _ in range(attempts):
         started = now_ns()
         try:
@@ -166,6 +180,31 @@ def hash_file(
             racy = seen.mtime_ns > started - RACY_WINDOW_NS
             return HashResult(PREFIX + digest, seen, racy, made)
     raise FileChangedError(0, "changed while being hashed", os.fsdecode(path))
+
+
+def _as_walked(path: bytes, flags: int, walked: FileStat) -> tuple[str, str | None] | None:
+    """The hash (and what made it) of the file at ``path`` if, read, it is still the
+    file the walk saw: same (size, mtime, ctime, inode, device) through the open file
+    after reading. A change after the walk's stat moves its mtime or ctime, a file put
+    in its place has another inode, one that grew or shrank another size: any of them,
+    or any error, and None says to hash it afresh. (A file put in its place after it
+    was opened is left for the next look at the path: the hash is the content the
+    walked stat describes, as a hash taken a moment earlier would be.)"""
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return None
+    try:
+        data = os.read(fd, walked.size + 1)
+        st = os.fstat(fd)
+        if not stat_mod.S_ISREG(st.st_mode) or len(data) != walked.size or _stat(st) != walked:
+            return None
+        made = _generation(fd) if path[-5:].lower().endswith(GENERATION_SUFFIXES) else None
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return blake3(data).hexdigest(), made
 
 
 def _stat(st: os.stat_result) -> FileStat:

@@ -104,7 +104,7 @@ def prepare(
             continue
         if stat.mtime_ns > settled_before and not closed:
             continue
-        found = try_hash(path, follow_symlinks=follow_symlinks, hasher=hasher)
+        found = try_hash(path, follow_symlinks=follow_symlinks, hasher=hasher, walked=stat)
         if isinstance(found, HashResult):
             if closed or not found.racy:
                 hashed[path] = found

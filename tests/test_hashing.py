@@ -11,9 +11,10 @@ import pytest
 from blake3 import blake3
 
 from assetd import hashing
+from assetd.decide import FileStat
 from assetd.exceptions import FileChangedError, NotRegularFileError
 from assetd.hashing import hash_file
-from tests.conftest import OLD_NS, write
+from tests.conftest import OLD_NS, wait_for, write
 
 
 def expected(data: bytes) -> str:
@@ -143,3 +144,74 @@ def test_file_that_never_settles_gives_up(tmp_path: Path, monkeypatch: Any) -> N
     monkeypatch.setattr(hashing, "_digest", always_changing)
     with pytest.raises(FileChangedError):
         hash_file(os.fsencode(f), attempts=3)
+
+
+def walked_stat(path: Path) -> FileStat:
+    st = os.lstat(path)
+    return FileStat(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+
+
+def test_a_file_as_walked_is_read_once_and_stated_once_through_the_open_file(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """With the walk's stat still true, the hash and stat are what a full hash gives,
+    and the path is not looked up again (one stat, of the open file)."""
+    path = write(tmp_path / "a.bin", b"walked content", OLD_NS)
+    full = hash_file(os.fsencode(path))
+    walked = walked_stat(path)
+    fstats: list[int] = []
+    real_fstat = os.fstat
+
+    def counted(fd: int) -> os.stat_result:
+        fstats.append(fd)
+        return real_fstat(fd)
+
+    def refused(*args: Any, **kwargs: Any) -> os.stat_result:
+        raise AssertionError("the path was stat'ed again")
+
+    monkeypatch.setattr(hashing.os, "stat", refused)
+    monkeypatch.setattr(hashing.os, "fstat", counted)
+    found = hash_file(os.fsencode(path), walked=walked)
+    assert found == full and found.stat == walked and not found.racy
+    assert len(fstats) == 1
+
+
+@pytest.mark.parametrize("change", ["rewritten", "grown", "replaced", "touched", "gone"])
+def test_a_file_changed_since_its_walk_is_hashed_as_it_is_now(tmp_path: Path, change: str) -> None:
+    """Whatever happened to it since the walk's stat, the hash and stat returned describe
+    the file now at the path (or it is gone), never the walked stat with other content."""
+    path = write(tmp_path / "a.bin", b"as walked", OLD_NS)
+    walked = walked_stat(path)
+    if change == "rewritten":  # same size, other bytes, a new mtime
+        write(path, b"as WALKED", OLD_NS + 10**9)
+    elif change == "grown":
+        with path.open("ab") as f:
+            f.write(b", and then some")
+        os.utime(path, ns=(OLD_NS, OLD_NS))  # even with the old mtime put back
+    elif change == "replaced":  # another inode, same size and mtime
+        other = write(tmp_path / "b.bin", b"as wAlked", OLD_NS)
+        other.replace(path)
+    elif change == "touched":  # same content and mtime: only its ctime moves
+
+        def touched() -> bool:
+            os.utime(path, ns=(OLD_NS, OLD_NS))
+            return os.lstat(path).st_ctime_ns != walked.ctime_ns  # (a coarse clock ticks)
+
+        wait_for(touched, 5, "the file's ctime to move")
+    else:
+        path.unlink()
+        with pytest.raises(FileNotFoundError):
+            hash_file(os.fsencode(path), walked=walked)
+        return
+    found = hash_file(os.fsencode(path), walked=walked)
+    assert found.hash == expected(path.read_bytes())
+    assert found.stat == walked_stat(path) != walked
+
+
+def test_a_fifo_where_a_file_was_walked_is_refused_without_blocking(tmp_path: Path) -> None:
+    path = write(tmp_path / "a.bin", b"as walked", OLD_NS)
+    walked = walked_stat(path)
+    path.unlink()
+    os.mkfifo(path)
+    with pytest.raises(NotRegularFileError):
+        hash_file(os.fsencode(path), walked=walked)
