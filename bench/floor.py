@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from assetd.catalog import Catalog
+from assetd.catalog.engine import SQLITE_PRAGMAS
 from assetd.catalog.sql import CHUNK, insert_statements, location_json, stat_params
 from assetd.decide import FileStat
 from assetd.hashing import LARGE_FILE
@@ -132,8 +133,8 @@ def floor(db: Path, folder: Path, root: str, two_writes: bool = False, size: int
     Catalog(f"sqlite:///{db}").close()  # assetd's schema, indexes and pragmas
     register, hashing = batches(folder, root, two_writes, size)
     connection = sqlite3.connect(db, isolation_level=None)
-    for pragma in ("journal_mode = wal", "synchronous = full", "foreign_keys = 1"):
-        connection.execute(f"PRAGMA {pragma}")
+    for name, value in SQLITE_PRAGMAS.items():
+        connection.execute(f"PRAGMA {name} = {value}")
     started = time.perf_counter()
     # A pass registers its files, and hashes the large ones after.
     for transaction in register + hashing:

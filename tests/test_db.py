@@ -43,10 +43,30 @@ def test_new_catalog_has_id_version_and_pragmas(db_url: str) -> None:
     assert first.db.execute_sql("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert first.db.execute_sql("PRAGMA foreign_keys").fetchone()[0] == 1
     assert first.db.execute_sql("PRAGMA busy_timeout").fetchone()[0] >= 1000
+    assert first.db.execute_sql("PRAGMA page_size").fetchone()[0] == 16384
+    assert first.db.execute_sql("PRAGMA cache_size").fetchone()[0] == -16384
+    assert first.db.execute_sql("PRAGMA temp_store").fetchone()[0] == 2  # memory
     assert first.latest_seq() == 0
     first.close()
     again = Catalog(db_url)
     assert again.catalog_id == catalog_id
+    again.close()
+
+
+def test_a_catalog_made_with_smaller_pages_keeps_them(tmp_path: Path) -> None:
+    """A catalog made before pages grew to 16 KiB opens as it is, with its 4 KiB pages,
+    and its rows are all there (the page size of a file in WAL mode is fixed)."""
+    db = tmp_path / "old.db"
+    made = sqlite3.connect(db)
+    made.execute("PRAGMA page_size = 4096")
+    made.execute("PRAGMA journal_mode = wal")
+    made.close()
+    catalog = Catalog(f"sqlite:///{db}")
+    add(catalog, b"/r/a.bin", b"/r/b.bin")
+    catalog.close()
+    again = Catalog(f"sqlite:///{db}")
+    assert again.db.execute_sql("PRAGMA page_size").fetchone()[0] == 4096
+    assert set(again.get_states([b"/r/a.bin", b"/r/b.bin"])) == {b"/r/a.bin", b"/r/b.bin"}
     again.close()
 
 
