@@ -44,7 +44,7 @@ def test_new_catalog_has_id_version_and_pragmas(db_url: str) -> None:
     assert first.db.execute_sql("PRAGMA foreign_keys").fetchone()[0] == 1
     assert first.db.execute_sql("PRAGMA busy_timeout").fetchone()[0] >= 1000
     assert first.db.execute_sql("PRAGMA page_size").fetchone()[0] == 16384
-    assert first.db.execute_sql("PRAGMA cache_size").fetchone()[0] == -16384
+    assert first.db.execute_sql("PRAGMA cache_size").fetchone()[0] == -4096
     assert first.db.execute_sql("PRAGMA temp_store").fetchone()[0] == 2  # memory
     assert first.latest_seq() == 0
     first.close()

@@ -46,10 +46,10 @@ SQLITE_PRAGMAS: dict[str, object] = {
     "foreign_keys": 1,
     "busy_timeout": int(BUSY_TIMEOUT_S * 1000),
     "synchronous": "full",  # a sent sequence number must survive a power cut
-    # 16 MiB of pages (the default is 2 MiB): a batch of a few thousand rows changes more
+    # 4 MiB of pages (the default is 2 MiB): a batch of a few thousand rows changes more
     # pages than 2 MiB hold, and a changed page pushed out of the cache goes to the log
     # before its commit, to be written there again by the commit.
-    "cache_size": -16384,
+    "cache_size": -4096,
     # The statement journal a multi-row insert keeps (to undo just that statement) in
     # memory, not in a temporary file written page by page.
     "temp_store": "memory",
