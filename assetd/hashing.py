@@ -142,7 +142,7 @@ def hash_file(
     the walked one, what was read is the content it describes (see :func:`_as_walked`).
 
     Raises ``FileNotFoundError`` when it vanished, :class:`NotRegularFileError` when it
-    is not a regular file (a FIFO is never opened for reading, so this cannot hang),
+    is not a regular file (a FIFO is opened without blocking and never waited on),
     :class:`FileChangedError` when it changed during every attempt, and other
     ``OSError`` as the system reports them.
     """
