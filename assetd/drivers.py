@@ -14,10 +14,10 @@ from __future__ import annotations
 import os
 import sys
 
-__all__ = ["POSTGRES_SCHEMES", "kept_out", "sqlite_file", "sqlite_only"]
+__all__ = ["DRIVERS", "POSTGRES_SCHEMES", "kept_out", "sqlite_file", "sqlite_only"]
 
 POSTGRES_SCHEMES = ("postgres:", "postgresql:")
-_DRIVERS = ("psycopg", "psycopg2", "psycopg2cffi")
+DRIVERS = ("psycopg", "psycopg2", "psycopg2cffi")  # what a SQLite process keeps out
 
 
 def sqlite_only(url: str | None = None) -> None:
@@ -25,15 +25,15 @@ def sqlite_only(url: str | None = None) -> None:
     peewee (or a driver) is already imported (then this changes nothing)."""
     if url is not None and url.startswith(POSTGRES_SCHEMES):
         return
-    if "peewee" in sys.modules or any(sys.modules.get(name) for name in _DRIVERS):
+    if "peewee" in sys.modules or any(sys.modules.get(name) for name in DRIVERS):
         return
-    for name in _DRIVERS:
+    for name in DRIVERS:
         sys.modules[name] = None  # type: ignore[assignment]  # "import psycopg" now fails
 
 
 def kept_out() -> bool:
     """True when :func:`sqlite_only` hid the drivers (worker processes follow suit)."""
-    return all(name in sys.modules and sys.modules[name] is None for name in _DRIVERS)
+    return all(name in sys.modules and sys.modules[name] is None for name in DRIVERS)
 
 
 def sqlite_file(database_url: str) -> str | None:

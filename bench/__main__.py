@@ -36,6 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from assetd.drivers import DRIVERS
 from bench.comfy import asset_list, workflow_check
 from bench.page import page
 from bench.rows import (
@@ -187,7 +188,7 @@ def python_start(db: Path, data: Path) -> list[str]:
     else: the part of a scan's time that no code of assetd's can remove. The modules
     are those a scan of ``data`` into a new catalog at ``db`` imported (``-X importtime``)."""
     traced = subprocess.run(
-        [*ASSETD[:1], "-X", "importtime", *ASSETD[1:], *scan_cmd(db, data)[len(ASSETD) :]],
+        [sys.executable, "-X", "importtime", *scan_cmd(db, data)[1:]],
         env=checkout_env(),
         capture_output=True,
         text=True,
@@ -202,7 +203,7 @@ def python_start(db: Path, data: Path) -> list[str]:
     # module that does not import here (another platform's) is skipped, as it was there.
     script = (
         "import importlib, sys\n"
-        "sys.modules.update(dict.fromkeys(('psycopg', 'psycopg2', 'psycopg2cffi')))\n"
+        f"sys.modules.update(dict.fromkeys({DRIVERS!r}))\n"
         "for name in sys.argv[1].split(','):\n"
         "    try:\n"
         "        importlib.import_module(name)\n"

@@ -208,7 +208,6 @@ def test_a_worker_told_to_end_runs_its_exit_calls_first(tmp_path: Path) -> None:
 def test_a_worker_back_from_its_task_is_taken_before_a_slot_not_started() -> None:
     """With one of two workers started, tasks one after another all go to that one: a
     second process would cost its start for nothing."""
-
     procs = Processes(2)
     try:
         procs.warm(1)
